@@ -1,0 +1,66 @@
+"""Create every topic of ``schemas.topics.TOPICS`` on the broker, idempotently."""
+
+from __future__ import annotations
+
+import logging
+
+from schemas.topics import TOPICS
+from warden.clients import kafka_admin
+from warden.errors import StackError
+from warden.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+_CREATE_TIMEOUT_MS = 30_000
+
+
+async def create_topics(kafka: KafkaSettings, suffix: str | None = None) -> list[str]:
+    """Create the topics that do not exist yet; return the names created now.
+
+    Names get ``suffix`` when given (tests pass a unique one), else ``kafka.topic_suffix``.
+    Topics that already exist are left as they are. One CreateTopics request does it all, so
+    a test can call this per test.
+    """
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+    effective = kafka.topic_suffix if suffix is None else suffix
+    new_topics = [
+        NewTopic(
+            name=spec.name_for(effective),
+            num_partitions=spec.partitions,
+            replication_factor=kafka.replication_factor,
+            topic_configs=spec.config(),
+        )
+        for spec in TOPICS
+    ]
+
+    admin = kafka_admin(kafka)
+    try:
+        await admin.start()
+        response = await admin.create_topics(new_topics, timeout_ms=_CREATE_TIMEOUT_MS)
+    except KafkaError as exc:
+        raise StackError(f"cannot create topics on {kafka.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+    created: list[str] = []
+    problems: list[str] = []
+    # (topic, error_code[, error_message]) for every CreateTopics response version.
+    for entry in response.topic_errors:
+        topic, code = entry[0], entry[1]
+        if code == 0:
+            created.append(topic)
+            continue
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            continue
+        message = entry[2] if len(entry) > 2 and entry[2] else error.__name__
+        problems.append(f"{topic}: {message}")
+    if problems:
+        raise StackError(
+            f"cannot create topics on {kafka.bootstrap_servers}:\n  " + "\n  ".join(problems)
+        )
+    if created:
+        logger.info("created topics %s", ", ".join(created))
+    return created

@@ -1,0 +1,1 @@
+"""Topic contracts: payload classes, the topic catalog and their exported JSON Schema."""

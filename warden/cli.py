@@ -1,0 +1,65 @@
+"""``warden``: one entry point with a subcommand per service and per operator task.
+
+Each package contributes its own click commands (``<package>/cli.py``); heavy imports (the model,
+faust) happen inside the commands, so ``warden --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from warden.errors import ConfigError, StackError
+from warden.settings import Settings, get_settings
+
+
+class WardenGroup(click.Group):
+    """Turns the errors an operator must act on into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"warden: {exc}", err=True)
+            sys.exit(2)
+        except StackError as exc:
+            click.echo(f"warden: {exc}", err=True)
+            sys.exit(3)
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The validated settings of this run (read once, at start-up)."""
+    settings = ctx.find_object(Settings)
+    if settings is None:
+        raise click.UsageError("settings were not loaded")
+    return settings
+
+
+@click.group(cls=WardenGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """ChatWarden: streaming moderation for high-volume chats."""
+    from warden import logs
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    ctx.obj = settings
+
+
+def _register() -> None:
+    from actioners.cli import actioner
+    from deploy.cli import migrate, stack, topics
+    from ingest.cli import ingest
+    from scorers.cli import scorer
+    from warden.run import run
+
+    for command in (stack, topics, migrate, ingest, scorer, actioner, run):
+        main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""``warden run``: the whole pipeline on the local stack with the bundled sample stream.
+
+Starts a scorer and an actioner (each its own process, as in production), waits until both have
+joined their consumer groups, replays the sample chat, and prints a live summary read from the
+verdict and action topics: messages/s, flagged, actions, dead letters, latency p50/p99. It ends
+with a final report when every replayed message has its verdict (or on Ctrl-C), and stops the
+services it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from warden.cli import settings_from
+from warden.settings import Settings
+
+SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Tally:
+    """What the monitor has seen of this run on the output topics."""
+
+    prefix: str
+    verdicts: int = 0
+    flagged: int = 0
+    actions: int = 0
+    dead_letters: int = 0
+    severities: dict[str, int] = field(default_factory=dict)
+    verdict_ms: list[float] = field(default_factory=list)
+    action_ms: list[float] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def add_verdict(self, payload: dict[str, Any]) -> None:
+        if not payload.get("message_id", "").startswith(self.prefix):
+            return
+        if payload["message_id"] in self.seen:  # at-least-once delivery: count each once
+            return
+        self.seen.add(payload["message_id"])
+        self.verdicts += 1
+        self.flagged += bool(payload["flagged"])
+        self.severities[payload["severity"]] = self.severities.get(payload["severity"], 0) + 1
+        received = datetime.fromisoformat(payload["received_at"])
+        scored = datetime.fromisoformat(payload["scored_at"])
+        self.verdict_ms.append((scored - received).total_seconds() * 1000)
+
+    def add_action(self, payload: dict[str, Any]) -> None:
+        if not payload.get("message_id", "").startswith(self.prefix):
+            return
+        self.actions += 1
+        sent = datetime.fromisoformat(payload["sent_at"])
+        completed = datetime.fromisoformat(payload["completed_at"])
+        self.action_ms.append((completed - sent).total_seconds() * 1000)
+
+
+def spawn(service: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{service}.log").open("ab")
+    return subprocess.Popen(  # noqa: S603 - our own entry point
+        [sys.executable, "-m", "warden.cli", service],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_all(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def wait_for_groups(settings: Settings, groups: list[str], timeout_s: float) -> None:
+    """Return once every consumer group has a member with partitions assigned."""
+    from warden.clients import kafka_admin
+
+    admin = kafka_admin(settings.kafka)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            described = await admin.describe_consumer_groups(groups)
+            states = {}
+            for response in described:
+                for group in response.groups:
+                    # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                    states[group[1]] = (group[2], len(group[5]))
+            if all(states.get(g, ("", 0))[0] == "Stable" and states[g][1] for g in groups):
+                return
+            await asyncio.sleep(0.5)
+        raise click.ClickException(f"services did not join their groups in {timeout_s:.0f} s")
+    finally:
+        await admin.close()
+
+
+class Monitor:
+    """Reads the verdict, action and dead-letter topics from their current end."""
+
+    def __init__(self, settings: Settings, tally: Tally) -> None:
+        from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+        from warden.clients import kafka_consumer
+
+        suffix = settings.kafka.topic_suffix
+        self.topics = {
+            VERDICTS.name_for(suffix): tally.add_verdict,
+            ACTIONS.name_for(suffix): tally.add_action,
+            DEADLETTER.name_for(suffix): self._dead_letter,
+        }
+        self.tally = tally
+        self.consumer = kafka_consumer(
+            settings.kafka, *self.topics, group_id=None, auto_offset_reset="latest"
+        )
+
+    def _dead_letter(self, payload: dict[str, Any]) -> None:
+        self.tally.dead_letters += 1
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        # Resolve the end offsets now, so that nothing published after start() is missed.
+        for partition in self.consumer.assignment():
+            await self.consumer.position(partition)
+
+    async def poll(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=250, max_records=5000)
+        for partition, records in batches.items():
+            handler = self.topics[partition.topic]
+            for record in records:
+                if record.value is not None:
+                    handler(json.loads(record.value))
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+def summary_line(tally: Tally, published: int, elapsed: float) -> str:
+    rate = tally.verdicts / elapsed if elapsed > 0 else 0.0
+    return (
+        f"[{elapsed:6.1f}s] in {published:5d}  verdicts {tally.verdicts:5d} ({rate:6.1f} msg/s)  "
+        f"flagged {tally.flagged:4d}  actions {tally.actions:4d}  dead {tally.dead_letters:2d}  "
+        f"latency p50 {percentile(tally.verdict_ms, 50):6.1f} ms  "
+        f"p99 {percentile(tally.verdict_ms, 99):6.1f} ms"
+    )
+
+
+def final_report(tally: Tally, published: int, rejected: int, elapsed: float) -> str:
+    severities = ", ".join(f"{k} {v}" for k, v in sorted(tally.severities.items()))
+    lines = [
+        "",
+        "=== ChatWarden run report ===",
+        f"messages replayed     {published} ({rejected} rejected to the dead-letter topic)",
+        f"verdicts              {tally.verdicts} in {elapsed:.1f} s "
+        f"({tally.verdicts / elapsed if elapsed else 0:.1f} msg/s)",
+        f"severities            {severities}",
+        f"flagged               {tally.flagged} "
+        f"({100 * tally.flagged / max(tally.verdicts, 1):.1f}%)",
+        f"actions               {tally.actions}",
+        f"dead letters          {tally.dead_letters}",
+        f"verdict latency       p50 {percentile(tally.verdict_ms, 50):.1f} ms, "
+        f"p99 {percentile(tally.verdict_ms, 99):.1f} ms (received -> scored)",
+        f"action latency        p50 {percentile(tally.action_ms, 50):.1f} ms, "
+        f"p99 {percentile(tally.action_ms, 99):.1f} ms (sent -> action done)",
+    ]
+    return "\n".join(lines)
+
+
+async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float | None) -> int:
+    from ingest.publisher import Publisher
+    from ingest.replay import ReplayStats, replay
+    from warden.clients import group_id
+
+    log_dir = settings.stack.dir / "logs"
+    env = dict(os.environ)
+    services = [spawn(name, env, log_dir) for name in ("scorer", "actioner")]
+    prefix = f"run{int(time.time())}-"
+    tally = Tally(prefix)
+    monitor = Monitor(settings, tally)
+    stats = ReplayStats()
+    started = time.monotonic()
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    loop.add_signal_handler(signal.SIGTERM, interrupted.set)
+    try:
+        click.echo(f"services starting (logs in {log_dir}) ...")
+        groups = [group_id(settings.kafka, "scorer"), group_id(settings.kafka, "actioner")]
+        await wait_for_groups(settings, groups, timeout_s=120)
+        await monitor.start()
+        click.echo(f"replaying {path.name} at speed {speed if not rate else f'{rate} msg/s'}")
+        started = time.monotonic()
+        async with Publisher(settings.kafka) as publisher:
+            replay_task = asyncio.create_task(
+                replay(publisher, path, speed=speed, rate=rate, id_prefix=prefix)
+            )
+            last_print = 0.0
+            drain_deadline: float | None = None
+            while not interrupted.is_set():
+                await monitor.poll()
+                now = time.monotonic()
+                if now - last_print >= 2.0:
+                    click.echo(summary_line(tally, publisher.published, now - started))
+                    last_print = now
+                if replay_task.done():
+                    stats = replay_task.result()
+                    drain_deadline = drain_deadline or now + 60
+                    if tally.verdicts >= stats.published and tally.actions >= tally.flagged:
+                        break
+                    if now > drain_deadline:
+                        click.echo("gave up waiting for the last verdicts after 60 s", err=True)
+                        break
+                for service in services:
+                    if service.poll() is not None:
+                        raise click.ClickException(
+                            f"a service exited with {service.returncode}; see {log_dir}"
+                        )
+            if not replay_task.done():
+                replay_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replay_task
+                stats.published = publisher.published
+            stats.rejected = publisher.rejected
+        click.echo(final_report(tally, stats.published, stats.rejected, time.monotonic() - started))
+        return 0 if tally.verdicts >= stats.published else 1
+    finally:
+        await monitor.stop()
+        stop_all(services)
+
+
+@click.command()
+@click.argument(
+    "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=SAMPLE
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Replay speed against the log's own clock; 0 = as fast as possible.",
+)
+@click.option("--rate", type=float, default=None, help="Fixed messages per second instead.")
+@click.pass_context
+def run(ctx: click.Context, path: Path, speed: float, rate: float | None) -> None:
+    """Run scorer + actioner, replay a chat log through them, and report live."""
+    settings = settings_from(ctx)
+    code = asyncio.run(run_pipeline(settings, path, speed, rate))
+    ctx.exit(code)
