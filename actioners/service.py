@@ -13,7 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from actioners.audit import AuditLog
@@ -41,6 +47,16 @@ def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLet
         service=SERVICE,
         failed_at=utcnow(),
     )
+
+
+class ReadyListener(ConsumerRebalanceListener):
+    """Publishes readiness (the ``warden_ready`` gauge) as partitions come and go."""
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        metrics.READY.labels(SERVICE).set(0)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        metrics.READY.labels(SERVICE).set(1)
 
 
 class Actioner:
@@ -86,9 +102,10 @@ class Actioner:
         results: list[ActionResult] = []
         for request in requests:
             if request.action_id in already:
-                # Done before a restart or a redelivery: never act twice.
+                # Done before (a restart, a redelivery, a repeat in this batch): never act twice.
                 metrics.ERRORS.labels(SERVICE, "duplicate_verdict").inc()
                 continue
+            already.add(request.action_id)
             results.append(await self.executor.execute(request))
         await self.audit.record(results)
 
@@ -128,11 +145,8 @@ class Actioner:
 
 async def serve(settings: Settings, executor: Executor, stop: asyncio.Event) -> None:
     """Run one actioner until ``stop`` is set."""
-    consumer = kafka_consumer(
-        settings.kafka,
-        VERDICTS.name_for(settings.kafka.topic_suffix),
-        group_id=group_id(settings.kafka, SERVICE),
-    )
+    consumer = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
+    consumer.subscribe([VERDICTS.name_for(settings.kafka.topic_suffix)], listener=ReadyListener())
     producer = kafka_producer(settings.kafka)
     connection = await postgres_connection(settings.postgres)
     await producer.start()

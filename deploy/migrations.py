@@ -73,7 +73,7 @@ def apply(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
                     )
             except psycopg.Error as exc:
                 raise StackError(f"migration {migration.path.name} failed: {exc}") from exc
-            logger.info("applied migration %s", migration.path.name)
+            logger.debug("applied migration %s", migration.path.name)
             applied.append(migration.version)
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied

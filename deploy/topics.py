@@ -62,5 +62,5 @@ async def create_topics(kafka: KafkaSettings, suffix: str | None = None) -> list
             f"cannot create topics on {kafka.bootstrap_servers}:\n  " + "\n  ".join(problems)
         )
     if created:
-        logger.info("created topics %s", ", ".join(created))
+        logger.debug("created topics %s", ", ".join(created))
     return created

@@ -8,12 +8,14 @@ are acknowledged only after the batch's verdicts and dead letters are delivered.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.streams import Stream
 
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
@@ -34,12 +36,12 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
             username=kafka.sasl_username,
             password=kafka.sasl_password.get_secret_value(),
             mechanism=kafka.sasl_mechanism,
-            ssl_context=faust.ssl.create_default_context()
+            ssl_context=ssl.create_default_context()
             if kafka.security_protocol == "SASL_SSL"
             else None,
         )
     elif kafka.security_protocol == "SSL":
-        options["broker_credentials"] = faust.SSLCredentials(faust.ssl.create_default_context())
+        options["broker_credentials"] = faust.SSLCredentials(ssl.create_default_context())
     return options
 
 
@@ -101,9 +103,20 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
                 done - verdict.received_at.timestamp()
             )
 
+    @app.on_rebalance_complete.connect
+    async def ready(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        metrics.READY.labels(SERVICE).set(1)
+
+    @app.on_partitions_revoked.connect
+    async def rebalancing(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        metrics.READY.labels(SERVICE).set(0)
+
     @app.agent(source, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.scorer.max_batch, within=max_wait):
+        # take_events is faust's Stream API, missing from its StreamT protocol.
+        async for events in cast(Stream[bytes], stream).take_events(
+            settings.scorer.max_batch, within=max_wait
+        ):
             await handle(events)
 
     return app

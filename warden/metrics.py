@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,11 @@ END_TO_END_SECONDS = Histogram(
     "From the message's received_at to this service's output.",
     ["service"],
     buckets=LATENCY_BUCKETS,
+)
+READY = Gauge(
+    "warden_ready",
+    "1 once the service has joined its consumer group and consumes; 0 while it rebalances.",
+    ["service"],
 )
 
 

@@ -81,12 +81,21 @@ def spawn(service: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{service}.log").open("ab")
     return subprocess.Popen(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "warden.cli", service],
+        [sys.executable, "-m", "warden", service],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def check_alive(processes: Iterable[subprocess.Popen[bytes]], log_dir: Path) -> None:
+    for process in processes:
+        if process.poll() is not None:
+            raise click.ClickException(
+                f"a service (pid {process.pid}) exited with {process.returncode}; "
+                f"see its log in {log_dir}"
+            )
 
 
 def stop_all(processes: Iterable[subprocess.Popen[bytes]]) -> None:
@@ -102,27 +111,31 @@ def stop_all(processes: Iterable[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-async def wait_for_groups(settings: Settings, groups: list[str], timeout_s: float) -> None:
-    """Return once every consumer group has a member with partitions assigned."""
-    from warden.clients import kafka_admin
+async def wait_until_ready(
+    ports: dict[str, int],
+    host: str,
+    timeout_s: float,
+    processes: Iterable[subprocess.Popen[bytes]],
+    log_dir: Path,
+) -> None:
+    """Return once every service reports ``warden_ready 1`` on its metrics endpoint."""
+    import urllib.request
 
-    admin = kafka_admin(settings.kafka)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            described = await admin.describe_consumer_groups(groups)
-            states = {}
-            for response in described:
-                for group in response.groups:
-                    # (error_code, group_id, state, protocol_type, protocol, members, ...)
-                    states[group[1]] = (group[2], len(group[5]))
-            if all(states.get(g, ("", 0))[0] == "Stable" and states[g][1] for g in groups):
-                return
-            await asyncio.sleep(0.5)
-        raise click.ClickException(f"services did not join their groups in {timeout_s:.0f} s")
-    finally:
-        await admin.close()
+    def ready(service: str, port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return False
+        return f'warden_ready{{service="{service}"}} 1.0' in text
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(ready(service, port) for service, port in ports.items()):
+            return
+        check_alive(processes, log_dir)
+        await asyncio.sleep(0.5)
+    raise click.ClickException(f"services were not ready after {timeout_s:.0f} s")
 
 
 class Monitor:
@@ -198,7 +211,6 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
 async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float | None) -> int:
     from ingest.publisher import Publisher
     from ingest.replay import ReplayStats, replay
-    from warden.clients import group_id
 
     log_dir = settings.stack.dir / "logs"
     env = dict(os.environ)
@@ -214,8 +226,11 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     loop.add_signal_handler(signal.SIGTERM, interrupted.set)
     try:
         click.echo(f"services starting (logs in {log_dir}) ...")
-        groups = [group_id(settings.kafka, "scorer"), group_id(settings.kafka, "actioner")]
-        await wait_for_groups(settings, groups, timeout_s=120)
+        ports = {
+            "scorer": settings.metrics.scorer_port,
+            "actioner": settings.metrics.actioner_port,
+        }
+        await wait_until_ready(ports, settings.metrics.host, 180, services, log_dir)
         await monitor.start()
         click.echo(f"replaying {path.name} at speed {speed if not rate else f'{rate} msg/s'}")
         started = time.monotonic()
@@ -239,11 +254,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                     if now > drain_deadline:
                         click.echo("gave up waiting for the last verdicts after 60 s", err=True)
                         break
-                for service in services:
-                    if service.poll() is not None:
-                        raise click.ClickException(
-                            f"a service exited with {service.returncode}; see {log_dir}"
-                        )
+                check_alive(services, log_dir)
             if not replay_task.done():
                 replay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

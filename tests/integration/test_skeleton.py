@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import psycopg
 from aiokafka import AIOKafkaProducer
-from conftest import REPO, Service, consume, service_env, topic_size
+from kit import REPO, Service, consume, service_env, topic_size
 
 from schemas.events import ChatMessage, Verdict
 from schemas.export import JSON_DIR
@@ -41,7 +42,7 @@ def audit_rows(settings: Settings, prefix: str) -> list[tuple[str, str, str]]:
 
 
 async def test_every_message_gets_a_verdict_and_flagged_ones_an_action(
-    settings: Settings, producer: AIOKafkaProducer, service_factory
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Callable[..., Service]
 ) -> None:
     suffix = settings.kafka.topic_suffix
     prefix = f"sk{suffix}-"
@@ -91,7 +92,7 @@ async def test_every_message_gets_a_verdict_and_flagged_ones_an_action(
 
 
 async def test_a_verdict_delivered_twice_is_acted_on_once(
-    settings: Settings, producer: AIOKafkaProducer, service_factory
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Callable[..., Service]
 ) -> None:
     suffix = settings.kafka.topic_suffix
     prefix = f"dup{suffix}-"
@@ -114,7 +115,7 @@ async def test_a_verdict_delivered_twice_is_acted_on_once(
     assert len(actions) == 10
     # Let the actioner catch up on everything, then check nothing more was produced.
     actioner.stop()
-    assert await topic_size(settings, ACTIONS.name_for(suffix)) == 10
+    assert await topic_size(settings, ACTIONS) == 10
     assert len(audit_rows(settings, prefix)) == 10
 
 
@@ -127,7 +128,7 @@ async def test_replay_publishes_valid_lines_and_dead_letters_the_rest(
     log.write_text("\n".join([*lines[:25], "{not json", '{"text": "no ids"}', *lines[25:]]) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "warden.cli", "ingest", "replay", str(log), "--speed", "0"),
+        *("-m", "warden", "ingest", "replay", str(log), "--speed", "0"),
         env=service_env(settings),
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
@@ -136,7 +137,7 @@ async def test_replay_publishes_valid_lines_and_dead_letters_the_rest(
     output = (await asyncio.wait_for(process.communicate(), timeout=120))[0].decode()
     assert process.returncode == 0, output
     assert "replayed 50 messages (2 rejected)" in output
-    assert await topic_size(settings, CHAT_MESSAGES.name_for(suffix)) == 50
+    assert await topic_size(settings, CHAT_MESSAGES) == 50
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=2)
     assert sorted(d["source_topic"] for d in dead) == [
         "replay:chat.jsonl:26",

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from schemas.events import (
     ChatMessage,
     DeadLetter,
+    Event,
     Feedback,
     Severity,
     Verdict,
@@ -105,7 +106,11 @@ def test_raw_text_keeps_utf8_and_escapes_garbage() -> None:
 
 @pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.v1.json")), ids=lambda p: p.name)
 def test_golden_payloads_round_trip_and_match_exported_schema(golden: Path) -> None:
-    classes = {"chat_message": ChatMessage, "verdict": Verdict, "dead_letter": DeadLetter}
+    classes: dict[str, type[Event]] = {
+        "chat_message": ChatMessage,
+        "verdict": Verdict,
+        "dead_letter": DeadLetter,
+    }
     payload_type = classes[golden.name.removesuffix(".v1.json")]
     payload = json.loads(golden.read_text())
     parsed = payload_type.model_validate(payload)

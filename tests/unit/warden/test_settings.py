@@ -51,7 +51,7 @@ def test_bad_value_names_the_variable(
 def test_cli_exits_non_zero_naming_the_variable() -> None:
     env = {"WARDEN_REDIS__SOCKET_TIMEOUT_S": "-1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "warden.cli", "stack", "status"],
+        [sys.executable, "-m", "warden", "stack", "status"],
         env=env,
         capture_output=True,
         text=True,

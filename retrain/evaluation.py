@@ -1,0 +1,116 @@
+"""``warden evaluate``: our model and the two public comparison models on HateXplain dev and test.
+
+Every model gets one decision threshold chosen on HateXplain dev and applied unchanged to test:
+ours uses the one stored with it; each comparison model gets its own F1-best dev threshold.
+Results go into ``model.json`` (``metrics.evaluation``) and the model card's table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrain.datasets import dedupe, hatexplain_path, read_hatexplain
+from retrain.embeddings import EmbeddingCache, cache_folder
+from retrain.metrics import best_f1_threshold, binary_metrics
+from toxicity.artifacts import METADATA_FILE, load_meta
+from toxicity.features import feature_matrix
+from toxicity.hybrid import HybridScorer, TextSide
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("dev", "test")
+
+
+def _load_hatexplain(cache_dir: Path, hatexplain_dir: Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
+    seen: set[str] = set()
+    out = {}
+    # Same order as training's dedupe (test first), so the rows are the ones training held out.
+    for split in ("test", "dev"):
+        path = (
+            hatexplain_dir / f"hatexplain_{split}.csv"
+            if hatexplain_dir is not None
+            else hatexplain_path(cache_dir, split)
+        )
+        examples = dedupe(read_hatexplain(path, split), seen)
+        out[split] = ([e.text for e in examples], np.array([e.label for e in examples]))
+    return out
+
+
+def our_probabilities(scorer: HybridScorer, texts: list[str], cache_dir: Path) -> np.ndarray:
+    """P(toxic) through the scorer's own combine step, reusing cached embeddings when the
+    scorer's encoder is the one they were computed with."""
+    cache = EmbeddingCache(cache_folder(cache_dir, scorer.encoder))
+    embeddings = cache.embed(texts, scorer.encoder)
+    static, hits = feature_matrix(texts, scorer.lexicon)
+    scores = scorer.combine(TextSide(embeddings=embeddings, static=static, hits=hits))
+    return np.array([score.p_toxic for score in scores])
+
+
+def evaluate(
+    model_dir: Path,
+    cache_dir: Path,
+    *,
+    baselines: bool = True,
+    hatexplain_dir: Path | None = None,
+    echo: Callable[[str], None] = logger.info,
+) -> dict[str, Any]:
+    """Run the comparison, store it with the model, rewrite the card; returns the results."""
+    import torch
+
+    from retrain.card import model_card
+
+    torch.set_num_threads(2)
+    data = _load_hatexplain(cache_dir, hatexplain_dir)
+    scorer = HybridScorer.load(model_dir, cache_dir=cache_dir)
+    meta = scorer.meta
+    models: dict[str, Callable[[list[str]], np.ndarray]] = {
+        f"ChatWarden {meta.version}": lambda texts: our_probabilities(scorer, texts, cache_dir)
+    }
+    if baselines:
+        from retrain.baselines import AltProfanityCheck, JigsawBiLSTM
+
+        apc = AltProfanityCheck(cache_dir)
+        bilstm = JigsawBiLSTM(cache_dir)
+        models[apc.name] = apc.predict
+        models[bilstm.name] = bilstm.predict
+    rows = []
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, predict in models.items():
+        echo(f"scoring HateXplain dev and test with {name}")
+        p_dev = predict(data["dev"][0])
+        p_test = predict(data["test"][0])
+        ours = name.startswith("ChatWarden")
+        threshold = meta.decision_threshold if ours else best_f1_threshold(data["dev"][1], p_dev)
+        by_model[name] = {}
+        for split, p in (("dev", p_dev), ("test", p_test)):
+            m = binary_metrics(data[split][1], p, threshold)
+            by_model[name][split] = m
+            rows.append({"model": name, "data": f"HateXplain {split}", **_row(m)})
+    ours_name = next(iter(models))
+    margins = [
+        {
+            "baseline": name,
+            "data": "HateXplain test",
+            "roc_auc": by_model[ours_name]["test"]["roc_auc"] - by_model[name]["test"]["roc_auc"],
+            "f1": by_model[ours_name]["test"]["f1"] - by_model[name]["test"]["f1"],
+        }
+        for name in models
+        if name != ours_name
+    ]
+    evaluation = {"rows": rows, "margins": margins, "n": {k: len(v[0]) for k, v in data.items()}}
+    meta.metrics["evaluation"] = evaluation
+    raw = json.loads((model_dir / METADATA_FILE).read_text())
+    raw["metrics"] = meta.metrics
+    (model_dir / METADATA_FILE).write_text(json.dumps(raw, indent=2) + "\n")
+    (model_dir / "MODEL_CARD.md").write_text(model_card(load_meta(model_dir)))
+    return evaluation
+
+
+def _row(m: dict[str, Any]) -> dict[str, Any]:
+    return {key: m[key] for key in ("roc_auc", "pr_auc", "f1", "precision", "recall", "threshold")}

@@ -1,0 +1,269 @@
+"""Training the hybrid model: embed, add static features, fit XGBoost, calibrate, pick thresholds.
+
+    train  = training pool (less a 5 % held-back slice) + HateXplain train
+    hx_dev = HateXplain dev: early stopping, calibration, thresholds
+    pool_dev = the held-back slice: a second dev set from another domain, reported
+    HateXplain test is never read here (``warden evaluate`` reports it).
+
+Context features are all missing (NaN) in public data, so the booster never splits on them and a
+message without context gets exactly the text-only answer; retraining on logged verdicts, where
+they are present, learns their weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrain.datasets import Example, Splits, load_splits
+from retrain.embeddings import EmbeddingCache, cache_folder
+from retrain.metrics import binary_metrics, pick_thresholds
+from retrain.sources import SOURCES, TRAINING_SOURCES
+from toxicity.artifacts import ModelMeta, model_version, save_model
+from toxicity.base import CONTEXT_FEATURES, Thresholds
+from toxicity.calibration import Calibrator, expected_calibration_error, fit_calibrator
+from toxicity.encoder import Encoder
+from toxicity.features import STATIC_FEATURES, feature_matrix
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary:logistic",
+    "eval_metric": ["auc", "logloss"],
+    "tree_method": "hist",
+    "max_depth": 6,
+    "eta": 0.08,
+    "subsample": 0.8,
+    "colsample_bytree": 0.5,
+    "min_child_weight": 2.0,
+    "lambda": 2.0,
+    "max_bin": 128,
+}
+
+
+@dataclass
+class TrainConfig:
+    cache_dir: Path
+    out: Path
+    seed: int = 0
+    sample: int | None = None
+    encoder: str | None = None
+    quantize: str = "int8"
+    max_length: int = 64
+    embed_batch_size: int = 32
+    hatexplain_weight: float = 1.0
+    num_boost_round: int = 1500
+    early_stopping_rounds: int = 100
+    calibration: str = "isotonic"
+    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    threads: int = 2
+    pool_csv: Path | None = None
+    hatexplain_dir: Path | None = None
+
+
+@dataclass
+class Matrix:
+    x: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+def _texts(examples: Sequence[Example]) -> list[str]:
+    return [example.text for example in examples]
+
+
+def build_matrix(
+    examples: Sequence[Example],
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    *,
+    hatexplain_weight: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+) -> Matrix:
+    """[embedding, static, context (all NaN)] rows, labels and sample weights."""
+    texts = _texts(examples)
+
+    def report(done: int, total: int, seconds: float) -> None:
+        if progress is not None:
+            progress(f"  embedded {done}/{total} new texts in {seconds:.0f}s")
+
+    embeddings = cache.embed(texts, encoder, progress=report)
+    static, _ = feature_matrix(texts)
+    context = np.full((len(texts), len(CONTEXT_FEATURES)), np.nan, dtype=np.float32)
+    x = np.hstack([embeddings, static, context]).astype(np.float32)
+    y = np.array([example.label for example in examples], dtype=np.float32)
+    weight = np.array(
+        [hatexplain_weight if example.source.startswith("hatexplain") else 1.0 for example in examples],
+        dtype=np.float32,
+    )
+    return Matrix(x=x, y=y, weight=weight)
+
+
+def data_hashes(config: TrainConfig) -> dict[str, str]:
+    """sha256 of every file the training read (the pinned ones, or the fixtures given)."""
+    from retrain.sources import sha256_file
+
+    if config.pool_csv is not None or config.hatexplain_dir is not None:
+        files = [path for path in (config.pool_csv,) if path is not None]
+        if config.hatexplain_dir is not None:
+            files += sorted(config.hatexplain_dir.glob("hatexplain_*.csv"))
+        return {path.name: sha256_file(path) for path in files}
+    return {
+        f"{source.name}/{inner}": digest
+        for source in SOURCES
+        if source.name in TRAINING_SOURCES
+        for inner, digest in source.files.items()
+    }
+
+
+def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Path:
+    """Train, calibrate and save a model; returns its directory (``<out>/<version>``)."""
+    import torch
+    import xgboost as xgb
+
+    torch.set_num_threads(config.threads)
+    started = time.monotonic()
+    splits: Splits = load_splits(
+        config.cache_dir,
+        sample=config.sample,
+        seed=config.seed,
+        pool_csv=config.pool_csv,
+        hatexplain_dir=config.hatexplain_dir,
+    )
+    echo(
+        f"data: train {len(splits.train)}, hx_dev {len(splits.hx_dev)}, "
+        f"pool_dev {len(splits.pool_dev)} (HateXplain test held out: {len(splits.hx_test)})"
+    )
+    encoder = Encoder.load(
+        config.encoder,
+        quantize="int8" if config.quantize == "int8" else "none",
+        cache_dir=config.cache_dir,
+        batch_size=config.embed_batch_size,
+        max_length=config.max_length,
+    )
+    cache = EmbeddingCache(cache_folder(config.cache_dir, encoder))
+    echo(f"encoder {encoder.encoder_id} ({encoder.backend}); {len(cache)} embeddings cached")
+    t0 = time.monotonic()
+    train_m = build_matrix(
+        splits.train, encoder, cache, hatexplain_weight=config.hatexplain_weight, progress=echo
+    )
+    hx_dev = build_matrix(splits.hx_dev, encoder, cache, progress=echo)
+    pool_dev = build_matrix(splits.pool_dev, encoder, cache, progress=echo)
+    features_s = time.monotonic() - t0
+    echo(f"features ready in {features_s:.0f}s")
+
+    names = (
+        [f"emb_{i}" for i in range(train_m.x.shape[1] - len(STATIC_FEATURES) - len(CONTEXT_FEATURES))]
+        + list(STATIC_FEATURES)
+        + list(CONTEXT_FEATURES)
+    )
+    dim = len(names) - len(STATIC_FEATURES) - len(CONTEXT_FEATURES)
+    params = dict(config.params)
+    params.update({"seed": config.seed, "nthread": config.threads})
+    dtrain = xgb.DMatrix(train_m.x, label=train_m.y, weight=train_m.weight, feature_names=names)
+    dpool = xgb.DMatrix(pool_dev.x, label=pool_dev.y, feature_names=names)
+    dhx = xgb.DMatrix(hx_dev.x, label=hx_dev.y, feature_names=names)
+    t0 = time.monotonic()
+    history: dict[str, Any] = {}
+    # A --sample model is for tests and smoke runs: a few dozen trees are plenty.
+    small = config.sample is not None
+    rounds = min(config.num_boost_round, 60) if small else config.num_boost_round
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dpool, "pool_dev"), (dhx, "hx_dev")],
+        early_stopping_rounds=min(config.early_stopping_rounds, 20) if small else (
+            config.early_stopping_rounds
+        ),
+        evals_result=history,
+        verbose_eval=False,
+    )
+    best = int(booster.best_iteration)
+    booster = booster[: best + 1]
+    boost_s = time.monotonic() - t0
+    echo(f"booster: {best + 1} trees in {boost_s:.0f}s")
+
+    raw_hx = booster.predict(dhx)
+    raw_pool = booster.predict(dpool)
+    calibrator = (
+        fit_calibrator(raw_hx, hx_dev.y, method=config.calibration)  # type: ignore[arg-type]
+        if len(set(hx_dev.y.tolist())) == 2
+        else Calibrator()
+    )
+    p_hx, p_pool = calibrator(raw_hx), calibrator(raw_pool)
+    thresholds, decision = pick_thresholds(p_hx, hx_dev.y)
+    metrics = {
+        "hatexplain_dev": binary_metrics(hx_dev.y, p_hx, decision),
+        "pool_dev": binary_metrics(pool_dev.y, p_pool, decision),
+    }
+    metrics["hatexplain_dev"]["ece"] = expected_calibration_error(p_hx, hx_dev.y)
+    metrics["pool_dev"]["ece"] = expected_calibration_error(p_pool, pool_dev.y)
+    metrics["hatexplain_dev"]["auc_uncalibrated"] = binary_metrics(hx_dev.y, raw_hx, 0.5)["roc_auc"]
+
+    booster_bytes = bytes(booster.save_raw(raw_format="ubj"))
+    meta = ModelMeta(
+        version="pending",
+        encoder_id=encoder.encoder_id,
+        encoder_sha256=encoder.weights_hash,
+        encoder_backend=encoder.backend,
+        max_length=encoder.max_length,
+        embedding_dim=dim,
+        static_features=list(STATIC_FEATURES),
+        context_features=list(CONTEXT_FEATURES),
+        thresholds=thresholds,
+        calibrator=calibrator,
+        decision_threshold=decision,
+    )
+    meta.version = model_version(booster_bytes, meta)
+    total_s = time.monotonic() - started
+    importance = booster.get_score(importance_type="gain")
+    static_gain = {name: round(importance.get(name, 0.0), 3) for name in STATIC_FEATURES}
+    meta.training = {
+        "seed": config.seed,
+        "sample": config.sample,
+        "rows": {
+            "train": len(splits.train),
+            "train_pool": sum(1 for e in splits.train if e.source == "pool"),
+            "train_hatexplain": sum(1 for e in splits.train if e.source != "pool"),
+            "hatexplain_dev": len(splits.hx_dev),
+            "pool_dev": len(splits.pool_dev),
+        },
+        "positive_rate": {
+            "train": float(train_m.y.mean()),
+            "hatexplain_dev": float(hx_dev.y.mean()),
+            "pool_dev": float(pool_dev.y.mean()),
+        },
+        "data_sha256": data_hashes(config),
+        "hatexplain_weight": config.hatexplain_weight,
+        "params": params,
+        "trees": best + 1,
+        "calibration": config.calibration,
+        "static_feature_gain": static_gain,
+        "seconds": {"features": round(features_s, 1), "boost": round(boost_s, 1), "total": round(total_s, 1)},
+    }
+    meta.metrics = metrics
+    folder = config.out / meta.version
+    from retrain.card import model_card
+
+    save_model(folder, meta, booster_bytes, card=model_card(meta))
+    echo(f"model {meta.version} written to {folder} in {total_s:.0f}s")
+    echo(json.dumps(metrics, indent=2))
+    return folder
+
+
+def config_digest(config: TrainConfig) -> str:
+    data = asdict(config)
+    data = {key: str(value) for key, value in data.items()}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+__all__ = ["DEFAULT_PARAMS", "TrainConfig", "Thresholds", "build_matrix", "train"]

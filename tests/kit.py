@@ -1,0 +1,103 @@
+"""Helpers shared by the integration tests: service processes, topic reads, free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.topics import TopicSpec
+from warden.clients import kafka_consumer
+from warden.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    env.update(
+        {
+            "WARDEN_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "WARDEN_KAFKA__TOPIC_SUFFIX": settings.kafka.topic_suffix,
+            "WARDEN_POSTGRES__DSN": settings.postgres.dsn.get_secret_value(),
+            "WARDEN_REDIS__URL": settings.redis.url.get_secret_value(),
+            "WARDEN_METRICS__SCORER_PORT": str(free_port()),
+            "WARDEN_METRICS__ACTIONER_PORT": str(free_port()),
+            "WARDEN_METRICS__INGEST_PORT": str(free_port()),
+            "WARDEN_SCORER__WEB_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Service:
+    def __init__(self, name: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.name = name
+        self.process = process
+        self.log = log
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+async def consume(
+    settings: Settings,
+    topic: str,
+    *,
+    count: int,
+    timeout_s: float = 90.0,
+    services: list[Service] | None = None,
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until ``count`` records (or the time-out)."""
+    consumer: AIOKafkaConsumer = kafka_consumer(settings.kafka, topic, group_id=None)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                records.extend(json.loads(r.value) for r in batch if r.value is not None)
+            for service in services or []:
+                if not service.alive():
+                    raise AssertionError(f"{service.name} died:\n{service.log.read_text()[-3000:]}")
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def topic_size(settings: Settings, spec: TopicSpec) -> int:
+    """How many records this test's copy of a topic holds (the sum of its end offsets)."""
+    consumer = kafka_consumer(settings.kafka, group_id=None)
+    await consumer.start()
+    try:
+        name = spec.name_for(settings.kafka.topic_suffix)
+        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

@@ -1,0 +1,155 @@
+"""The on-disk model directory written by ``warden train`` and read by the scorer.
+
+    <dir>/model.json     metadata: version, encoder id + sha256 + truncation, feature names,
+                         thresholds, calibrator, training data hashes, parameters, metrics
+    <dir>/booster.ubj    the XGBoost booster (UBJSON)
+    <dir>/MODEL_CARD.md  the model card (metrics table, data, limitations)
+
+Everything is small plain files; the int8 encoder is never stored here (it is rebuilt from the
+encoder's weights into the cache on first use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toxicity.base import Thresholds
+from toxicity.calibration import Calibrator
+
+FORMAT = 1
+METADATA_FILE = "model.json"
+BOOSTER_FILE = "booster.ubj"
+CARD_FILE = "MODEL_CARD.md"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelFormatError(ValueError):
+    """A model directory is missing files or holds metadata this code cannot read."""
+
+
+@dataclass
+class ModelMeta:
+    """Everything in ``model.json``."""
+
+    version: str
+    encoder_id: str
+    encoder_sha256: str
+    encoder_backend: str
+    max_length: int
+    embedding_dim: int
+    static_features: list[str]
+    context_features: list[str]
+    thresholds: Thresholds
+    calibrator: Calibrator
+    decision_threshold: float
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        embedding = [f"emb_{i}" for i in range(self.embedding_dim)]
+        return embedding + self.static_features + self.context_features
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "kind": "hybrid",
+            "version": self.version,
+            "encoder": {
+                "id": self.encoder_id,
+                "sha256": self.encoder_sha256,
+                "backend": self.encoder_backend,
+                "max_length": self.max_length,
+                "dim": self.embedding_dim,
+            },
+            "features": {"static": self.static_features, "context": self.context_features},
+            "thresholds": {
+                "low": self.thresholds.low,
+                "medium": self.thresholds.medium,
+                "high": self.thresholds.high,
+            },
+            "decision_threshold": self.decision_threshold,
+            "calibrator": self.calibrator.to_dict(),
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMeta:
+        if data.get("format") != FORMAT or data.get("kind") != "hybrid":
+            raise ModelFormatError(
+                f"unsupported model format {data.get('format')!r} / kind {data.get('kind')!r}"
+            )
+        try:
+            encoder = data["encoder"]
+            thresholds = data["thresholds"]
+            return cls(
+                version=str(data["version"]),
+                encoder_id=str(encoder["id"]),
+                encoder_sha256=str(encoder["sha256"]),
+                encoder_backend=str(encoder["backend"]),
+                max_length=int(encoder["max_length"]),
+                embedding_dim=int(encoder["dim"]),
+                static_features=list(data["features"]["static"]),
+                context_features=list(data["features"]["context"]),
+                thresholds=Thresholds(
+                    float(thresholds["low"]), float(thresholds["medium"]), float(thresholds["high"])
+                ),
+                calibrator=Calibrator.from_dict(data["calibrator"]),
+                decision_threshold=float(data["decision_threshold"]),
+                training=dict(data.get("training", {})),
+                metrics=dict(data.get("metrics", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"bad model metadata: {exc}") from exc
+
+
+def model_version(booster_bytes: bytes, meta: ModelMeta) -> str:
+    """A version that names the exact booster + calibrator + thresholds (same seed, same name)."""
+    digest = hashlib.sha256(booster_bytes)
+    digest.update(json.dumps(meta.calibrator.to_dict(), sort_keys=True).encode())
+    digest.update(repr(meta.thresholds).encode())
+    return f"hybrid-minilm-xgb-{digest.hexdigest()[:10]}"
+
+
+def save_model(folder: Path, meta: ModelMeta, booster_bytes: bytes, card: str | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / BOOSTER_FILE).write_bytes(booster_bytes)
+    (folder / METADATA_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n")
+    if card is not None:
+        (folder / CARD_FILE).write_text(card)
+
+
+def load_meta(folder: Path) -> ModelMeta:
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ModelFormatError(f"{folder} is not a model directory (no {METADATA_FILE})")
+    return ModelMeta.from_dict(json.loads(path.read_text()))
+
+
+def load_booster_bytes(folder: Path) -> bytes:
+    path = folder / BOOSTER_FILE
+    if not path.is_file():
+        raise ModelFormatError(f"{folder} has no {BOOSTER_FILE}")
+    return path.read_bytes()
+
+
+def default_model_dir(models_dir: Path = MODELS_DIR) -> Path:
+    """The shipped model: the newest directory under ``models/`` that holds a ``model.json``.
+
+    ``models/DEFAULT`` (one line, a directory name) pins it when present.
+    """
+    pinned = models_dir / "DEFAULT"
+    if pinned.is_file():
+        return models_dir / pinned.read_text().strip()
+    candidates = sorted(
+        (path for path in models_dir.glob("*/") if (path / METADATA_FILE).is_file()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if not candidates:
+        raise ModelFormatError(f"no trained model under {models_dir}: run `warden train`")
+    return candidates[-1]

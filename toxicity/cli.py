@@ -1,0 +1,119 @@
+"""``warden score``: offline batch scoring of a JSONL file, no servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from warden.cli import settings_from
+
+
+class InputError(click.ClickException):
+    """A bad input line; the message names the file and line number."""
+
+
+def read_messages(path: Path) -> list[tuple[Any, str]]:
+    """(id, text) of every non-blank line; InputError names the first bad line."""
+    out: list[tuple[Any, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise InputError(f"{path}:{number}: expected a JSON object")
+            ident = record.get("id", record.get("message_id"))
+            if ident is None:
+                raise InputError(f"{path}:{number}: missing 'id'")
+            text = record.get("text")
+            if not isinstance(text, str):
+                raise InputError(f"{path}:{number}: 'text' must be a string")
+            out.append((ident, text))
+    return out
+
+
+@click.command()
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help='JSONL, one {"id": ..., "text": ...} per line (other ChatMessage fields ignored).',
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='JSONL out: {"id", "p_toxic", "severity", "model_version"} in input order.',
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Model directory [default: WARDEN_MODEL__PATH or the shipped model].",
+)
+@click.option("--report", is_flag=True, help="Print messages per second at the end.")
+@click.pass_context
+def score(
+    ctx: click.Context, input_path: Path, output_path: Path, model_dir: Path | None, report: bool
+) -> None:
+    """Score messages offline with the hybrid model."""
+    import time
+
+    import torch
+
+    from toxicity.artifacts import default_model_dir
+    from toxicity.hybrid import HybridScorer
+
+    settings = settings_from(ctx)
+    messages = read_messages(input_path)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    folder = model_dir or settings.model.path or default_model_dir()
+    scorer = HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)
+    started = time.monotonic()
+    tmp = output_path.with_name(output_path.name + ".partial")
+    chunk = 4096
+    with tmp.open("w", encoding="utf-8") as out:
+        for start in range(0, len(messages), chunk):
+            part = messages[start : start + chunk]
+            for (ident, _), result in zip(part, scorer.score([t for _, t in part]), strict=True):
+                out.write(
+                    json.dumps(
+                        {
+                            "id": ident,
+                            "p_toxic": round(result.p_toxic, 6),
+                            "severity": result.severity.value,
+                            "model_version": scorer.version,
+                        }
+                    )
+                    + "\n"
+                )
+    tmp.replace(output_path)
+    seconds = time.monotonic() - started
+    if report:
+        rate = len(messages) / seconds if seconds > 0 else float("inf")
+        click.echo(
+            f"scored {len(messages)} messages in {seconds:.1f}s ({rate:.0f} msgs/s, "
+            f"encoder {scorer.encoder.backend}, model {scorer.version})",
+            err=True,
+        )
+
+
+if __name__ == "__main__":
+    from warden.settings import get_settings
+
+    @click.group()
+    @click.pass_context
+    def _main(ctx: click.Context) -> None:
+        ctx.obj = get_settings()
+
+    _main.add_command(score)
+    _main()

@@ -1,0 +1,105 @@
+"""Static text features: cheap signals the encoder does not see well (shouting, slurs behind
+evasion, second-person address, spam-like repetition)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from toxicity.lexicon import Hits, Lexicon
+from toxicity.normalize import normalize, tokens
+
+STATIC_FEATURES: tuple[str, ...] = (
+    "length_chars",
+    "word_count",
+    "caps_ratio",
+    "profanity_count",
+    "hard_slur_count",
+    "evasion_count",
+    "pronoun_count",
+    "question_count",
+    "exclamation_count",
+    "max_char_run",
+    "repeated_char_runs",
+    "mention_count",
+    "url_count",
+    "emoji_count",
+    "non_ascii_ratio",
+)
+
+PRONOUNS = frozenset("you your u ur yours yourself yourselves youre ya yall".split())
+_MENTION = re.compile(r"(?<!\w)@\w+|<@!?\d+>|<user>", re.IGNORECASE)
+_URL = re.compile(r"https?://\S+|www\.\S+|<url>", re.IGNORECASE)
+_RUN3 = re.compile(r"(.)\1{2,}")
+_PLAIN_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _is_emoji(char: str) -> bool:
+    code = ord(char)
+    return (
+        0x1F000 <= code <= 0x1FAFF
+        or 0x2600 <= code <= 0x27BF
+        or 0x2B00 <= code <= 0x2BFF
+        or 0xFE00 <= code <= 0xFE0F
+    )
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """The static features of one text, plus the lexicon hits behind its labels."""
+
+    values: tuple[float, ...]
+    hits: Hits
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(STATIC_FEATURES, self.values, strict=True))
+
+
+def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
+    """Static features of one text (see :data:`STATIC_FEATURES`)."""
+    lexicon = lexicon or Lexicon.default()
+    normalized = normalize(text)
+    hits = lexicon.scan(normalized)
+    # What a plain lower-case match would have found; the rest was hidden by evasion.
+    evasion = 0
+    if hits.words:
+        plain = lexicon.scan(" ".join(_PLAIN_WORD.findall(text.lower())))
+        evasion = max(0, hits.profanity + hits.hard_slurs - plain.profanity - plain.hard_slurs)
+    ascii_only = text.isascii()
+    n_letters = sum(1 for char in text if char.isalpha())
+    upper = sum(1 for char in text if char.isupper())
+    runs = [len(match.group(0)) for match in _RUN3.finditer(text)]
+    words = tokens(normalized)
+    values = (
+        float(len(text)),
+        float(len(words)),
+        upper / n_letters if n_letters else 0.0,
+        float(hits.profanity),
+        float(hits.hard_slurs),
+        float(evasion),
+        float(sum(1 for word in words if word in PRONOUNS)),
+        float(text.count("?")),
+        float(text.count("!")),
+        float(max(runs, default=1 if text else 0)),
+        float(len(runs)),
+        float(len(_MENTION.findall(text))),
+        float(len(_URL.findall(text))),
+        0.0 if ascii_only else float(sum(1 for char in text if _is_emoji(char))),
+        0.0 if ascii_only else sum(1 for char in text if ord(char) > 127) / len(text),
+    )
+    return TextFeatures(values=values, hits=hits)
+
+
+def feature_matrix(
+    texts: Sequence[str], lexicon: Lexicon | None = None
+) -> tuple[np.ndarray, list[Hits]]:
+    """(n, len(STATIC_FEATURES)) float32 matrix and the lexicon hits of each text."""
+    lexicon = lexicon or Lexicon.default()
+    rows = [text_features(text, lexicon) for text in texts]
+    matrix = np.array([row.values for row in rows], dtype=np.float32).reshape(
+        len(rows), len(STATIC_FEATURES)
+    )
+    return matrix, [row.hits for row in rows]

@@ -1,0 +1,206 @@
+"""The hybrid toxicity model: sentence embedding + static text features + context features,
+an XGBoost classifier, a calibrator and severity thresholds.
+
+Scoring splits in two so that a cache of text-side results can be reused across messages:
+``score_text_side(texts)`` does the expensive per-text work (embedding, normalisation, lexicon)
+and ``combine(text_side, contexts)`` adds the per-message context and runs the booster.
+Hard slurs are applied last and always give HIGH with the label ``hard_slur``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toxicity.artifacts import ModelMeta, load_booster_bytes, load_meta
+from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
+from toxicity.encoder import Encoder
+from toxicity.features import STATIC_FEATURES, feature_matrix
+from toxicity.lexicon import Hits, Lexicon
+
+if TYPE_CHECKING:
+    from warden.settings import ModelSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextSide:
+    """Per-text results that do not depend on context: reusable for repeated texts."""
+
+    embeddings: np.ndarray  # (n, dim) float32
+    static: np.ndarray  # (n, len(STATIC_FEATURES)) float32
+    hits: list[Hits]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+
+def context_matrix(contexts: Sequence[Context] | None, n: int, names: Sequence[str]) -> np.ndarray:
+    """(n, len(names)) float32 with NaN where a context value is missing."""
+    out = np.full((n, len(names)), np.nan, dtype=np.float32)
+    if contexts is None:
+        return out
+    if len(contexts) != n:
+        raise ValueError(f"{len(contexts)} contexts for {n} texts")
+    for i, context in enumerate(contexts):
+        for j, name in enumerate(names):
+            value = context.get(name)
+            if value is not None and math.isfinite(float(value)):
+                out[i, j] = float(value)
+    return out
+
+
+def override_thresholds(stored: Thresholds, model: ModelSettings | None) -> Thresholds:
+    """The stored thresholds, with each one the settings set replacing it."""
+    if model is None:
+        return stored
+    return Thresholds(
+        low=stored.low if model.low_threshold is None else model.low_threshold,
+        medium=stored.medium if model.medium_threshold is None else model.medium_threshold,
+        high=stored.high if model.high_threshold is None else model.high_threshold,
+    )
+
+
+class HybridScorer:
+    """A ``TextScorer``: load once with :meth:`load`, call :meth:`score` from one worker thread."""
+
+    def __init__(
+        self,
+        meta: ModelMeta,
+        booster: Any,
+        encoder: Encoder,
+        *,
+        thresholds: Thresholds | None = None,
+        batch_size: int = 64,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        self.meta = meta
+        self.thresholds = thresholds or meta.thresholds
+        self.batch_size = batch_size
+        self.encoder = encoder
+        self.lexicon = lexicon or Lexicon.default()
+        self._booster = booster
+        self._lock = threading.Lock()
+        if list(meta.static_features) != list(STATIC_FEATURES):
+            raise ValueError(
+                f"model {meta.version} was trained on static features {meta.static_features}, "
+                f"this code computes {list(STATIC_FEATURES)}"
+            )
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, model_settings: ModelSettings | None = None, *, cache_dir: Path | None = None
+    ) -> HybridScorer:
+        """Read a model directory; the encoder and quantization come from the settings."""
+        import xgboost as xgb
+
+        meta = load_meta(model_dir)
+        booster = xgb.Booster()
+        booster.load_model(bytearray(load_booster_bytes(model_dir)))
+        booster.set_param({"nthread": _threads()})
+        quantize = model_settings.quantize if model_settings else "int8"
+        device = model_settings.device if model_settings else "cpu"
+        batch_size = model_settings.batch_size if model_settings else 64
+        name = model_settings.encoder if model_settings and model_settings.encoder else None
+        encoder = Encoder.load(
+            name or meta.encoder_id,
+            quantize=quantize,
+            device=device,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            max_length=meta.max_length,
+        )
+        if encoder.weights_hash != meta.encoder_sha256:
+            logger.warning(
+                "encoder %s (sha256 %s) differs from the one model %s was trained with (%s)",
+                encoder.encoder_id,
+                encoder.weights_hash[:12],
+                meta.version,
+                meta.encoder_sha256[:12],
+            )
+        return cls(
+            meta,
+            booster,
+            encoder,
+            thresholds=override_thresholds(meta.thresholds, model_settings),
+            batch_size=batch_size,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.embed(texts, batch_size=self.batch_size)
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        static, hits = feature_matrix(texts, self.lexicon)
+        return TextSide(embeddings=self.embed_texts(texts), static=static, hits=hits)
+
+    def raw_probability(self, text_side: TextSide, contexts: Sequence[Context] | None) -> np.ndarray:
+        """The booster's uncalibrated P(toxic)."""
+        n = len(text_side)
+        context = context_matrix(contexts, n, self.meta.context_features)
+        matrix = np.hstack([text_side.embeddings, text_side.static, context]).astype(np.float32)
+        out = np.empty(n, dtype=np.float64)
+        with self._lock:
+            for start in range(0, n, max(self.batch_size, 1024)):
+                part = matrix[start : start + max(self.batch_size, 1024)]
+                out[start : start + len(part)] = self._booster.inplace_predict(part)
+        return out
+
+    def combine(self, text_side: TextSide, contexts: Sequence[Context] | None = None) -> list[Score]:
+        """Scores from text-side results and each message's context."""
+        n = len(text_side)
+        if n == 0:
+            return []
+        p = self.meta.calibrator(self.raw_probability(text_side, contexts))
+        context = context_matrix(contexts, n, self.meta.context_features)
+        scores = []
+        for i in range(n):
+            features: dict[str, float | None] = {
+                name: float(value)
+                for name, value in zip(STATIC_FEATURES, text_side.static[i], strict=True)
+            }
+            for j, name in enumerate(self.meta.context_features):
+                value = context[i, j]
+                features[name] = None if math.isnan(value) else float(value)
+            hits = text_side.hits[i]
+            p_toxic = float(min(max(p[i], 0.0), 1.0))
+            labels: list[str] = []
+            if hits.hard_slurs:
+                labels.append("hard_slur")
+                p_toxic = max(p_toxic, self.thresholds.high)
+            if hits.profanity:
+                labels.append("profanity")
+            scores.append(
+                Score(
+                    p_toxic=p_toxic,
+                    severity=self.thresholds.severity(p_toxic),
+                    labels=tuple(labels),
+                    features=features,
+                )
+            )
+        return scores
+
+    def score(self, texts: Sequence[str], contexts: Sequence[Context] | None = None) -> list[Score]:
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        return self.combine(self.score_text_side(texts), contexts)
+
+
+def _threads() -> int:
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+__all__ = ["CONTEXT_FEATURES", "HybridScorer", "TextSide", "context_matrix"]
