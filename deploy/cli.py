@@ -53,12 +53,16 @@ def down(ctx: click.Context) -> None:
 
 
 @stack.command()
+@click.option("--check", is_flag=True, help="Exit 1 unless every server is running.")
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, check: bool) -> None:
     """Which servers run (pid) and where they listen."""
     from deploy import stack as local_stack
 
-    _print_status(local_stack.status(settings_from(ctx)))
+    servers = local_stack.status(settings_from(ctx))
+    _print_status(servers)
+    if check and not all(server["running"] for server in servers.values()):
+        ctx.exit(1)
 
 
 def _print_status(servers: dict[str, ServerStatus]) -> None:

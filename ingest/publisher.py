@@ -1,39 +1,136 @@
 """The one publisher every adapter uses: ChatMessages onto ``chat.messages.v1``, keyed by user.
 
-Events an adapter cannot turn into a ChatMessage still lose nothing: they go to the dead-letter
-topic with the error, so they can be inspected and replayed.
+Delivery
+--------
+An idempotent aiokafka producer (acks=all, linger, compression from ``KafkaSettings``) with the
+key ``platform:community:user``, so that one user's messages stay in order on one partition.
+In front of it sits a bounded in-memory buffer: a message counts as *buffered* from the moment
+an adapter hands it over until the broker acknowledges it. While the broker is unreachable the
+buffer fills; once it holds ``buffer_max_bytes`` or ``buffer_max_messages``,
+:meth:`Publisher.publish` waits for room (back-pressure for adapters that read a stream) and
+:meth:`Publisher.offer` raises :class:`BufferFull` at once (the webhook turns it into 503 with
+Retry-After). When the broker answers again everything buffered is delivered, in order per
+partition; a clean shutdown waits ``shutdown_timeout_s`` for the buffer to drain.
+
+Events an adapter cannot turn into a ChatMessage lose nothing either: they go to the dead-letter
+topic with the error (through the same buffer), so they can be inspected and replayed. Users who
+opted out are dropped here, before anything is stored (:mod:`ingest.optout`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from ingest.optout import NoOptOut, OptOutFilter
 from schemas.events import ChatMessage, DeadLetter, raw_text, utcnow
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 from warden import metrics
 from warden.clients import kafka_producer
-from warden.settings import KafkaSettings
+from warden.errors import TransientError
+from warden.settings import IngestSettings, KafkaSettings
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
+# Between attempts to reach a broker that does not answer; aiokafka retries on its own as well.
+RETRY_BACKOFF_S = (0.25, 10.0)
+
+
+class BufferFull(TransientError):
+    """The publisher's buffer is full (the broker is unreachable or slow); try again later."""
+
+    def __init__(self, retry_after_s: int, buffered: int) -> None:
+        super().__init__(f"ingest buffer full ({buffered} messages waiting for the broker)")
+        self.retry_after_s = retry_after_s
+        self.buffered = buffered
+
+
+@dataclass(slots=True)
+class _Record:
+    topic: str
+    key: bytes
+    value: bytes
+    chat: bool  # a chat message (counts as published) or a dead letter
+    accepted: float  # perf_counter() when an adapter handed it over
+
+    @property
+    def size(self) -> int:
+        # Payload plus a rough per-record overhead, so that tiny messages still count.
+        return len(self.value) + len(self.key) + 64
 
 
 class Publisher:
-    """An idempotent, batching producer for chat messages (use as an async context manager)."""
+    """A buffered, idempotent, batching producer for chat messages (an async context manager).
 
-    def __init__(self, kafka: KafkaSettings, producer: AIOKafkaProducer | None = None) -> None:
+    ``published`` counts chat messages the broker acknowledged, ``rejected`` events sent to the
+    dead-letter topic, ``dropped`` messages of opted-out users, ``buffered`` what waits.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        producer: AIOKafkaProducer | None = None,
+        *,
+        ingest: IngestSettings | None = None,
+        adapter: str = "replay",
+        opt_out: OptOutFilter | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.ingest = ingest or IngestSettings()
+        self.adapter = adapter
         self.topic = CHAT_MESSAGES.name_for(kafka.topic_suffix)
         self.deadletter_topic = DEADLETTER.name_for(kafka.topic_suffix)
-        self.producer = producer or kafka_producer(kafka)
+        self._own_producer = producer is None
+        self.producer = producer or self._new_producer()
+        self.opt_out: OptOutFilter = opt_out or NoOptOut()
         self.published = 0
         self.rejected = 0
+        self.dropped = 0
+        self.failed = 0
+        self._queue: deque[_Record] = deque()
+        self._count = 0  # queued + in flight
+        self._bytes = 0
+        self._work = asyncio.Event()
+        self._space = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started = False
+        self._pump_task: asyncio.Task[None] | None = None
+        self._pump_error: BaseException | None = None
+        self._unreachable_since: float | None = None
+        self._gauge = metrics.INGEST_BUFFERED.labels(adapter)
+        self._gauge_bytes = metrics.INGEST_BUFFERED_BYTES.labels(adapter)
+        self._received = metrics.INGEST_RECEIVED.labels(adapter)
+        self._published_metric = metrics.INGEST_PUBLISHED.labels(adapter)
+        self._latency = metrics.INGEST_PUBLISH_SECONDS.labels(adapter)
+
+    # ----------------------------------------------------------------------------------------
+    # Life cycle
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return kafka_producer(self.kafka, retry_backoff_ms=250)
 
     async def __aenter__(self) -> Publisher:
-        await self.producer.start()
+        await self.opt_out.start()
+        try:
+            await self.producer.start()
+            self._started = True
+        except KafkaConnectionError as exc:
+            # Accept messages anyway: they wait in the buffer until the broker answers.
+            logger.warning("broker unreachable at start-up (%s); buffering until it answers", exc)
+            self._unreachable_since = time.monotonic()
+            await self._discard_producer()
+        self._pump_task = asyncio.create_task(self._pump(), name=f"publisher pump ({self.adapter})")
+        self._pump_task.add_done_callback(self._pump_finished)
         return self
 
     async def __aexit__(
@@ -42,19 +139,146 @@ class Publisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # stop() flushes what is still batched: a clean shutdown loses nothing.
-        await self.producer.stop()
+        await self.close()
 
-    async def publish(self, message: ChatMessage) -> None:
-        """Queue one message; returns once it is in the producer's batch, not when acknowledged."""
-        started = time.perf_counter()
-        await self.producer.send(self.topic, message.to_json_bytes(), key=message.key.encode())
-        self.published += 1
-        metrics.MESSAGES_OUT.labels(SERVICE, self.topic).inc()
-        metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
+    async def close(self) -> None:
+        """Flush (up to ``shutdown_timeout_s``), then stop the producer and the opt-out filter."""
+        timeout = self.ingest.shutdown_timeout_s
+        if self._pump_error is None and not await self.flush(timeout=timeout):
+            logger.error(
+                "%d messages were still buffered after %.0f s: the broker did not take them",
+                self._count,
+                timeout,
+            )
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+        # stop() flushes aiokafka's own batches; it would wait forever for a broker that is gone.
+        try:
+            await asyncio.wait_for(self.producer.stop(), timeout=max(timeout, 1.0))
+        except (TimeoutError, KafkaError) as exc:
+            logger.warning("producer did not stop cleanly: %r", exc)
+        await self.opt_out.stop()
+
+    async def _discard_producer(self) -> None:
+        if not self._own_producer:
+            return
+        old, self.producer = self.producer, self._new_producer()
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(old.stop(), timeout=5)
+
+    def _pump_finished(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        self._pump_error = task.exception()
+        if self._pump_error is not None:
+            logger.critical("publisher stopped delivering", exc_info=self._pump_error)
+            self._space.set()
+            self._idle.set()
+
+    # ----------------------------------------------------------------------------------------
+    # What adapters call
+
+    @property
+    def buffered(self) -> int:
+        """Messages (and dead letters) accepted but not yet acknowledged by the broker."""
+        return self._count
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._bytes
+
+    def has_room(self, size: int = 0) -> bool:
+        if self._count == 0:
+            return True  # one message larger than the whole buffer still goes through
+        return (
+            self._count < self.ingest.buffer_max_messages
+            and self._bytes + size <= self.ingest.buffer_max_bytes
+        )
+
+    async def publish(self, message: ChatMessage) -> bool:
+        """Hand one message over; waits while the buffer is full. False if dropped (opt-out).
+
+        Returns once the message is buffered, not when acknowledged: :meth:`flush` waits for
+        that.
+        """
+        self._received.inc()
+        metrics.MESSAGES_IN.labels(SERVICE, self.adapter).inc()
+        record = self._chat_record(message)
+        if record is None:
+            return False
+        await self._wait_for_room(record.size)
+        self._enqueue(record)
+        return True
+
+    def offer(
+        self,
+        messages: Sequence[ChatMessage],
+        rejects: Iterable[tuple[bytes, Exception, str]] = (),
+    ) -> int:
+        """Take all of ``messages`` (and dead letters for ``rejects``) now, or none of them.
+
+        Raises :class:`BufferFull` when they do not fit; returns how many messages were queued
+        (opted-out users are dropped and not counted).
+        """
+        self._received.inc(len(messages))
+        metrics.MESSAGES_IN.labels(SERVICE, self.adapter).inc(len(messages))
+        records = [r for r in (self._chat_record(m, count_drop=False) for m in messages) if r]
+        letters = [self._letter_record(raw, exc, source) for raw, exc, source in rejects]
+        size = sum(r.size for r in records) + sum(r.size for r in letters)
+        if self._pump_error is not None:
+            raise TransientError("the publisher stopped") from self._pump_error
+        if (records or letters) and not self.has_room(size):
+            raise BufferFull(self.ingest.retry_after_s, self._count)
+        dropped = len(messages) - len(records)
+        if dropped:
+            self.dropped += dropped
+            metrics.INGEST_DROPPED.labels(self.adapter, "opt_out").inc(dropped)
+        for record in records:
+            self._enqueue(record)
+        for letter in letters:
+            self._count_rejected(letter)
+            self._enqueue(letter)
+        return len(records)
 
     async def reject(self, raw: bytes, error: Exception, source: str) -> None:
         """Send an event that failed validation to the dead-letter topic."""
+        self._received.inc()
+        record = self._letter_record(raw, error, source)
+        await self._wait_for_room(record.size)
+        self._count_rejected(record)
+        self._enqueue(record)
+        logger.warning("rejected an event from %s: %s", source, error)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the broker acknowledged everything buffered; False on time-out."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        if self._pump_error is not None:
+            raise TransientError("the publisher stopped") from self._pump_error
+        return True
+
+    # ----------------------------------------------------------------------------------------
+    # The buffer
+
+    def _chat_record(self, message: ChatMessage, count_drop: bool = True) -> _Record | None:
+        if self.opt_out.excludes(message):
+            if count_drop:
+                self.dropped += 1
+                metrics.INGEST_DROPPED.labels(self.adapter, "opt_out").inc()
+            return None
+        return _Record(
+            topic=self.topic,
+            key=message.key.encode(),
+            value=message.to_json_bytes(),
+            chat=True,
+            accepted=time.perf_counter(),
+        )
+
+    def _letter_record(self, raw: bytes, error: Exception, source: str) -> _Record:
         letter = DeadLetter(
             source_topic=source,
             raw=raw_text(raw),
@@ -63,10 +287,128 @@ class Publisher:
             service=SERVICE,
             failed_at=utcnow(),
         )
-        await self.producer.send(self.deadletter_topic, letter.to_json_bytes(), key=source.encode())
+        return _Record(
+            topic=self.deadletter_topic,
+            key=source.encode(),
+            value=letter.to_json_bytes(),
+            chat=False,
+            accepted=time.perf_counter(),
+        )
+
+    def _count_rejected(self, record: _Record) -> None:
         self.rejected += 1
         metrics.DEAD_LETTERS.labels(SERVICE).inc()
-        logger.warning("rejected an event from %s: %s", source, error)
+        metrics.INGEST_REJECTED.labels(self.adapter).inc()
 
-    async def flush(self) -> None:
-        await self.producer.flush()
+    async def _wait_for_room(self, size: int) -> None:
+        while not self.has_room(size):
+            if self._pump_error is not None:
+                raise TransientError("the publisher stopped") from self._pump_error
+            self._space.clear()
+            await self._space.wait()
+
+    def _enqueue(self, record: _Record) -> None:
+        self._queue.append(record)
+        self._count += 1
+        self._bytes += record.size
+        self._idle.clear()
+        self._work.set()
+        self._update_gauges()
+
+    def _release(self, record: _Record) -> None:
+        self._count -= 1
+        self._bytes -= record.size
+        self._space.set()
+        if self._count == 0:
+            self._idle.set()
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self._gauge.set(self._count)
+        self._gauge_bytes.set(self._bytes)
+
+    # ----------------------------------------------------------------------------------------
+    # Delivery
+
+    async def _pump(self) -> None:
+        """Move buffered records into the producer, one by one, for as long as it runs."""
+        backoff = RETRY_BACKOFF_S[0]
+        while True:
+            if not self._queue:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            if not self._started:
+                await self._start_producer()
+                continue
+            record = self._queue.popleft()
+            try:
+                # Returns once the record is in aiokafka's batch; waits while that is full.
+                future = await self.producer.send(record.topic, record.value, key=record.key)
+            except (KafkaTimeoutError, KafkaConnectionError) as exc:
+                self._queue.appendleft(record)
+                self._note_unreachable(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_S[1])
+                continue
+            except KafkaError as exc:
+                if exc.retriable:
+                    self._queue.appendleft(record)
+                    self._note_unreachable(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_BACKOFF_S[1])
+                    continue
+                self._lost(record, exc)
+                continue
+            backoff = RETRY_BACKOFF_S[0]
+            future.add_done_callback(lambda done, record=record: self._delivered(record, done))
+
+    async def _start_producer(self) -> None:
+        delay = RETRY_BACKOFF_S[0]
+        while not self._started:
+            try:
+                await self.producer.start()
+            except KafkaConnectionError as exc:
+                self._note_unreachable(exc)
+                await self._discard_producer()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_BACKOFF_S[1])
+            else:
+                self._started = True
+                logger.info("broker reachable; delivering %d buffered messages", self._count)
+
+    def _note_unreachable(self, exc: BaseException) -> None:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+            logger.warning(
+                "broker unreachable (%r); buffering (%d messages so far)", exc, self._count
+            )
+
+    def _delivered(self, record: _Record, future: asyncio.Future[object]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or (isinstance(exc, KafkaError) and exc.retriable):
+            # aiokafka gave up on this batch (for example: no leader for too long); resend.
+            self._queue.appendleft(record)
+            self._work.set()
+            return
+        if exc is not None:
+            self._lost(record, exc)
+            return
+        if self._unreachable_since is not None:
+            logger.info(
+                "broker reachable again after %.1f s", time.monotonic() - self._unreachable_since
+            )
+            self._unreachable_since = None
+        if record.chat:
+            self.published += 1
+            self._published_metric.inc()
+            metrics.MESSAGES_OUT.labels(SERVICE, record.topic).inc()
+            self._latency.observe(time.perf_counter() - record.accepted)
+        self._release(record)
+
+    def _lost(self, record: _Record, exc: BaseException) -> None:
+        """A record the broker refuses for good (too large, not authorised): count and log it."""
+        self.failed += 1
+        metrics.ERRORS.labels(SERVICE, type(exc).__name__).inc()
+        logger.error("the broker refused a record for %s: %r", record.topic, exc)
+        self._release(record)

@@ -106,7 +106,8 @@ class JigsawBiLSTM:
         tok = self._tokenizer
         index = tok.word_index
         num_words = getattr(tok, "num_words", None)
-        oov = index.get(tok.oov_token) if getattr(tok, "oov_token", None) else None
+        oov_token = getattr(tok, "oov_token", None)
+        oov = index.get(oov_token) if oov_token else None
         split = getattr(tok, "split", " ")
         out = np.zeros((len(texts), self.maxlen), dtype=np.int64)
         for row, text in enumerate(texts):
@@ -152,7 +153,9 @@ class JigsawBiLSTM:
         for start in range(0, len(texts), batch):
             ids = self.sequences(texts[start : start + batch])
             x = self._embedding[ids]
-            both = np.concatenate([self._lstm_pass(x, "forward"), self._lstm_pass(x, "backward")], -1)
+            both = np.concatenate(
+                [self._lstm_pass(x, "forward"), self._lstm_pass(x, "backward")], -1
+            )
             pooled = both.max(axis=1)
             hidden = np.maximum(pooled @ self._dense[0] + self._dense[1], 0.0)
             results.append(_sigmoid(hidden @ self._out[0] + self._out[1]))

@@ -86,10 +86,12 @@ def model_card(meta: ModelMeta) -> str:
         f"({rows.get('pool_dev', '?')}) as a second dev set. HateXplain test is never used for "
         "training or tuning.",
         "- Data sha256: "
-        + ", ".join(f"`{name}` `{digest[:12]}`" for name, digest in training.get("data_sha256", {}).items()),
+        + ", ".join(
+            f"`{name}` `{digest[:12]}`" for name, digest in training.get("data_sha256", {}).items()
+        ),
         f"- Seed {training.get('seed')}; training took {seconds.get('total', '?')} s "
-        f"(features/embedding {seconds.get('features', '?')} s, boosting {seconds.get('boost', '?')} s"
-        " with the embedding cache state of that run).",
+        f"(features/embedding {seconds.get('features', '?')} s, "
+        f"boosting {seconds.get('boost', '?')} s; see docs/model.md for a cold run).",
         "",
         "## Dev-set results (from training)",
         "",
@@ -99,10 +101,9 @@ def model_card(meta: ModelMeta) -> str:
     for name in ("hatexplain_dev", "pool_dev"):
         m = metrics.get(name)
         if m:
-            lines.append(
-                f"| {name} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['f1'])} | "
-                f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m.get('ece', float('nan')))} |"
-            )
+            cells = [m["roc_auc"], m["pr_auc"], m["f1"], m["precision"], m["recall"]]
+            cells.append(m.get("ece", float("nan")))
+            lines.append(f"| {name} | " + " | ".join(_fmt(cell) for cell in cells) + " |")
     evaluation = metrics.get("evaluation")
     if evaluation:
         lines += [

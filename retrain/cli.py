@@ -140,6 +140,7 @@ def evaluate(
             settings.stack.cache_dir,
             baselines=not no_baselines,
             hatexplain_dir=hatexplain_dir,
+            model_settings=settings.model,
             echo=click.echo,
         )
     except FetchError as exc:

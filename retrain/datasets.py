@@ -109,7 +109,7 @@ def load_splits(
     hx_dev = dedupe(hx("dev"), seen)
     hx_train = dedupe(hx("train"), seen)
     pool = dedupe(read_pool(pool_file), seen)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
     rng.shuffle(pool)
     # At least a handful of rows even for tiny fixture pools, so dev metrics are defined.
     n_dev = max(min(10, len(pool) // 4), int(len(pool) * pool_dev_fraction))

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,12 +22,17 @@ from toxicity.artifacts import METADATA_FILE, load_meta
 from toxicity.features import feature_matrix
 from toxicity.hybrid import HybridScorer, TextSide
 
+if TYPE_CHECKING:
+    from warden.settings import ModelSettings
+
 logger = logging.getLogger(__name__)
 
 DATASETS = ("dev", "test")
 
 
-def _load_hatexplain(cache_dir: Path, hatexplain_dir: Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
+def _load_hatexplain(
+    cache_dir: Path, hatexplain_dir: Path | None
+) -> dict[str, tuple[list[str], np.ndarray]]:
     seen: set[str] = set()
     out = {}
     # Same order as training's dedupe (test first), so the rows are the ones training held out.
@@ -58,6 +63,7 @@ def evaluate(
     *,
     baselines: bool = True,
     hatexplain_dir: Path | None = None,
+    model_settings: ModelSettings | None = None,
     echo: Callable[[str], None] = logger.info,
 ) -> dict[str, Any]:
     """Run the comparison, store it with the model, rewrite the card; returns the results."""
@@ -67,7 +73,7 @@ def evaluate(
 
     torch.set_num_threads(2)
     data = _load_hatexplain(cache_dir, hatexplain_dir)
-    scorer = HybridScorer.load(model_dir, cache_dir=cache_dir)
+    scorer = HybridScorer.load(model_dir, model_settings, cache_dir=cache_dir)
     meta = scorer.meta
     models: dict[str, Callable[[list[str]], np.ndarray]] = {
         f"ChatWarden {meta.version}": lambda texts: our_probabilities(scorer, texts, cache_dir)

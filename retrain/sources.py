@@ -199,10 +199,10 @@ def _extract(archive: Path, target: Path, members: tuple[str, ...]) -> None:
     with tarfile.open(archive) as tarred:
         for inner in members:
             member = tarred.getmember(inner)
-            src = tarred.extractfile(member)
-            if src is None:
+            extracted = tarred.extractfile(member)
+            if extracted is None:
                 raise FetchError(f"{archive.name}: {inner} is not a file")
             dest = target / inner
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with src, dest.open("wb") as out:
-                shutil.copyfileobj(src, out)
+            with extracted, dest.open("wb") as out:
+                shutil.copyfileobj(extracted, out)

@@ -101,7 +101,10 @@ def build_matrix(
     x = np.hstack([embeddings, static, context]).astype(np.float32)
     y = np.array([example.label for example in examples], dtype=np.float32)
     weight = np.array(
-        [hatexplain_weight if example.source.startswith("hatexplain") else 1.0 for example in examples],
+        [
+            hatexplain_weight if example.source.startswith("hatexplain") else 1.0
+            for example in examples
+        ],
         dtype=np.float32,
     )
     return Matrix(x=x, y=y, weight=weight)
@@ -161,7 +164,10 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     echo(f"features ready in {features_s:.0f}s")
 
     names = (
-        [f"emb_{i}" for i in range(train_m.x.shape[1] - len(STATIC_FEATURES) - len(CONTEXT_FEATURES))]
+        [
+            f"emb_{i}"
+            for i in range(train_m.x.shape[1] - len(STATIC_FEATURES) - len(CONTEXT_FEATURES))
+        ]
         + list(STATIC_FEATURES)
         + list(CONTEXT_FEATURES)
     )
@@ -181,9 +187,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         dtrain,
         num_boost_round=rounds,
         evals=[(dpool, "pool_dev"), (dhx, "hx_dev")],
-        early_stopping_rounds=min(config.early_stopping_rounds, 20) if small else (
-            config.early_stopping_rounds
-        ),
+        early_stopping_rounds=min(config.early_stopping_rounds, 20)
+        if small
+        else (config.early_stopping_rounds),
         evals_result=history,
         verbose_eval=False,
     )
@@ -226,7 +232,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     meta.version = model_version(booster_bytes, meta)
     total_s = time.monotonic() - started
     importance = booster.get_score(importance_type="gain")
-    static_gain = {name: round(importance.get(name, 0.0), 3) for name in STATIC_FEATURES}
+    static_gain = {name: round(float(importance.get(name, 0.0)), 3) for name in STATIC_FEATURES}  # type: ignore[arg-type]
     meta.training = {
         "seed": config.seed,
         "sample": config.sample,
@@ -248,7 +254,11 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "trees": best + 1,
         "calibration": config.calibration,
         "static_feature_gain": static_gain,
-        "seconds": {"features": round(features_s, 1), "boost": round(boost_s, 1), "total": round(total_s, 1)},
+        "seconds": {
+            "features": round(features_s, 1),
+            "boost": round(boost_s, 1),
+            "total": round(total_s, 1),
+        },
     }
     meta.metrics = metrics
     folder = config.out / meta.version
@@ -266,4 +276,4 @@ def config_digest(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-__all__ = ["DEFAULT_PARAMS", "TrainConfig", "Thresholds", "build_matrix", "train"]
+__all__ = ["DEFAULT_PARAMS", "Thresholds", "TrainConfig", "build_matrix", "train"]

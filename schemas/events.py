@@ -148,6 +148,11 @@ class ActionRequest(Event):
     policy_version: Id
     sent_at: Timestamp
     requested_at: Timestamp
+    notice: str | None = Field(
+        default=None,
+        max_length=4000,
+        description="Text shown to the user (a warning), from the community's templates.",
+    )
 
     @property
     def key(self) -> str:
@@ -175,6 +180,7 @@ class ActionResult(Event):
     sent_at: Timestamp
     requested_at: Timestamp
     completed_at: Timestamp
+    duration_s: int | None = Field(default=None, ge=1, description="A timeout's length.")
 
     @property
     def key(self) -> str:

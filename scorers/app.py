@@ -1,13 +1,16 @@
 """The scoring stream: chat.messages.v1 -> micro-batches -> moderation.verdicts.v1.
 
-A faust app built explicitly from Settings (never from faust's own environment names). The
-model runs in a worker thread so the event loop keeps consuming while a batch is scored; offsets
-are acknowledged only after the batch's verdicts and dead letters are delivered.
+A faust app built explicitly from Settings (never from faust's own environment names). Per
+micro-batch (``max_batch`` messages or ``max_wait_ms``, whichever first): decode, read context
+features from Redis in one pipelined round trip, score in a worker thread (the event loop keeps
+consuming meanwhile), deliver verdicts and dead letters, update the Redis counters in one Lua
+call, and only then acknowledge the batch. A crash replays a batch; it never loses one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Sequence
@@ -19,11 +22,15 @@ from faust.streams import Stream
 
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
-from scorers.batch import SERVICE, BatchScorer, RawEvent
+from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
+from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
+from scorers.features import ContextReader, FeatureStore
 from toxicity.base import TextScorer
 from warden import metrics
-from warden.clients import group_id
+from warden.clients import group_id, redis_client
 from warden.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
@@ -45,11 +52,46 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+class SharedCache:
+    """Text-side rows shared by all workers through Redis (optional)."""
+
+    def __init__(self, settings: Settings, model_version: str) -> None:
+        self.client = redis_client(settings.redis)
+        self.ttl_s = settings.scorer.shared_cache_ttl_s
+        self.version = model_version
+
+    async def get(self, keys: Sequence[str]) -> dict[str, Row]:
+        if not keys:
+            return {}
+        blobs = await self.client.mget([redis_key(self.version, k) for k in keys])
+        return {k: decode_row(b) for k, b in zip(keys, blobs, strict=True) if b is not None}
+
+    async def put(self, rows: dict[str, Row]) -> None:
+        if not rows:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, row in rows.items():
+                pipe.set(redis_key(self.version, key), encode_row(row), ex=self.ttl_s)
+            await pipe.execute()
+
+
+def build_scorer(settings: Settings, model: TextScorer) -> BatchScorer:
+    cache = None
+    if settings.scorer.cache_size and hasattr(model, "score_text_side"):
+        cache = TextSideCache(cast(Any, model), settings.scorer.cache_size, SERVICE)
+    return BatchScorer(model, Severity(settings.scorer.flag_severity), cache)
+
+
 def build_app(settings: Settings, model: TextScorer) -> faust.App:
     suffix = settings.kafka.topic_suffix
+    app_id = group_id(settings.kafka, SERVICE)
+    datadir = settings.stack.dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        group_id(settings.kafka, SERVICE),
+        app_id,
         **faust_broker_options(settings),
+        # faust keeps worker state on disk; never in the working directory.
+        datadir=str(datadir),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -58,15 +100,32 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=settings.kafka.linger_ms,
+        producer_compression_type=(
+            None if settings.kafka.compression == "none" else settings.kafka.compression
+        ),
         web_enabled=False,
     )
     source = app.topic(CHAT_MESSAGES.name_for(suffix), value_serializer="raw")
     verdicts = app.topic(VERDICTS.name_for(suffix), value_serializer="raw")
     dead_letters = app.topic(DEADLETTER.name_for(suffix), value_serializer="raw")
-    scorer = BatchScorer(model, Severity(settings.scorer.flag_severity))
+    scorer = build_scorer(settings, model)
+    contexts = ContextReader(
+        FeatureStore(redis_client(settings.redis)), settings.scorer.redis_retry_after_s
+    )
+    shared = SharedCache(settings, model.version) if settings.scorer.shared_cache else None
     # One thread: batches are scored in order, and the model is never entered twice at once.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     max_wait = settings.scorer.max_wait_ms / 1000
+    source_name, verdicts_name = source.get_topic_name(), verdicts.get_topic_name()
+
+    async def shared_rows(texts: list[str]) -> dict[str, Row]:
+        if shared is None or scorer.cache is None or not contexts.available:
+            return {}
+        try:
+            return await shared.get(scorer.cache.missing(texts))
+        except (OSError, TimeoutError, ValueError) as exc:
+            logger.warning("shared cache read failed: %s", exc)
+            return {}
 
     async def handle(events: Sequence[faust.EventT]) -> None:
         started = time.perf_counter()
@@ -80,28 +139,51 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
             )
             for e in events
         ]
-        metrics.MESSAGES_IN.labels(SERVICE, source.get_topic_name()).inc(len(raw))
-        outcome = await asyncio.get_running_loop().run_in_executor(executor, scorer.process, raw)
+        metrics.MESSAGES_IN.labels(SERVICE, source_name).inc(len(raw))
+        metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
+        messages, dead = scorer.decode(raw)
+        context, degraded = await contexts.read(messages)
+        if degraded:
+            metrics.DEGRADED.labels(SERVICE).inc(len(messages))
+        found = await shared_rows([m.text for m in messages])
+        model_started = time.perf_counter()
+        scored = await asyncio.get_running_loop().run_in_executor(
+            executor, scorer.score, messages, context, degraded, found
+        )
+        metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
         pending = [
             await verdicts.send(key=v.key.encode(), value=v.to_json_bytes())
-            for v in outcome.verdicts
+            for v in scored.verdicts
         ]
         pending += [
             await dead_letters.send(key=d.source_topic.encode(), value=d.to_json_bytes())
-            for d in outcome.dead_letters
+            for d in dead
         ]
         # Delivered before the batch is acknowledged: a crash replays it, never loses it.
         await asyncio.gather(*pending)
         done = time.time()
-        metrics.MESSAGES_OUT.labels(SERVICE, verdicts.get_topic_name()).inc(len(outcome.verdicts))
-        metrics.DEAD_LETTERS.labels(SERVICE).inc(len(outcome.dead_letters))
-        if outcome.dead_letters:
-            metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(outcome.dead_letters))
+        await contexts.update(messages, [outcome(v) for v in scored.verdicts])
+        if shared is not None and scored.computed and contexts.available:
+            try:
+                await shared.put(scored.computed)
+            except (OSError, TimeoutError) as exc:
+                logger.warning("shared cache write failed: %s", exc)
+        metrics.MESSAGES_OUT.labels(SERVICE, verdicts_name).inc(len(scored.verdicts))
+        if dead:
+            metrics.DEAD_LETTERS.labels(SERVICE).inc(len(dead))
+            metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
         metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
-        for verdict in outcome.verdicts:
-            metrics.END_TO_END_SECONDS.labels(SERVICE).observe(
-                done - verdict.received_at.timestamp()
-            )
+        for verdict in scored.verdicts:
+            metrics.END_TO_END_SECONDS.labels(SERVICE).observe(done - verdict.sent_at.timestamp())
+        last_offsets: dict[Any, int] = {}
+        for event in events:
+            last_offsets[event.message.tp] = event.message.offset
+        for tp, offset in last_offsets.items():
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offset - 1)
+                )
 
     @app.on_rebalance_complete.connect
     async def ready(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -114,9 +196,8 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
     @app.agent(source, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
         # take_events is faust's Stream API, missing from its StreamT protocol.
-        async for events in cast(Stream[bytes], stream).take_events(
-            settings.scorer.max_batch, within=max_wait
-        ):
+        batches = cast(Stream[bytes], stream).take_events(settings.scorer.max_batch, max_wait)
+        async for events in batches:
             await handle(events)
 
     return app

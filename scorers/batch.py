@@ -1,7 +1,7 @@
 """Decode a micro-batch of raw chat events, score the valid ones, build their verdicts.
 
 Kept free of faust so that it can be tested and benchmarked on its own; ``scorers.app`` feeds it
-from the stream.
+from the stream, and fetches context features from Redis between ``decode`` and ``score``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, raw_text, utcnow
-from toxicity.base import TextScorer
+from scorers.cache import Row, TextSideCache
+from scorers.features import Outcome
+from toxicity.base import Context, TextScorer
 
 logger = logging.getLogger(__name__)
 SERVICE = "scorer"
@@ -28,12 +30,6 @@ class RawEvent:
     topic: str
     partition: int | None
     offset: int | None
-
-
-@dataclass
-class BatchOutcome:
-    verdicts: list[Verdict]
-    dead_letters: list[DeadLetter]
 
 
 def decode(event: RawEvent) -> ChatMessage | DeadLetter:
@@ -56,14 +52,31 @@ def decode(event: RawEvent) -> ChatMessage | DeadLetter:
         )
 
 
-class BatchScorer:
-    """Turns raw events into verdicts (and dead letters) with one model call per batch."""
+def outcome(verdict: Verdict) -> Outcome:
+    """What a verdict adds to the user's and channel's counters."""
+    return Outcome(bad=verdict.severity is not Severity.SAFE, violation=verdict.flagged)
 
-    def __init__(self, model: TextScorer, flag_severity: Severity) -> None:
+
+@dataclass
+class Scored:
+    verdicts: list[Verdict]
+    computed: dict[str, Row]  # text-side rows computed for this batch (for a shared cache)
+
+
+class BatchScorer:
+    """Turns messages into verdicts with one model call per batch."""
+
+    def __init__(
+        self,
+        model: TextScorer,
+        flag_severity: Severity,
+        cache: TextSideCache | None = None,
+    ) -> None:
         self.model = model
         self.flag_severity = flag_severity
+        self.cache = cache
 
-    def process(self, events: Sequence[RawEvent]) -> BatchOutcome:
+    def decode(self, events: Sequence[RawEvent]) -> tuple[list[ChatMessage], list[DeadLetter]]:
         messages: list[ChatMessage] = []
         dead: list[DeadLetter] = []
         for event in events:
@@ -79,9 +92,24 @@ class BatchScorer:
                 dead.append(decoded)
             else:
                 messages.append(decoded)
+        return messages, dead
+
+    def score(
+        self,
+        messages: Sequence[ChatMessage],
+        contexts: Sequence[Context] | None,
+        degraded: bool,
+        shared: dict[str, Row] | None = None,
+    ) -> Scored:
+        """Verdicts in message order; ``contexts`` None means context is missing for all."""
         if not messages:
-            return BatchOutcome([], dead)
-        scores = self.model.score([m.text for m in messages])
+            return Scored([], {})
+        texts = [m.text for m in messages]
+        computed: dict[str, Row] = {}
+        if self.cache is not None:
+            scores, computed = self.cache.score(texts, contexts, shared)
+        else:
+            scores = self.model.score(texts, contexts)
         scored_at = utcnow()
         verdicts = [
             Verdict(
@@ -98,11 +126,11 @@ class BatchScorer:
                 labels=list(s.labels),
                 model_version=self.model.version,
                 features=s.features,
-                degraded=False,
+                degraded=degraded,
                 sent_at=m.sent_at,
                 received_at=m.received_at,
                 scored_at=scored_at,
             )
             for m, s in zip(messages, scores, strict=True)
         ]
-        return BatchOutcome(verdicts, dead)
+        return Scored(verdicts, computed)

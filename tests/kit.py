@@ -37,7 +37,6 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             "WARDEN_METRICS__SCORER_PORT": str(free_port()),
             "WARDEN_METRICS__ACTIONER_PORT": str(free_port()),
             "WARDEN_METRICS__INGEST_PORT": str(free_port()),
-            "WARDEN_SCORER__WEB_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
     )

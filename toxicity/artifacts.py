@@ -116,10 +116,14 @@ def model_version(booster_bytes: bytes, meta: ModelMeta) -> str:
     return f"hybrid-minilm-xgb-{digest.hexdigest()[:10]}"
 
 
-def save_model(folder: Path, meta: ModelMeta, booster_bytes: bytes, card: str | None = None) -> None:
+def save_model(
+    folder: Path, meta: ModelMeta, booster_bytes: bytes, card: str | None = None
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / BOOSTER_FILE).write_bytes(booster_bytes)
-    (folder / METADATA_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n")
+    (folder / METADATA_FILE).write_text(
+        json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n"
+    )
     if card is not None:
         (folder / CARD_FILE).write_text(card)
 

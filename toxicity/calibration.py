@@ -40,7 +40,13 @@ class Calibrator:
         return raw
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+        return {
+            "method": self.method,
+            "x": list(self.x),
+            "y": list(self.y),
+            "a": self.a,
+            "b": self.b,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:

@@ -30,7 +30,9 @@ STATIC_FEATURES: tuple[str, ...] = (
     "non_ascii_ratio",
 )
 
-PRONOUNS = frozenset("you your u ur yours yourself yourselves youre ya yall".split())
+PRONOUNS = frozenset(
+    ["you", "your", "u", "ur", "yours", "yourself", "yourselves", "youre", "ya", "yall"]
+)
 _MENTION = re.compile(r"(?<!\w)@\w+|<@!?\d+>|<user>", re.IGNORECASE)
 _URL = re.compile(r"https?://\S+|www\.\S+|<url>", re.IGNORECASE)
 _RUN3 = re.compile(r"(.)\1{2,}")

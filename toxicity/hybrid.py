@@ -97,7 +97,11 @@ class HybridScorer:
 
     @classmethod
     def load(
-        cls, model_dir: Path, model_settings: ModelSettings | None = None, *, cache_dir: Path | None = None
+        cls,
+        model_dir: Path,
+        model_settings: ModelSettings | None = None,
+        *,
+        cache_dir: Path | None = None,
     ) -> HybridScorer:
         """Read a model directory; the encoder and quantization come from the settings."""
         import xgboost as xgb
@@ -145,7 +149,9 @@ class HybridScorer:
         static, hits = feature_matrix(texts, self.lexicon)
         return TextSide(embeddings=self.embed_texts(texts), static=static, hits=hits)
 
-    def raw_probability(self, text_side: TextSide, contexts: Sequence[Context] | None) -> np.ndarray:
+    def raw_probability(
+        self, text_side: TextSide, contexts: Sequence[Context] | None
+    ) -> np.ndarray:
         """The booster's uncalibrated P(toxic)."""
         n = len(text_side)
         context = context_matrix(contexts, n, self.meta.context_features)
@@ -157,7 +163,9 @@ class HybridScorer:
                 out[start : start + len(part)] = self._booster.inplace_predict(part)
         return out
 
-    def combine(self, text_side: TextSide, contexts: Sequence[Context] | None = None) -> list[Score]:
+    def combine(
+        self, text_side: TextSide, contexts: Sequence[Context] | None = None
+    ) -> list[Score]:
         """Scores from text-side results and each message's context."""
         n = len(text_side)
         if n == 0:

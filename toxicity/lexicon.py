@@ -29,8 +29,34 @@ HARD_SLURS: frozenset[str] = frozenset(codecs.decode(_HARD_SLURS_ROT13, "rot13")
 
 # In better-profanity's list but not profanity on their own.
 NOT_PROFANITY: frozenset[str] = frozenset(
-    "arian aryan drunk fat gay god kill murder naked nazi pot queer strip virgin weed lust urine "
-    "breasts sex xxx homo hell damn crap ugly stupid".split()
+    [
+        "arian",
+        "aryan",
+        "drunk",
+        "fat",
+        "gay",
+        "god",
+        "kill",
+        "murder",
+        "naked",
+        "nazi",
+        "pot",
+        "queer",
+        "strip",
+        "virgin",
+        "weed",
+        "lust",
+        "urine",
+        "breasts",
+        "sex",
+        "xxx",
+        "homo",
+        "hell",
+        "damn",
+        "crap",
+        "ugly",
+        "stupid",
+    ]
 )
 
 

@@ -55,3 +55,70 @@ def serve(port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGI
         return
     start_http_server(port, addr=host, registry=registry)
     logger.info("metrics on http://%s:%d/metrics", host, port)
+
+
+# The scorer's own: what a micro-batch looks like and where its time goes.
+BATCH_SIZE = Histogram(
+    "warden_batch_size",
+    "Messages per micro-batch.",
+    ["service"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+MODEL_SECONDS = Histogram(
+    "warden_model_seconds", "Model time per batch.", ["service"], buckets=LATENCY_BUCKETS
+)
+REDIS_SECONDS = Histogram(
+    "warden_redis_seconds",
+    "Redis time per round trip (feature reads and updates).",
+    ["service", "op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
+CACHE_LOOKUPS = Counter(
+    "warden_cache_lookups_total",
+    "Text-side cache lookups: hit (no encoder time) or miss.",
+    ["service", "result"],
+)
+DEGRADED = Counter(
+    "warden_degraded_total",
+    "Messages scored without context features because Redis was unreachable.",
+    ["service"],
+)
+CONSUMER_LAG = Gauge(
+    "warden_consumer_lag",
+    "Messages behind the partition's end, as of the last batch.",
+    ["service", "topic", "partition"],
+)
+
+# The ingest adapters' own, labelled by adapter (discord, slack, twitch, webhook, replay).
+INGEST_RECEIVED = Counter(
+    "warden_ingest_received_total", "Events an adapter received from its platform.", ["adapter"]
+)
+INGEST_PUBLISHED = Counter(
+    "warden_ingest_published_total",
+    "Chat messages acknowledged by the broker (acks=all).",
+    ["adapter"],
+)
+INGEST_REJECTED = Counter(
+    "warden_ingest_rejected_total",
+    "Events that were not valid chat messages (sent to the dead-letter topic).",
+    ["adapter"],
+)
+INGEST_DROPPED = Counter(
+    "warden_ingest_dropped_total",
+    "Messages dropped on purpose before anything was stored, by reason (opt_out).",
+    ["adapter", "reason"],
+)
+INGEST_BUFFERED = Gauge(
+    "warden_ingest_buffered",
+    "Messages accepted but not yet acknowledged by the broker.",
+    ["adapter"],
+)
+INGEST_BUFFERED_BYTES = Gauge(
+    "warden_ingest_buffered_bytes", "Bytes held by the publisher's buffer.", ["adapter"]
+)
+INGEST_PUBLISH_SECONDS = Histogram(
+    "warden_ingest_publish_seconds",
+    "From accepting a message to the broker's acknowledgement (includes buffering).",
+    ["adapter"],
+    buckets=LATENCY_BUCKETS,
+)

@@ -78,23 +78,78 @@ class ModelSettings(BaseModel):
 class DiscordSettings(BaseModel):
     token: SecretStr | None = None
     api_base_url: str = "https://discord.com/api/v10"
+    # The gateway WebSocket; None = discord.py's own (wss://gateway.discord.gg/).
+    gateway_url: str | None = None
+    # Actioner: seconds allowed per REST request (rate-limit waits come on top).
+    request_timeout_s: float = Field(default=15.0, gt=0)
 
 
 class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     api_base_url: str = "https://slack.com/api/"
+    # `warden ingest slack`: the Events API over HTTP (verified by signing_secret), or Socket
+    # Mode (an app-level xapp- token; no public endpoint needed).
+    mode: Literal["http", "socket"] = "http"
+    app_token: SecretStr | None = None
+    events_host: str = "127.0.0.1"
+    events_port: int = Field(default=3000, ge=0, le=65535)
+    events_path: str = "/slack/events"
+    # Actioner: chat.delete of other people's messages needs a workspace admin's user token
+    # (xoxp-); without one the bot token is used (it may delete only what it may delete).
+    admin_token: SecretStr | None = None
+    request_timeout_s: float = Field(default=15.0, gt=0)
+
+
+class TwitchSettings(BaseModel):
+    """Twitch chat over IRC-on-WebSocket; without a token it reads anonymously (justinfan)."""
+
+    irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
+    nick: str = "justinfan12345"
+    token: SecretStr | None = None
+    # Channels to join, without '#'; set as JSON: WARDEN_PLATFORMS__TWITCH__CHANNELS='["a","b"]'.
+    channels: list[str] = Field(default_factory=list)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
 
 
 class WebhookSettings(BaseModel):
     url: str | None = None
     secret: SecretStr | None = None
+    # Actioner: seconds allowed per signed POST.
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class PlatformSettings(BaseModel):
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
     webhook: WebhookSettings = WebhookSettings()
+    twitch: TwitchSettings = TwitchSettings()
+
+
+class IngestSettings(BaseModel):
+    """The adapters' shared publisher and the inbound webhook (`warden ingest ...`)."""
+
+    # Messages accepted while the broker is unreachable wait in memory up to these limits;
+    # beyond them adapters wait (back-pressure) and the webhook answers 503 + Retry-After.
+    buffer_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    buffer_max_messages: int = Field(default=200_000, ge=1)
+    retry_after_s: int = Field(default=5, ge=1)
+    # A clean shutdown waits this long for buffered messages to reach the broker.
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    # Inbound webhook / batch API: bearer token and/or HMAC-SHA256 secret (at least one).
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=0, le=65535)
+    webhook_token: SecretStr | None = None
+    webhook_hmac_secret: SecretStr | None = None
+    webhook_max_batch: int = Field(default=1000, ge=1)
+    webhook_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Signed requests older (or newer) than this are refused: no replays of captured requests.
+    signature_tolerance_s: int = Field(default=300, ge=1)
+    # Users who opted out are dropped before anything is stored: "none", or a Redis set of
+    # "platform:community:user" keys, re-read every opt_out_refresh_s.
+    opt_out: Literal["none", "redis"] = "none"
+    opt_out_key: str = "warden:optout"
+    opt_out_refresh_s: float = Field(default=5.0, gt=0)
 
 
 class MetricsSettings(BaseModel):
@@ -105,13 +160,44 @@ class MetricsSettings(BaseModel):
 
 
 class ScorerSettings(BaseModel):
-    # faust's own web server (worker status pages); 0 picks a free port.
-    web_port: int = Field(default=6066, ge=0, le=65535)
     # Verdicts at or above this severity are "flagged" for the actioner.
     flag_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     # A micro-batch closes at max_batch messages or after max_wait_ms, whichever comes first.
     max_batch: int = Field(default=64, ge=1, le=4096)
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
+    # Text-side results kept per worker for repeated lines (0 = no cache).
+    cache_size: int = Field(default=20_000, ge=0)
+    # Also share them between workers through Redis, for this long.
+    shared_cache: bool = False
+    shared_cache_ttl_s: int = Field(default=3600, ge=1)
+    # After a Redis failure, score without context for this long before trying Redis again.
+    redis_retry_after_s: float = Field(default=1.0, gt=0)
+
+
+class ActionerSettings(BaseModel):
+    """The actioner: which executor acts, how hard it may push the platforms, and retries."""
+
+    # "log" acts on nothing (dry run); "discord", "slack", "webhook" act through that platform
+    # (verdicts of other platforms are skipped); "platform" routes each verdict by its platform
+    # (discord, slack; the webhook for the rest when its url is set, else the log).
+    executor: Literal["log", "discord", "slack", "webhook", "platform"] = "log"
+    # The policy of a community that has none stored in PostgreSQL.
+    default_preset: Literal["lenient", "balanced", "strict"] = "balanced"
+    # Policies are re-read from PostgreSQL at most this often per community.
+    policy_cache_s: float = Field(default=5.0, ge=0)
+    # Verdicts read and decided per batch (offsets are committed per batch).
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    # Platform actions in flight at once: in all, and per community.
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    community_concurrency: int = Field(default=4, ge=1, le=256)
+    # Tries for transient failures (5xx, time-outs); rate-limit waits do not count as tries.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    # An action still rate limited after this long in all fails (and goes to the dead letters).
+    rate_limit_max_wait_s: float = Field(default=600.0, gt=0)
+    # From this many deletes in one channel in one batch, the platform's bulk delete is used.
+    bulk_delete_min: int = Field(default=3, ge=2, le=100)
 
 
 class StackSettings(BaseModel):
@@ -140,7 +226,9 @@ class Settings(BaseSettings):
     platforms: PlatformSettings = PlatformSettings()
     metrics: MetricsSettings = MetricsSettings()
     scorer: ScorerSettings = ScorerSettings()
+    actioner: ActionerSettings = ActionerSettings()
     stack: StackSettings = StackSettings()
+    ingest: IngestSettings = IngestSettings()
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

@@ -70,6 +70,18 @@ async def test_every_message_gets_a_verdict_and_flagged_ones_an_action(
         jsonschema.validate(verdict, schema)
         Verdict.model_validate(verdict)
 
+    # Any Kafka client reads them: kcat, as a data team would.
+    kcat = await asyncio.create_subprocess_exec(
+        *("kcat", "-b", settings.kafka.bootstrap_servers, "-C", "-e", "-q"),
+        *("-t", VERDICTS.name_for(suffix)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(kcat.communicate(), timeout=60)
+    lines = out.decode().splitlines()
+    assert len(lines) == len(messages)
+    for line in lines:
+        jsonschema.validate(json.loads(line), schema)
+
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=2, services=[scorer])
     assert len(dead) == 2
     assert {d["source_topic"] for d in dead} == {source}

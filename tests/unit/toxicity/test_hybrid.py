@@ -80,7 +80,9 @@ def test_text_side_is_reusable(scorer: HybridScorer) -> None:
     side = scorer.score_text_side(["one", "two"])
     assert side.embeddings.shape == (2, 384)
     assert np.allclose(np.linalg.norm(side.embeddings, axis=1), 1.0, atol=1e-4)
-    assert [s.p_toxic for s in scorer.combine(side)] == [s.p_toxic for s in scorer.score(["one", "two"])]
+    assert [s.p_toxic for s in scorer.combine(side)] == [
+        s.p_toxic for s in scorer.score(["one", "two"])
+    ]
 
 
 def test_context_count_must_match(scorer: HybridScorer) -> None:

@@ -33,7 +33,9 @@ def test_evasions_fold_to_the_plain_word(evasion: str, folded: str) -> None:
     assert normalize(evasion) == folded
 
 
-@pytest.mark.parametrize("text", ["I am 25 years old", "hi! how are you?", "u r a star", "route 66"])
+@pytest.mark.parametrize(
+    "text", ["I am 25 years old", "hi! how are you?", "u r a star", "route 66"]
+)
 def test_ordinary_text_keeps_its_words(text: str) -> None:
     assert normalize(text) == text.lower()
 

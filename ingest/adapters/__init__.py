@@ -1,0 +1,1 @@
+"""Platform adapters: each turns its platform's chat events into ChatMessages for the publisher."""

@@ -1,0 +1,180 @@
+"""De-duplication cache of text-side model results.
+
+Livestream chat repeats itself (emote spam, copypasta, raids): a line seen before costs no
+encoder time. The cache keeps, per text, what the model computes from the text alone (embedding,
+static features, lexicon hits); context features are still applied per message, so two users
+posting the same line can still get different scores.
+
+The key is the text with whitespace runs collapsed and trimmed, nothing more: case and symbols
+stay, because caps ratio and punctuation counts are features of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from toxicity.base import Context, Score
+from toxicity.hybrid import TextSide
+from toxicity.lexicon import Hits
+from warden import metrics
+
+
+class SplitScorer(Protocol):
+    """A model whose text-side work can be done once and combined with many contexts."""
+
+    @property
+    def version(self) -> str: ...
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide: ...
+
+    def combine(
+        self, text_side: TextSide, contexts: Sequence[Context] | None = None
+    ) -> list[Score]: ...
+
+
+@dataclass(frozen=True)
+class Row:
+    """One text's text-side result."""
+
+    embedding: np.ndarray
+    static: np.ndarray
+    hits: Hits
+
+
+def cache_key(text: str) -> str:
+    return " ".join(text.split())
+
+
+class TextSideCache:
+    """A bounded LRU of text-side rows, in front of a SplitScorer (hybrid model)."""
+
+    def __init__(self, model: SplitScorer, max_entries: int, service: str = "scorer") -> None:
+        self.model = model
+        self.max_entries = max_entries
+        self._rows: OrderedDict[str, Row] = OrderedDict()
+        self._hits = metrics.CACHE_LOOKUPS.labels(service, "hit")
+        self._misses = metrics.CACHE_LOOKUPS.labels(service, "miss")
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, Row]:
+        found = {}
+        for key in keys:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+                found[key] = row
+        return found
+
+    def store(self, rows: dict[str, Row]) -> None:
+        for key, row in rows.items():
+            self._rows[key] = row
+            self._rows.move_to_end(key)
+        while len(self._rows) > self.max_entries:
+            self._rows.popitem(last=False)
+
+    def compute(self, texts: Sequence[str]) -> dict[str, Row]:
+        """Run the model's text side on texts the cache does not hold."""
+        if not texts:
+            return {}
+        side = self.model.score_text_side(texts)
+        return {
+            cache_key(text): Row(side.embeddings[i], side.static[i], side.hits[i])
+            for i, text in enumerate(texts)
+        }
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """Keys of ``texts`` this worker's cache does not hold (to ask a shared cache for)."""
+        return list(dict.fromkeys(k for k in map(cache_key, texts) if k not in self._rows))
+
+    def text_side(
+        self, texts: Sequence[str], shared: dict[str, Row] | None = None
+    ) -> tuple[TextSide, dict[str, Row]]:
+        """The model's TextSide for ``texts``, and the rows computed for it.
+
+        Rows come from this worker's cache, then from ``shared`` (found in a shared cache),
+        and only the rest are computed, once per distinct text.
+        """
+        keys = [cache_key(t) for t in texts]
+        rows = self.lookup(keys)
+        if shared:
+            self.store(shared)
+            rows.update(shared)
+        todo: dict[str, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in rows and key not in todo:
+                todo[key] = text
+        computed = self.compute(list(todo.values()))
+        self.store(computed)
+        rows.update(computed)
+        # A message costs encoder time only when its text was computed here; repeats inside
+        # the batch are hits too.
+        self.misses += len(todo)
+        self.hits += len(texts) - len(todo)
+        self._misses.inc(len(todo))
+        self._hits.inc(len(texts) - len(todo))
+        ordered = [rows[k] for k in keys]
+        side = TextSide(
+            embeddings=np.stack([r.embedding for r in ordered]),
+            static=np.stack([r.static for r in ordered]),
+            hits=[r.hits for r in ordered],
+        )
+        return side, computed
+
+    def score(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[Context] | None,
+        shared: dict[str, Row] | None = None,
+    ) -> tuple[list[Score], dict[str, Row]]:
+        if not texts:
+            return [], {}
+        side, computed = self.text_side(texts, shared)
+        return self.model.combine(side, contexts), computed
+
+
+def encode_row(row: Row) -> bytes:
+    """A row as bytes for the shared (Redis) cache: JSON header, then the two float32 arrays."""
+    hits = row.hits
+    header = json.dumps(
+        {
+            "profanity": hits.profanity,
+            "hard_slurs": hits.hard_slurs,
+            "words": list(hits.words),
+            "dims": [int(row.embedding.shape[0]), int(row.static.shape[0])],
+        }
+    ).encode()
+    embedding = row.embedding.astype(np.float32).tobytes()
+    static = row.static.astype(np.float32).tobytes()
+    return header + b"\n" + embedding + static
+
+
+def decode_row(blob: bytes) -> Row:
+    header, _, body = blob.partition(b"\n")
+    meta = json.loads(header)
+    dim, n_static = meta["dims"]
+    values = np.frombuffer(body, dtype=np.float32)
+    if values.shape[0] != dim + n_static:
+        raise ValueError("cached row has the wrong size")
+    hits = Hits(meta["profanity"], meta["hard_slurs"], tuple(meta["words"]))
+    return Row(values[:dim].copy(), values[dim:].copy(), hits)
+
+
+def redis_key(model_version: str, key: str) -> str:
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return f"wc:{model_version}:{digest}"
