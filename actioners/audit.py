@@ -1,4 +1,8 @@
-"""The audit trail in PostgreSQL: one row per action, written once."""
+"""The audit trail in PostgreSQL: one row per action, written once.
+
+Who (the user, the executor), what (the action and its outcome), when, why (the decision's
+reason: rule, threshold, strike count) and under which model and policy versions.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,16 @@ from schemas.events import ActionResult
 _COLUMNS = (
     "action_id, message_id, platform, community, channel, user_id, kind, status, executor, "
     "detail, reason, severity, p_toxic, model_version, policy_version, sent_at, requested_at, "
-    "completed_at"
+    "completed_at, duration_s"
 )
-_INSERT = (
+INSERT = (
     f"INSERT INTO action_audit ({_COLUMNS}) VALUES "  # noqa: S608 - constant column list
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (action_id) DO NOTHING"
 )
 
 
-def _row(result: ActionResult) -> tuple[Any, ...]:
+def row(result: ActionResult) -> tuple[Any, ...]:
     return (
         result.action_id,
         result.message_id,
@@ -41,29 +45,21 @@ def _row(result: ActionResult) -> tuple[Any, ...]:
         result.sent_at,
         result.requested_at,
         result.completed_at,
+        result.duration_s,
     )
 
 
-class AuditLog:
-    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        self.connection = connection
+async def insert(cur: psycopg.AsyncCursor[Any], results: Sequence[ActionResult]) -> None:
+    """Write audit rows inside the caller's transaction; rows already there stay as they are."""
+    if results:
+        await cur.executemany(INSERT, [row(r) for r in results])
 
-    async def recorded(self, action_ids: Sequence[str]) -> set[str]:
-        """The ids among ``action_ids`` that already have an audit row."""
-        if not action_ids:
-            return set()
-        async with self.connection.cursor() as cur:
-            await cur.execute(
-                "SELECT action_id FROM action_audit WHERE action_id = ANY(%s)", (list(action_ids),)
-            )
-            rows = await cur.fetchall()
-        await self.connection.commit()
-        return {row[0] for row in rows}
 
-    async def record(self, results: Sequence[ActionResult]) -> None:
-        """Write the rows in one transaction; rows already there are left as they are."""
-        if not results:
-            return
-        async with self.connection.cursor() as cur:
-            await cur.executemany(_INSERT, [_row(r) for r in results])
-        await self.connection.commit()
+async def recorded(cur: psycopg.AsyncCursor[Any], action_ids: Sequence[str]) -> set[str]:
+    """The ids among ``action_ids`` that already have an audit row."""
+    if not action_ids:
+        return set()
+    await cur.execute(
+        "SELECT action_id FROM action_audit WHERE action_id = ANY(%s)", (list(action_ids),)
+    )
+    return {r[0] for r in await cur.fetchall()}

@@ -1,8 +1,20 @@
-"""The actioner: moderation.verdicts.v1 -> policy -> executor -> audit row + moderation.actions.v1.
+"""The actioner: moderation.verdicts.v1 -> policy -> ledger -> executor -> moderation.actions.v1.
 
-Per batch of records: decide, act, write the audit rows, produce the results and the dead
-letters, wait until the broker has them, and only then commit the offsets. A verdict delivered
-again (a restart, a rebalance) finds its action in the audit table and is not acted on twice.
+Per batch of records:
+
+1. decode the verdicts (undecodable ones become dead letters);
+2. decide: each community's policy (``actioners.policy``) and each user's active strikes give a
+   decision; the decision, its strikes and its action intents (the ledger entries) are written
+   in one transaction. A verdict already decided (delivered again) decides nothing new;
+3. act: the dispatcher carries out the open entries (``actioners.dispatch``), each marked in
+   flight before the platform is called and finished with its audit row after;
+4. publish every finished entry not yet published as an ``ActionResult`` (permanent failures
+   also as dead letters, with the reason), wait for the broker, mark them published;
+5. only then commit the offsets.
+
+A crash anywhere replays the batch: decisions are found, finished entries are only published
+(if they were not), and entries left in flight are reconciled, never blindly repeated. When
+partitions are assigned, whatever the ledger holds unfinished for them is settled first.
 """
 
 from __future__ import annotations
@@ -22,13 +34,19 @@ from aiokafka import (
 )
 from pydantic import ValidationError
 
-from actioners.audit import AuditLog
-from actioners.executors import Executor
-from actioners.policy import decide
-from schemas.events import ActionRequest, ActionResult, DeadLetter, Verdict, raw_text, utcnow
+from actioners import ledger as ledgers
+from actioners import strikes as strike_book
+from actioners.database import Database
+from actioners.dispatch import Dispatcher
+from actioners.executors import Router
+from actioners.ledger import DecisionRow, Entry, Ledger, Source, State
+from actioners.policy import evaluate, requests_for
+from actioners.policystore import PolicyStore, StoredPolicy
+from actioners.strikes import NewStrike
+from schemas.events import DeadLetter, Verdict, raw_text, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden import metrics
-from warden.clients import group_id, kafka_consumer, kafka_producer, postgres_connection
+from warden.clients import group_id, kafka_consumer, kafka_producer
 from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,13 +67,32 @@ def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLet
     )
 
 
+def failed_action_letter(entry: Entry) -> DeadLetter:
+    """A permanently failed action, with its request and the reason, for someone to look at."""
+    return DeadLetter(
+        source_topic=entry.source.topic,
+        partition=entry.source.partition,
+        offset=entry.source.offset,
+        key=entry.request.key,
+        raw=entry.request.model_dump_json(),
+        error=f"{entry.request.kind.value} failed: {entry.detail}",
+        error_type="PermanentActionError",
+        service=SERVICE,
+        failed_at=utcnow(),
+    )
+
+
 class ReadyListener(ConsumerRebalanceListener):
-    """Publishes readiness (the ``warden_ready`` gauge) as partitions come and go."""
+    """Publishes readiness (``warden_ready``) and remembers new partitions to settle."""
+
+    def __init__(self) -> None:
+        self.assigned: set[int] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         metrics.READY.labels(SERVICE).set(0)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned.update(tp.partition for tp in assigned)
         metrics.READY.labels(SERVICE).set(1)
 
 
@@ -63,28 +100,37 @@ class Actioner:
     def __init__(
         self,
         settings: Settings,
-        executor: Executor,
+        executor: Router,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
-        audit: AuditLog,
+        db: Database,
+        listener: ReadyListener | None = None,
     ) -> None:
         suffix = settings.kafka.topic_suffix
+        self.settings = settings
         self.executor = executor
         self.consumer = consumer
         self.producer = producer
-        self.audit = audit
+        self.db = db
+        self.listener = listener or ReadyListener()
+        self.policies = PolicyStore(
+            db, settings.actioner.default_preset, settings.actioner.policy_cache_s
+        )
+        self.ledger = Ledger(db)
+        self.dispatcher = Dispatcher(executor, self.ledger, settings.actioner)
+        self.verdicts_topic = VERDICTS.name_for(suffix)
         self.actions_topic = ACTIONS.name_for(suffix)
         self.deadletter_topic = DEADLETTER.name_for(suffix)
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
-        requests: list[ActionRequest] = []
+        verdicts: list[tuple[ConsumerRecord[bytes, bytes], Verdict]] = []
         dead: list[DeadLetter] = []
         for record in records:
             try:
                 if record.value is None:
                     raise ValueError("empty payload (tombstone)")
-                verdict = Verdict.model_validate_json(record.value)
+                verdicts.append((record, Verdict.model_validate_json(record.value)))
             except (ValidationError, ValueError) as exc:
                 logger.warning(
                     "dead letter from %s[%d]@%d: %s",
@@ -94,47 +140,158 @@ class Actioner:
                     type(exc).__name__,
                 )
                 dead.append(dead_letter(record, exc))
-                continue
-            requests.extend(decide(verdict))
         metrics.MESSAGES_IN.labels(SERVICE, VERDICTS.name).inc(len(records))
+        if dead:
+            metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
 
-        already = await self.audit.recorded([r.action_id for r in requests])
-        results: list[ActionResult] = []
-        for request in requests:
-            if request.action_id in already:
-                # Done before (a restart, a redelivery, a repeat in this batch): never act twice.
-                metrics.ERRORS.labels(SERVICE, "duplicate_verdict").inc()
-                continue
-            already.add(request.action_id)
-            results.append(await self.executor.execute(request))
-        await self.audit.record(results)
+        entries = await self.decide(verdicts)
+        await self.settle(entries, dead)
+        metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
 
+    async def decide(
+        self, verdicts: Sequence[tuple[ConsumerRecord[bytes, bytes], Verdict]]
+    ) -> list[Entry]:
+        """Decide the verdicts not decided before; return the ledger entries of all of them."""
+        if not verdicts:
+            return []
+        policies: dict[tuple[str, str], StoredPolicy] = {}
+        for _, verdict in verdicts:
+            key = (verdict.platform.value, verdict.community)
+            if key not in policies:
+                policies[key] = await self.policies.current(*key)
+        message_ids = list(dict.fromkeys(v.message_id for _, v in verdicts))
+        now = utcnow()
+        async with self.db.transaction() as cur:
+            seen = await ledgers.decided(cur, message_ids)
+            if len(seen) < len(message_ids):
+                counts = await strike_book.active_counts(
+                    cur, [(v.platform.value, v.community, v.user) for _, v in verdicts]
+                )
+                decisions: list[DecisionRow] = []
+                new_strikes: list[NewStrike] = []
+                intents: list[Entry] = []
+                for record, verdict in verdicts:
+                    if verdict.message_id in seen:
+                        # Decided before (a restart, a redelivery, a repeat in this batch).
+                        metrics.ERRORS.labels(SERVICE, "duplicate_verdict").inc()
+                        continue
+                    seen.add(verdict.message_id)
+                    stored = policies[(verdict.platform.value, verdict.community)]
+                    user = (verdict.platform.value, verdict.community, verdict.user)
+                    real, shadow = counts[user]
+                    decision = evaluate(
+                        stored.policy,
+                        verdict,
+                        policy_version=stored.version_id,
+                        active_strikes=real,
+                        shadow_strikes=shadow,
+                    )
+                    if decision is None:
+                        continue
+                    if decision.strikes_added:
+                        counts[user] = (
+                            (real, shadow + decision.strikes_added)
+                            if decision.shadow
+                            else (real + decision.strikes_added, shadow)
+                        )
+                        new_strikes.append(
+                            NewStrike(
+                                *user,
+                                message_id=verdict.message_id,
+                                points=decision.strikes_added,
+                                shadow=decision.shadow,
+                                reason=decision.reason,
+                                policy_version=decision.policy_version,
+                                decay_days=stored.policy.strike_decay_days,
+                            )
+                        )
+                    decisions.append(
+                        DecisionRow(
+                            message_id=verdict.message_id,
+                            platform=verdict.platform.value,
+                            community=verdict.community,
+                            channel=verdict.channel,
+                            user=verdict.user,
+                            policy_version=decision.policy_version,
+                            model_version=verdict.model_version,
+                            severity=decision.severity.value,
+                            rule=decision.rule,
+                            strikes_added=decision.strikes_added,
+                            strikes_active=decision.strikes_after,
+                            shadow=decision.shadow,
+                            reason=decision.reason,
+                        )
+                    )
+                    source = Source(record.topic, record.partition, record.offset)
+                    for request, skip in requests_for(verdict, decision, now):
+                        intents.append(
+                            Entry(
+                                request=request,
+                                state=State.SKIPPED if skip else State.PENDING,
+                                source=source,
+                                detail=f"not done: {skip}" if skip else "",
+                                executor=self.executor.executor_for(request) if skip else "",
+                                completed_at=now if skip else None,
+                            )
+                        )
+                await strike_book.add(cur, new_strikes)
+                await ledgers.record_decisions(cur, decisions, intents)
+            else:
+                metrics.ERRORS.labels(SERVICE, "duplicate_verdict").inc(len(verdicts))
+        return await self.ledger.entries(message_ids)
+
+    async def settle(self, entries: Sequence[Entry], dead: Sequence[DeadLetter] = ()) -> None:
+        """Carry out the open entries, then publish every result not published yet."""
+        finished = await self.dispatcher.run(entries)
+        unpublished = [e for e in finished if not e.published and not e.open]
+        letters = list(dead) + [
+            failed_action_letter(e) for e in unpublished if e.state is State.FAILED
+        ]
         pending: list[asyncio.Future[Any]] = []
-        for result in results:
+        for entry in unpublished:
+            result = entry.result()
             pending.append(
                 await self.producer.send(
                     self.actions_topic, result.to_json_bytes(), key=result.key.encode()
                 )
             )
-        for letter in dead:
+        for letter in letters:
             pending.append(
                 await self.producer.send(
                     self.deadletter_topic, letter.to_json_bytes(), key=letter.source_topic.encode()
                 )
             )
         await asyncio.gather(*pending)
+        await self.ledger.mark_published([e.action_id for e in unpublished])
+
         now = time.time()
-        metrics.MESSAGES_OUT.labels(SERVICE, self.actions_topic).inc(len(results))
-        metrics.DEAD_LETTERS.labels(SERVICE).inc(len(dead))
-        if dead:
-            metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
-        metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
-        for result in results:
-            metrics.END_TO_END_SECONDS.labels(SERVICE).observe(now - result.sent_at.timestamp())
+        metrics.MESSAGES_OUT.labels(SERVICE, self.actions_topic).inc(len(unpublished))
+        metrics.DEAD_LETTERS.labels(SERVICE).inc(len(letters))
+        for entry in unpublished:
+            sent_at = entry.request.sent_at.timestamp()
+            metrics.END_TO_END_SECONDS.labels(SERVICE).observe(now - sent_at)
+
+    async def recover(self, partitions: Sequence[int]) -> None:
+        """Settle what the ledger holds unfinished for newly assigned partitions."""
+        leftovers = await self.ledger.unfinished(self.verdicts_topic, partitions)
+        if leftovers:
+            in_flight = sum(e.state is State.IN_FLIGHT for e in leftovers)
+            logger.info(
+                "settling %d unfinished actions of partitions %s (%d in flight)",
+                len(leftovers),
+                sorted(partitions),
+                in_flight,
+            )
+            await self.settle(leftovers)
 
     async def run(self, stop: asyncio.Event) -> None:
+        max_records = self.settings.actioner.max_batch
         while not stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=max_records)
+            if self.listener.assigned:
+                partitions = sorted(self.listener.assigned)
+                self.listener.assigned.clear()
+                await self.recover(partitions)
             records = [record for batch in batches.values() for record in batch]
             if not records:
                 continue
@@ -143,19 +300,30 @@ class Actioner:
             await self.consumer.commit()
 
 
-async def serve(settings: Settings, executor: Executor, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> None:
     """Run one actioner until ``stop`` is set."""
-    consumer = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
-    consumer.subscribe([VERDICTS.name_for(settings.kafka.topic_suffix)], listener=ReadyListener())
-    producer = kafka_producer(settings.kafka)
-    connection = await postgres_connection(settings.postgres)
-    await producer.start()
-    await consumer.start()
+    db = await Database.connect(settings.postgres)
     try:
-        actioner = Actioner(settings, executor, consumer, producer, AuditLog(connection))
-        logger.info("actioner consuming %s", VERDICTS.name_for(settings.kafka.topic_suffix))
-        await actioner.run(stop)
+        await db.check_schema()
+        await executor.start()
+        listener = ReadyListener()
+        consumer = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
+        consumer.subscribe([VERDICTS.name_for(settings.kafka.topic_suffix)], listener=listener)
+        producer = kafka_producer(settings.kafka)
+        await producer.start()
+        await consumer.start()
+        try:
+            actioner = Actioner(settings, executor, consumer, producer, db, listener)
+            logger.info(
+                "actioner consuming %s, acting through %s",
+                VERDICTS.name_for(settings.kafka.topic_suffix),
+                executor.name,
+            )
+            await actioner.run(stop)
+        finally:
+            await consumer.stop()
+            await producer.stop()
     finally:
-        await consumer.stop()
-        await producer.stop()
-        await connection.close()
+        await executor.close()
+        await db.close()
+

@@ -63,7 +63,7 @@ class RedisOptOut:
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
-        members = await self.client.smembers(self.key)
+        members: set[bytes | str] = await self.client.smembers(self.key)  # type: ignore[misc]
         self.users = frozenset(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def start(self) -> None:
@@ -102,6 +102,8 @@ def opt_out_filter(settings: Settings) -> OptOutFilter:
         from warden.clients import redis_client
 
         return RedisOptOut(
-            redis_client(settings.redis), settings.ingest.opt_out_key, settings.ingest.opt_out_refresh_s
+            redis_client(settings.redis),
+            settings.ingest.opt_out_key,
+            settings.ingest.opt_out_refresh_s,
         )
     return NoOptOut()

@@ -144,7 +144,7 @@ class Publisher:
     async def close(self) -> None:
         """Flush (up to ``shutdown_timeout_s``), then stop the producer and the opt-out filter."""
         timeout = self.ingest.shutdown_timeout_s
-        if self._pump_error is None and not await self.flush(timeout=timeout):
+        if self._pump_error is None and not await self.flush(within_s=timeout):
             logger.error(
                 "%d messages were still buffered after %.0f s: the broker did not take them",
                 self._count,
@@ -251,10 +251,10 @@ class Publisher:
         self._enqueue(record)
         logger.warning("rejected an event from %s: %s", source, error)
 
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the broker acknowledged everything buffered; False on time-out."""
+    async def flush(self, within_s: float | None = None) -> bool:
+        """Wait until the broker acknowledged everything buffered; False after ``within_s``."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), within_s)
         except TimeoutError:
             return False
         if self._pump_error is not None:

@@ -49,13 +49,16 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from actioners.cli import actioner
+    from actioners.cli import actioner, pardon, policy, strikes
+    from benchmarks.cli import bench
     from deploy.cli import migrate, stack, topics
     from ingest.cli import ingest
     from scorers.cli import scorer
     from warden.run import run
 
-    for command in (stack, topics, migrate, ingest, scorer, actioner, run):
+    for command in (stack, topics, migrate, ingest, scorer, actioner, run, bench):
+        main.add_command(command)
+    for command in (policy, strikes, pardon):
         main.add_command(command)
 
 

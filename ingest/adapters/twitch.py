@@ -37,6 +37,7 @@ import aiohttp
 
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
+from warden.errors import ConfigError
 from warden.settings import TwitchSettings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _TAG_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 ACTION_PREFIX = "\x01ACTION "
 
 
-class Reconnect(Exception):  # noqa: N818 - named for the IRC command it stands for
+class Reconnect(Exception):
     """The server asked us to reconnect (``RECONNECT``)."""
 
 
@@ -67,7 +68,7 @@ class IrcLine:
 
 
 def unescape_tag(value: str) -> str:
-    """IRCv3 tag value escapes: ``\\:`` ``;``, ``\\s`` space, ``\\\\`` backslash, ``\\r``/``\\n``."""
+    """Undo IRCv3 tag value escapes (``\\:`` is ``;``, ``\\s`` a space, and so on)."""
     if "\\" not in value:
         return value
     out: list[str] = []
@@ -157,7 +158,9 @@ def to_chat_message(line: IrcLine, received_at: datetime | None = None) -> ChatM
         user_name=tags.get("display-name") or line.nick,
         user_roles=roles,
         text=text,
-        attachments=emote_attachments(tags.get("emotes", ""), line.params[1].removeprefix(ACTION_PREFIX)),
+        attachments=emote_attachments(
+            tags.get("emotes", ""), line.params[1].removeprefix(ACTION_PREFIX)
+        ),
         reply_to=tags.get("reply-parent-msg-id") or None,
         sent_at=sent,
         received_at=received,
@@ -169,7 +172,7 @@ class TwitchChat:
 
     def __init__(self, settings: TwitchSettings, publisher: Publisher) -> None:
         if not settings.channels:
-            raise ValueError("no Twitch channels to join (WARDEN_PLATFORMS__TWITCH__CHANNELS)")
+            raise ConfigError("no Twitch channels to join (WARDEN_PLATFORMS__TWITCH__CHANNELS)")
         self.settings = settings
         self.publisher = publisher
         self.channels = [c.lower().lstrip("#") for c in settings.channels]
@@ -201,7 +204,9 @@ class TwitchChat:
             await ws.send_str("CAP REQ :twitch.tv/tags twitch.tv/commands")
             if token is not None:
                 secret = token.get_secret_value()
-                await ws.send_str(f"PASS {secret if secret.startswith('oauth:') else 'oauth:' + secret}")
+                await ws.send_str(
+                    f"PASS {secret if secret.startswith('oauth:') else 'oauth:' + secret}"
+                )
             await ws.send_str(f"NICK {self.settings.nick}")
             await ws.send_str("JOIN " + ",".join(f"#{c}" for c in self.channels))
             self.connections += 1

@@ -1,0 +1,284 @@
+"""Carrying out a batch of ledger entries: concurrency, priority, retries, bulk deletes.
+
+- A job is one bulk delete (``bulk_delete_min`` or more deletes waiting in one channel, as in a
+  raid), one single delete, or one user's other actions in order (a warning before a ban).
+- Jobs hold a slot of their community (``community_concurrency``) and a global one
+  (``concurrency``) only while they call the platform; slots go to the highest severity waiting,
+  so when a queue builds up the worst messages are dealt with first.
+- A 429 is waited out for as long as the platform says (plus a little jitter), up to
+  ``rate_limit_max_wait_s`` in all; it does not count as a try. Other transient failures are
+  tried again ``max_attempts`` times with exponential back-off and full jitter, and, since the
+  platform may have acted before the failure reached us, as reconciliations. Permanent failures
+  are not retried.
+- Every entry is marked in flight before its first call and finished (with its audit row)
+  after its last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
+
+from actioners.executors import Outcome, RateLimited, Router
+from actioners.ledger import Entry, Ledger, State, result_of
+from schemas.events import ActionKind, ActionStatus, utcnow
+from warden.errors import ActionError, PermanentActionError, RetriableActionError
+from warden.metrics import LATENCY_BUCKETS
+from warden.settings import ActionerSettings
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = Counter(
+    "warden_actions_total", "Platform actions by outcome.", ["platform", "kind", "status"]
+)
+RATE_LIMITED = Counter(
+    "warden_action_rate_limited_total", "429 answers from platforms, waited out.", ["executor"]
+)
+RETRIES = Counter("warden_action_retries_total", "Actions tried again after an error.", ["executor"])
+ACTION_SECONDS = Histogram(
+    "warden_action_seconds",
+    "From the first platform call to the outcome of one action (rate-limit waits included).",
+    ["executor"],
+    buckets=LATENCY_BUCKETS,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class PrioritySemaphore:
+    """A semaphore whose waiters are served lowest priority value first (then first come)."""
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._waiters: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+
+    async def acquire(self, priority: tuple[int, int]) -> None:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._counter), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted and cancelled at once: hand the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._value += 1
+
+    @asynccontextmanager
+    async def slot(self, priority: tuple[int, int]) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+@dataclass
+class Job:
+    entries: list[Entry]
+    bulk: bool
+
+    @property
+    def community(self) -> tuple[str, str]:
+        request = self.entries[0].request
+        return request.platform.value, request.community
+
+    @property
+    def priority(self) -> tuple[int, int]:
+        """Higher severity first, then the earlier message."""
+        worst = max(e.request.severity.rank for e in self.entries)
+        return -worst, min(e.source.offset for e in self.entries)
+
+
+def plan(entries: Sequence[Entry], bulk_min: int, bulk_limit: Callable[[Entry], int]) -> list[Job]:
+    """Jobs for the open entries, highest priority first."""
+    deletes: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
+    users: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
+    jobs: list[Job] = []
+    for entry in entries:
+        if not entry.open:
+            continue
+        request = entry.request
+        if request.kind is ActionKind.DELETE:
+            if entry.state is State.PENDING:
+                deletes[(request.platform.value, request.community, request.channel)].append(entry)
+            else:
+                jobs.append(Job([entry], bulk=False))  # in flight: reconciled on its own
+        else:
+            users[(request.platform.value, request.community, request.user)].append(entry)
+    for group in deletes.values():
+        limit = bulk_limit(group[0])
+        if limit >= 2 and len(group) >= bulk_min:
+            group.sort(key=lambda e: (-e.request.severity.rank, e.source.offset))
+            for start in range(0, len(group), limit):
+                chunk = group[start : start + limit]
+                jobs.append(Job(chunk, bulk=len(chunk) > 1))
+        else:
+            jobs.extend(Job([entry], bulk=False) for entry in group)
+    for group in users.values():
+        group.sort(key=lambda e: (e.source.partition, e.source.offset))
+        jobs.append(Job(group, bulk=False))
+    jobs.sort(key=lambda job: job.priority)
+    return jobs
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        executor: Router,
+        ledger: Ledger,
+        settings: ActionerSettings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.executor = executor
+        self.ledger = ledger
+        self.settings = settings
+        self.sleep = sleep
+        self._global = PrioritySemaphore(settings.concurrency)
+        self._communities: dict[tuple[str, str], PrioritySemaphore] = {}
+
+    def _community(self, key: tuple[str, str]) -> PrioritySemaphore:
+        if key not in self._communities:
+            self._communities[key] = PrioritySemaphore(self.settings.community_concurrency)
+        return self._communities[key]
+
+    @asynccontextmanager
+    async def _slots(self, job: Job) -> AsyncIterator[None]:
+        async with self._community(job.community).slot(job.priority), self._global.slot(
+            job.priority
+        ):
+            yield
+
+    async def run(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Carry out the open entries; return them finished (the others as they were)."""
+        jobs = plan(
+            entries,
+            self.settings.bulk_delete_min,
+            lambda e: self.executor.bulk_limit(e.request.platform),
+        )
+        finished: dict[str, Entry] = {}
+        for done in await asyncio.gather(*(self._job(job) for job in jobs)):
+            finished.update((e.action_id, e) for e in done)
+        return [finished.get(e.action_id, e) for e in entries]
+
+    async def _job(self, job: Job) -> list[Entry]:
+        if job.bulk:
+            return await self._bulk(job)
+        return [await self._one(job, entry) for entry in job.entries]
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+
+    async def _attempts(
+        self, job: Job, call: Callable[[bool], Awaitable[Outcome]], reconcile: bool
+    ) -> tuple[Outcome, int]:
+        """Call until an outcome: 429s waited out, transient errors retried with back-off."""
+        name = self.executor.executor_for(job.entries[0].request)
+        tries = 0
+        waited = 0.0
+        while True:
+            wait = 0.0
+            try:
+                async with self._slots(job):
+                    tries += 1
+                    return await call(reconcile), tries
+            except RateLimited as exc:
+                RATE_LIMITED.labels(name).inc()
+                tries -= 1  # a 429 is not a failed try
+                wait = exc.retry_after + random.uniform(0, 0.05 + exc.retry_after / 10)  # noqa: S311
+                waited += wait
+                if waited > self.settings.rate_limit_max_wait_s:
+                    return _failed(f"rate limited for over {waited:.0f} s: {exc}"), tries
+                logger.info("%s rate limited; waiting %.2f s: %s", name, wait, exc)
+            except RetriableActionError as exc:
+                if tries >= self.settings.max_attempts:
+                    return _failed(f"gave up after {tries} tries: {exc}"), tries
+                RETRIES.labels(name).inc()
+                wait = self._backoff(tries)
+                # The platform may have acted before the error reached us: check, don't repeat.
+                reconcile = True
+                logger.warning("%s failed (try %d), again in %.2f s: %s", name, tries, wait, exc)
+            except ActionError as exc:  # permanent: trying again fails again
+                return _failed(str(exc)), tries
+            except Exception as exc:  # noqa: BLE001 - per-action boundary: fail it, go on
+                logger.exception("%s: unexpected error", name)
+                return _failed(f"unexpected {type(exc).__name__}: {exc}"), tries
+            await self.sleep(wait)
+
+    async def _one(self, job: Job, entry: Entry) -> Entry:
+        was_in_flight = entry.state is State.IN_FLIGHT
+        started_at = entry.started_at
+        name = self.executor.executor_for(entry.request)
+        (entry,) = await self.ledger.start([entry], name)
+        request = entry.request
+
+        async def call(reconcile: bool) -> Outcome:
+            if reconcile:
+                return await self.executor.reconcile(request, started_at or entry.started_at)
+            return await self.executor.execute(request)
+
+        began = time.perf_counter()
+        outcome, tries = await self._attempts(Job([entry], bulk=False), call, was_in_flight)
+        ACTION_SECONDS.labels(name).observe(time.perf_counter() - began)
+        if was_in_flight:
+            outcome = Outcome(outcome.status, f"{outcome.detail} (reconciled after a restart)")
+        return await self._finish(entry, outcome, tries)
+
+    async def _bulk(self, job: Job) -> list[Entry]:
+        name = self.executor.executor_for(job.entries[0].request)
+        entries = await self.ledger.start(job.entries, name)
+        requests = [e.request for e in entries]
+
+        async def call(reconcile: bool) -> Outcome:
+            if reconcile:
+                raise PermanentActionError("bulk delete interrupted; finishing one by one")
+            return await self.executor.bulk_delete(requests)
+
+        began = time.perf_counter()
+        outcome, tries = await self._attempts(Job(entries, bulk=True), call, False)
+        ACTION_SECONDS.labels(name).observe(time.perf_counter() - began)
+        if outcome.status is ActionStatus.FAILED:
+            # Too old, already gone, interrupted: each message on its own (idempotent deletes).
+            logger.info("bulk delete of %d failed (%s); deleting one by one", len(entries), outcome)
+            return [await self._one(Job([e], bulk=False), e) for e in entries]
+        return [await self._finish(e, outcome, tries) for e in entries]
+
+    async def _finish(self, entry: Entry, outcome: Outcome, tries: int) -> Entry:
+        request = entry.request
+        result = result_of(
+            request,
+            executor=self.executor.executor_for(request),
+            status=outcome.status,
+            detail=outcome.detail,
+            completed_at=utcnow(),
+        )
+        ACTIONS.labels(request.platform.value, request.kind.value, outcome.status.value).inc()
+        if outcome.status is ActionStatus.FAILED:
+            logger.warning("action %s failed: %s", request.action_id, outcome.detail)
+        return await self.ledger.finish(entry, result, tries)
+
+
+def _failed(detail: str) -> Outcome:
+    return Outcome(ActionStatus.FAILED, detail[:2000])

@@ -1,0 +1,301 @@
+"""The action ledger: the intent is written before the platform is called, so nothing is done twice.
+
+An entry moves ``pending -> in_flight -> done | skipped | failed``, keyed by the deterministic
+``action_id`` (message id + action kind). The decision that created it, its strikes and its
+entries are written in one transaction, so a verdict decided again finds them all and adds
+nothing. An entry found ``in_flight`` (the actioner died between the platform call and the
+bookkeeping) is reconciled by the executor, never blindly repeated. The audit row is written
+in the same transaction as the final state; ``published`` records that the ActionResult reached
+``moderation.actions.v1``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from actioners import audit
+from actioners.database import Database
+from schemas.events import ActionRequest, ActionResult, ActionStatus, utcnow
+
+
+class State(enum.StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+FINAL = {State.DONE: ActionStatus.DONE, State.SKIPPED: ActionStatus.SKIPPED, State.FAILED: ActionStatus.FAILED}
+STATE_OF = {status: state for state, status in FINAL.items()}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the verdict behind an entry was read: its partition is whose actioner owns it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    request: ActionRequest
+    state: State
+    source: Source
+    detail: str = ""
+    executor: str = ""
+    attempts: int = 0
+    published: bool = False
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def action_id(self) -> str:
+        return self.request.action_id
+
+    @property
+    def open(self) -> bool:
+        return self.state in (State.PENDING, State.IN_FLIGHT)
+
+    def result(self) -> ActionResult:
+        """The ActionResult of a finished entry."""
+        if self.open:
+            raise ValueError(f"action {self.action_id} is not finished ({self.state})")
+        return result_of(
+            self.request,
+            executor=self.executor or "none",
+            status=FINAL[self.state],
+            detail=self.detail,
+            completed_at=self.completed_at or utcnow(),
+        )
+
+
+def result_of(
+    request: ActionRequest,
+    *,
+    executor: str,
+    status: ActionStatus,
+    detail: str,
+    completed_at: datetime,
+) -> ActionResult:
+    return ActionResult(
+        action_id=request.action_id,
+        message_id=request.message_id,
+        platform=request.platform,
+        community=request.community,
+        channel=request.channel,
+        user=request.user,
+        kind=request.kind,
+        status=status,
+        executor=executor,
+        detail=detail,
+        reason=request.reason,
+        severity=request.severity,
+        p_toxic=request.p_toxic,
+        model_version=request.model_version,
+        policy_version=request.policy_version,
+        sent_at=request.sent_at,
+        requested_at=request.requested_at,
+        completed_at=completed_at,
+        duration_s=request.duration_s,
+    )
+
+
+_SELECT = (
+    "SELECT request, state, source_topic, source_partition, source_offset, detail, executor,"
+    " attempts, published, started_at, completed_at FROM action_ledger"
+)
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    request, state, topic, partition, offset, detail, executor, attempts, published, *times = row
+    return Entry(
+        request=ActionRequest.model_validate(request),
+        state=State(state),
+        source=Source(topic, partition, offset),
+        detail=detail,
+        executor=executor,
+        attempts=attempts,
+        published=published,
+        started_at=times[0],
+        completed_at=times[1],
+    )
+
+
+async def decided(cur: psycopg.AsyncCursor[Any], message_ids: Sequence[str]) -> set[str]:
+    """The messages among ``message_ids`` that already have a decision."""
+    if not message_ids:
+        return set()
+    await cur.execute(
+        "SELECT message_id FROM decisions WHERE message_id = ANY(%s)", (list(message_ids),)
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    message_id: str
+    platform: str
+    community: str
+    channel: str
+    user: str
+    policy_version: str
+    model_version: str
+    severity: str
+    rule: str
+    strikes_added: int
+    strikes_active: int
+    shadow: bool
+    reason: str
+
+
+async def record_decisions(
+    cur: psycopg.AsyncCursor[Any], decisions: Sequence[DecisionRow], entries: Sequence[Entry]
+) -> None:
+    """Write decisions and their ledger entries (finished ones with their audit rows)."""
+    if decisions:
+        await cur.executemany(
+            "INSERT INTO decisions (message_id, platform, community, channel, user_id,"
+            " policy_version, model_version, severity, rule, strikes_added, strikes_active,"
+            " shadow, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (message_id) DO NOTHING",
+            [
+                (
+                    d.message_id,
+                    d.platform,
+                    d.community,
+                    d.channel,
+                    d.user,
+                    d.policy_version,
+                    d.model_version,
+                    d.severity,
+                    d.rule,
+                    d.strikes_added,
+                    d.strikes_active,
+                    d.shadow,
+                    d.reason,
+                )
+                for d in decisions
+            ],
+        )
+    if not entries:
+        return
+    await cur.executemany(
+        "INSERT INTO action_ledger (action_id, message_id, platform, community, user_id, kind,"
+        " severity, state, request, detail, executor, source_topic, source_partition,"
+        " source_offset, completed_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (action_id) DO NOTHING",
+        [
+            (
+                e.action_id,
+                e.request.message_id,
+                e.request.platform.value,
+                e.request.community,
+                e.request.user,
+                e.request.kind.value,
+                e.request.severity.value,
+                e.state.value,
+                Jsonb(e.request.model_dump(mode="json")),
+                e.detail,
+                e.executor,
+                e.source.topic,
+                e.source.partition,
+                e.source.offset,
+                e.completed_at,
+            )
+            for e in entries
+        ],
+    )
+    await audit.insert(cur, [e.result() for e in entries if not e.open])
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def entries(self, message_ids: Sequence[str]) -> list[Entry]:
+        """Every entry of these messages, in the order they were decided."""
+        if not message_ids:
+            return []
+        async with self.db.transaction() as cur:
+            await cur.execute(
+                _SELECT + " WHERE message_id = ANY(%s) ORDER BY created_at, action_id",
+                (list(message_ids),),
+            )
+            rows = await cur.fetchall()
+        return [_entry(row) for row in rows]
+
+    async def unfinished(self, topic: str, partitions: Sequence[int]) -> list[Entry]:
+        """Entries of these partitions not finished or not yet published (after a restart)."""
+        async with self.db.transaction() as cur:
+            await cur.execute(
+                _SELECT + " WHERE source_topic = %s AND source_partition = ANY(%s)"
+                " AND (state IN ('pending', 'in_flight') OR NOT published)"
+                " ORDER BY source_partition, source_offset, created_at",
+                (topic, list(partitions)),
+            )
+            rows = await cur.fetchall()
+        return [_entry(row) for row in rows]
+
+    async def start(self, entries: Sequence[Entry], executor: str) -> list[Entry]:
+        """Mark entries in flight: from here on, a crash leaves them to be reconciled."""
+        pending = [e.action_id for e in entries if e.state is State.PENDING]
+        if pending:
+            async with self.db.transaction() as cur:
+                await cur.execute(
+                    "UPDATE action_ledger SET state = 'in_flight', started_at = now(),"
+                    " executor = %s WHERE action_id = ANY(%s) AND state = 'pending'",
+                    (executor, pending),
+                )
+        now = utcnow()
+        return [
+            replace(e, state=State.IN_FLIGHT, started_at=now, executor=executor)
+            if e.state is State.PENDING
+            else e
+            for e in entries
+        ]
+
+    async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry:
+        """Record the outcome and its audit row together."""
+        state = STATE_OF[result.status]
+        async with self.db.transaction() as cur:
+            await cur.execute(
+                "UPDATE action_ledger SET state = %s, detail = %s, executor = %s,"
+                " attempts = attempts + %s, completed_at = %s WHERE action_id = %s",
+                (
+                    state.value,
+                    result.detail,
+                    result.executor,
+                    attempts,
+                    result.completed_at,
+                    entry.action_id,
+                ),
+            )
+            await audit.insert(cur, [result])
+        return replace(
+            entry,
+            state=state,
+            detail=result.detail,
+            executor=result.executor,
+            attempts=entry.attempts + attempts,
+            completed_at=result.completed_at,
+        )
+
+    async def mark_published(self, action_ids: Sequence[str]) -> None:
+        if not action_ids:
+            return
+        async with self.db.transaction() as cur:
+            await cur.execute(
+                "UPDATE action_ledger SET published = true WHERE action_id = ANY(%s)",
+                (list(action_ids),),
+            )

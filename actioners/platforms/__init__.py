@@ -1,0 +1,40 @@
+"""Platform executors (Discord, Slack, the signed webhook) and the one the settings ask for."""
+
+from __future__ import annotations
+
+from actioners.executors import Executor, LogExecutor, Router
+from schemas.events import Platform
+from warden.settings import Settings
+
+
+def build_executor(settings: Settings) -> Router:
+    """The executor ``WARDEN_ACTIONER__EXECUTOR`` names, as a router by platform.
+
+    ``log`` acts on nothing; ``discord``, ``slack`` act on their platform's verdicts only (the
+    others are skipped, saying so); ``webhook`` sends every action to the webhook; ``platform``
+    routes Discord and Slack verdicts to their executors where a token is set, and the rest to
+    the webhook when its url is set, else to the log.
+    """
+    from actioners.platforms.discord import DiscordExecutor
+    from actioners.platforms.slack import SlackExecutor
+    from actioners.platforms.webhook import WebhookExecutor
+
+    platforms = settings.platforms
+    kind = settings.actioner.executor
+    if kind == "log":
+        return Router({}, fallback=LogExecutor())
+    if kind == "discord":
+        return Router({Platform.DISCORD: DiscordExecutor(platforms.discord)})
+    if kind == "slack":
+        return Router({Platform.SLACK: SlackExecutor(platforms.slack)})
+    if kind == "webhook":
+        return Router({}, fallback=WebhookExecutor(platforms.webhook))
+    executors: dict[Platform, Executor] = {}
+    if platforms.discord.token is not None:
+        executors[Platform.DISCORD] = DiscordExecutor(platforms.discord)
+    if platforms.slack.bot_token is not None:
+        executors[Platform.SLACK] = SlackExecutor(platforms.slack)
+    fallback: Executor = (
+        WebhookExecutor(platforms.webhook) if platforms.webhook.url else LogExecutor()
+    )
+    return Router(executors, fallback=fallback)

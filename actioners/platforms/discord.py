@@ -1,0 +1,335 @@
+"""Discord: delete, bulk delete, timeout, kick, ban and DM warnings through discord.py's HTTP client.
+
+discord.py's ``HTTPClient`` keeps Discord's rate limits the way Discord specifies them: a bucket
+per route and major parameter learned from ``X-RateLimit-Bucket``, pre-emptive waits when
+``X-RateLimit-Remaining`` reaches 0, a 429's ``retry_after`` slept before trying again, and the
+global limit held for every route. What it gives up on reaches us as ``RateLimited``.
+
+``WARDEN_PLATFORMS__DISCORD__API_BASE_URL`` points it elsewhere (a test server): discord.py
+builds every URL from its class-level ``Route.BASE``, which ``start`` sets.
+
+Per action, and how an action found in flight after a restart is finished (``reconcile``):
+
+- delete: ``DELETE /channels/{c}/messages/{m}``; 404 Unknown Message = already deleted. Repeated.
+- bulk delete: ``POST /channels/{c}/messages/bulk-delete`` (2-100 messages under 14 days old).
+- timeout: ``PATCH /guilds/{g}/members/{u}`` with ``communication_disabled_until`` =
+  requested_at + duration: the same instant every time, so repeating it changes nothing.
+- kick: ``DELETE /guilds/{g}/members/{u}``. Reconciled by looking the member up first: gone, or
+  joined again after the kick started, means done.
+- ban: ``PUT /guilds/{g}/bans/{u}`` (idempotent). Reconciled by ``GET`` of the ban first.
+- warn: a DM (``POST /users/@me/channels`` then ``POST /channels/{dm}/messages``) with a nonce
+  Discord enforces and a reference in the text. Reconciled by reading the DM channel's latest
+  messages for the reference: found means sent; never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from actioners.executors import Outcome, RateLimited
+from actioners.policy import reference
+from schemas.events import ActionKind, ActionRequest
+from warden.errors import ConfigError, PermanentActionError, RetriableActionError
+from warden.settings import DiscordSettings
+
+if TYPE_CHECKING:
+    from discord.http import HTTPClient, Route
+
+logger = logging.getLogger(__name__)
+
+# Discord's JSON error codes we act on.
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_GUILD = 10004
+UNKNOWN_MEMBER = 10007
+UNKNOWN_MESSAGE = 10008
+UNKNOWN_USER = 10013
+UNKNOWN_BAN = 10026
+CANNOT_DM = 50007
+# X-Audit-Log-Reason is capped at 512 characters.
+AUDIT_REASON_MAX = 512
+BULK_MAX = 100
+DM_HISTORY = 50
+
+
+def _reason(request: ActionRequest) -> str:
+    return request.reason[:AUDIT_REASON_MAX]
+
+
+def nonce(action_id: str) -> str:
+    """Discord keeps a message nonce of at most 25 characters."""
+    return reference(action_id, 25)
+
+
+def dm_reference(action_id: str) -> str:
+    return f"ref {reference(action_id)}"
+
+
+class DiscordExecutor:
+    name = "discord"
+    bulk_delete_max = BULK_MAX
+
+    def __init__(self, settings: DiscordSettings) -> None:
+        if settings.token is None:
+            raise ConfigError("WARDEN_PLATFORMS__DISCORD__TOKEN: needed by the discord executor")
+        self.settings = settings
+        self._http: HTTPClient | None = None
+
+    async def start(self) -> None:
+        from discord import LoginFailure
+        from discord.http import HTTPClient, Route
+
+        # discord.py's documented global: every Route is built on it.
+        Route.BASE = self.settings.api_base_url.rstrip("/")
+        assert self.settings.token is not None
+        self._http = HTTPClient(asyncio.get_running_loop())
+        try:
+            await self._http.static_login(self.settings.token.get_secret_value())
+        except LoginFailure as exc:
+            await self._http.close()
+            raise ConfigError(
+                "WARDEN_PLATFORMS__DISCORD__TOKEN: Discord refused it (401 Unauthorized)"
+            ) from exc
+        logger.info("discord executor on %s", Route.BASE)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def executor_for(self, request: ActionRequest) -> str:
+        return self.name
+
+    @property
+    def http(self) -> HTTPClient:
+        if self._http is None:
+            raise RuntimeError("DiscordExecutor.start() was not awaited")
+        return self._http
+
+    async def _call(
+        self, route: Route, *, tolerate: tuple[int, ...] = (), **kwargs: Any
+    ) -> tuple[Any, int | None]:
+        """One REST call, errors turned into our tree.
+
+        Returns (data, None), or (None, code) when Discord answered with one of the JSON error
+        codes in ``tolerate`` (an outcome for the caller, not an error).
+        """
+        import discord
+
+        kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=self.settings.request_timeout_s))
+        what = f"{route.method} {route.path}"
+        try:
+            return await self.http.request(route, **kwargs), None
+        except discord.HTTPException as exc:
+            if exc.code in tolerate:
+                return None, exc.code
+            raise _classify(exc, what) from exc
+        except discord.RateLimited as exc:
+            raise RateLimited(f"{what}: rate limited", exc.retry_after) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetriableActionError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def execute(self, request: ActionRequest) -> Outcome:
+        handlers: dict[ActionKind, Callable[[ActionRequest], Awaitable[Outcome]]] = {
+            ActionKind.DELETE: self._delete,
+            ActionKind.TIMEOUT: self._timeout,
+            ActionKind.KICK: self._kick,
+            ActionKind.BAN: self._ban,
+            ActionKind.WARN: self._warn,
+        }
+        return await handlers[request.kind](request)
+
+    async def reconcile(self, request: ActionRequest, started_at: datetime | None) -> Outcome:
+        if request.kind is ActionKind.KICK:
+            return await self._reconcile_kick(request, started_at)
+        if request.kind is ActionKind.BAN:
+            return await self._reconcile_ban(request)
+        if request.kind is ActionKind.WARN:
+            return await self._warn(request, check_first=True)
+        # delete and timeout are idempotent in effect: finishing them is doing them.
+        return await self.execute(request)
+
+    async def _delete(self, request: ActionRequest) -> Outcome:
+        from discord.http import Route
+
+        route = Route(
+            "DELETE",
+            "/channels/{channel_id}/messages/{message_id}",
+            channel_id=request.channel,
+            message_id=request.message_id,
+        )
+        _, gone = await self._call(route, reason=_reason(request), tolerate=(UNKNOWN_MESSAGE,))
+        if gone:
+            return Outcome.done("already deleted (Unknown Message)")
+        return Outcome.done("message deleted")
+
+    async def bulk_delete(self, requests: Sequence[ActionRequest]) -> Outcome:
+        from discord.http import Route
+
+        if len(requests) == 1:
+            return await self._delete(requests[0])
+        channels = {r.channel for r in requests}
+        if len(channels) != 1 or len(requests) > BULK_MAX:
+            raise ValueError("a bulk delete takes 2-100 messages of one channel")
+        ids = sorted({r.message_id for r in requests})
+        route = Route(
+            "POST", "/channels/{channel_id}/messages/bulk-delete", channel_id=requests[0].channel
+        )
+        await self._call(
+            route,
+            json={"messages": ids},
+            reason=f"ChatWarden: {len(ids)} messages ({requests[0].severity.value} and others)",
+        )
+        return Outcome.done(f"bulk deleted with {len(ids) - 1} other messages")
+
+    async def _timeout(self, request: ActionRequest) -> Outcome:
+        from discord.http import Route
+
+        seconds = request.duration_s or 600
+        until = request.requested_at + timedelta(seconds=seconds)
+        route = Route(
+            "PATCH",
+            "/guilds/{guild_id}/members/{user_id}",
+            guild_id=request.community,
+            user_id=request.user,
+        )
+        _, left = await self._call(
+            route,
+            json={"communication_disabled_until": until.isoformat()},
+            reason=_reason(request),
+            tolerate=(UNKNOWN_MEMBER,),
+        )
+        if left:
+            return Outcome.skipped("not a member any more (Unknown Member)")
+        return Outcome.done(f"timed out until {until.isoformat()}")
+
+    async def _kick(self, request: ActionRequest) -> Outcome:
+        from discord.http import Route
+
+        route = Route(
+            "DELETE",
+            "/guilds/{guild_id}/members/{user_id}",
+            guild_id=request.community,
+            user_id=request.user,
+        )
+        _, gone = await self._call(route, reason=_reason(request), tolerate=(UNKNOWN_MEMBER,))
+        if gone:
+            return Outcome.done("not a member (already gone)")
+        return Outcome.done("kicked")
+
+    async def _reconcile_kick(self, request: ActionRequest, started_at: datetime | None) -> Outcome:
+        from discord.http import Route
+
+        route = Route(
+            "GET",
+            "/guilds/{guild_id}/members/{user_id}",
+            guild_id=request.community,
+            user_id=request.user,
+        )
+        member, gone = await self._call(route, tolerate=(UNKNOWN_MEMBER,))
+        if gone or not isinstance(member, dict):
+            return Outcome.done("not a member: kicked before the restart, or left")
+        joined = _parse_time(member.get("joined_at"))
+        if joined is not None and started_at is not None and joined > started_at:
+            return Outcome.done("rejoined after the kick started; not kicked again")
+        return await self._kick(request)
+
+    async def _ban(self, request: ActionRequest) -> Outcome:
+        from discord.http import Route
+
+        route = Route(
+            "PUT",
+            "/guilds/{guild_id}/bans/{user_id}",
+            guild_id=request.community,
+            user_id=request.user,
+        )
+        await self._call(route, json={"delete_message_seconds": 0}, reason=_reason(request))
+        return Outcome.done("banned")
+
+    async def _reconcile_ban(self, request: ActionRequest) -> Outcome:
+        from discord.http import Route
+
+        route = Route(
+            "GET",
+            "/guilds/{guild_id}/bans/{user_id}",
+            guild_id=request.community,
+            user_id=request.user,
+        )
+        _, unknown = await self._call(route, tolerate=(UNKNOWN_BAN,))
+        if not unknown:
+            return Outcome.done("already banned")
+        return await self._ban(request)
+
+    async def _warn(self, request: ActionRequest, *, check_first: bool = False) -> Outcome:
+        from discord.http import Route
+
+        channel, unknown = await self._call(
+            Route("POST", "/users/@me/channels"),
+            json={"recipient_id": request.user},
+            tolerate=(UNKNOWN_USER,),
+        )
+        if unknown or not isinstance(channel, dict):
+            return Outcome.skipped("unknown user (Unknown User)")
+        dm = str(channel["id"])
+        ref = dm_reference(request.action_id)
+        if check_first:
+            history, _ = await self._call(
+                Route("GET", "/channels/{channel_id}/messages", channel_id=dm),
+                params={"limit": DM_HISTORY},
+            )
+            if any(ref in str(m.get("content", "")) for m in history or [] if isinstance(m, dict)):
+                return Outcome.done("warning was already sent (found in the DM channel)")
+        text = (request.notice or request.reason)[:1900] + f"\n-# {ref}"
+        _, closed = await self._call(
+            Route("POST", "/channels/{channel_id}/messages", channel_id=dm),
+            json={"content": text, "nonce": nonce(request.action_id), "enforce_nonce": True},
+            tolerate=(CANNOT_DM,),
+        )
+        if closed:
+            return Outcome.skipped("the user does not accept DMs (50007)")
+        return Outcome.done("warning sent by DM")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _classify(exc: Any, what: str) -> Exception:
+    """A discord.py HTTPException as our error: what may succeed later, what never will."""
+    status: int = exc.status
+    detail = f"{what}: {status} (code {exc.code}) {exc.text}".strip()
+    if status == 429:
+        retry_after = _retry_after(exc)
+        scope = "global" if _header(exc, "X-RateLimit-Global") else "route"
+        return RateLimited(detail, retry_after, scope=scope)
+    if status >= 500 or status == 408:
+        return RetriableActionError(detail)
+    # 400 (bad request), 401 (token), 403 (missing permissions / access), 404 (unknown ...)
+    return PermanentActionError(detail)
+
+
+def _header(exc: Any, name: str) -> str | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return headers.get(name) if headers is not None else None
+
+
+def _retry_after(exc: Any) -> float:
+    for name in ("X-RateLimit-Reset-After", "Retry-After"):
+        value = _header(exc, name)
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                continue
+    return 1.0

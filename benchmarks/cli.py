@@ -1,0 +1,56 @@
+"""``warden bench``: run the benchmark and write its JSON summary and plot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import click
+
+from warden.cli import settings_from
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="A short run (under 5 minutes with the stack).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON summary here too (it is always printed).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench-latency.png"),
+    show_default=True,
+    help="PNG of latency against offered load.",
+)
+@click.option("--no-stack", is_flag=True, help="Use the configured Kafka/Redis as they are.")
+@click.pass_context
+def bench(
+    ctx: click.Context, quick: bool, json_path: Path | None, plot_path: Path, no_stack: bool
+) -> None:
+    """Model-only ceiling vs pipeline vs per-message HTTP, in one run on this machine."""
+    from benchmarks.pipeline import Plan, plot, run
+
+    settings = settings_from(ctx)
+    started = time.monotonic()
+    if not no_stack:
+        from deploy import stack
+
+        stack.up(settings)
+    plan = Plan.quick() if quick else Plan.full()
+    (settings.stack.dir / "logs").mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(run(settings, plan, settings.stack.dir / "logs"))
+    report.results["plan"] = "quick" if quick else "full"
+    report.results["wall_seconds"] = round(time.monotonic() - started, 1)
+    plot(report, plot_path)
+    text = json.dumps(report.results, indent=2)
+    if json_path is not None:
+        json_path.write_text(text + "\n")
+    click.echo(text)
+    click.echo(f"plot: {plot_path}", err=True)

@@ -1,0 +1,493 @@
+"""One benchmark run on this machine: the model alone, the pipeline, the per-message HTTP design.
+
+Workloads come from ``ingest.chatgen`` with a fixed seed:
+- *unique*: every text distinct, so no cache can help (the honest throughput);
+- *livestream*: realistic chat with repetition (emote spam, copypasta) and raids.
+
+Measurements, in order:
+1. model-only ceiling: batched inference on unique texts in this process, no Kafka;
+2. pipeline throughput: messages pre-published to fresh topics, one scorer worker drains them;
+   the rate comes from the verdicts' own ``scored_at`` stamps, so the measuring costs nothing;
+3. pipeline latency at fixed offered loads (100 msg/s and others, for the plot): messages
+   stamped when published, latency = verdict read back by this process - ``sent_at``;
+4. the per-message HTTP design: a FastAPI ``/predict`` around the same model, called once per
+   message, sequentially, as the seed consumers did;
+5. optionally the actioner: verdict -> action latency and actions/s against a fake platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.chatgen import load_messages
+from schemas.events import ChatMessage
+from schemas.topics import CHAT_MESSAGES, VERDICTS, TopicSpec
+from warden.clients import kafka_consumer, kafka_producer
+from warden.settings import Settings
+
+logger = logging.getLogger(__name__)
+SEED = 42
+
+
+@dataclass(frozen=True)
+class Plan:
+    ceiling_messages: int
+    unique_messages: int
+    livestream_messages: int
+    latency_seconds: float
+    loads: tuple[float, ...]
+    http_seconds: float
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(2_000, 4_000, 6_000, 20.0, (50.0, 100.0, 200.0, 400.0), 15.0)
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(10_000, 20_000, 30_000, 60.0, (25.0, 50.0, 100.0, 200.0, 400.0, 800.0), 60.0)
+
+
+@dataclass
+class Report:
+    results: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu, "python": platform.python_version()}
+
+
+def workload(kind: str, count: int, prefix: str) -> list[dict[str, Any]]:
+    """Messages of one workload, with ids unique to this run."""
+    messages = load_messages(
+        count,
+        seed=SEED,
+        unique=kind == "unique",
+        raid_every=None if kind == "unique" else 1_500,
+        community=f"bench-{kind}",
+    )
+    out = []
+    for message in messages:
+        message["message_id"] = prefix + message["message_id"]
+        out.append(message)
+    return out
+
+
+def stamped(record: dict[str, Any]) -> ChatMessage:
+    now = datetime.now(UTC).isoformat()
+    return ChatMessage.model_validate({**record, "sent_at": now, "received_at": now})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+# --- 1. the model alone -------------------------------------------------------------------
+
+
+def model_ceiling(settings: Settings, count: int) -> tuple[float, str]:
+    from scorers.model import load_model
+
+    model = load_model(settings.model)
+    texts = [m["text"] for m in workload("unique", count, "c-")]
+    batch = settings.scorer.max_batch
+    model.score(texts[:batch])  # warm-up: first-call allocations, lazy initialisation
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        model.score(texts[start : start + batch])
+    elapsed = time.perf_counter() - started
+    return len(texts) / elapsed, model.version
+
+
+# --- 2./3. the pipeline -------------------------------------------------------------------
+
+
+class Worker:
+    """A `warden scorer` process on this run's own topics."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], log: Path) -> None:
+        self.port = int(env["WARDEN_METRICS__SCORER_PORT"])
+        self.host = settings.metrics.host
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "warden", "scorer"],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> str:
+        url = f"http://{self.host}:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return str(reply.read().decode())
+
+    def counter(self, name: str, labels: str) -> float:
+        for line in self.metrics().splitlines():
+            if line.startswith(f"{name}{{") and labels in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    async def ready(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"scorer exited; see {self.log}")
+            try:
+                if 'warden_ready{service="scorer"} 1.0' in self.metrics():
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"scorer not ready after {timeout_s} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def topic_end(settings: Settings, spec: TopicSpec) -> int:
+    from aiokafka import TopicPartition
+
+    consumer = kafka_consumer(settings.kafka, group_id=None)
+    await consumer.start()
+    try:
+        name = spec.name_for(settings.kafka.topic_suffix)
+        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
+    producer = kafka_producer(settings.kafka, linger_ms=20)
+    await producer.start()
+    try:
+        topic = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
+        for record in records:
+            message = stamped(record)
+            await producer.send(topic, message.to_json_bytes(), key=message.key.encode())
+    finally:
+        await producer.stop()
+
+
+async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dict[str, Any]]:
+    consumer = kafka_consumer(
+        settings.kafka, VERDICTS.name_for(settings.kafka.topic_suffix), group_id=None
+    )
+    await consumer.start()
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    verdict = json.loads(record.value)
+                    if verdict["message_id"].startswith(prefix):
+                        found[verdict["message_id"]] = verdict
+    finally:
+        await consumer.stop()
+    return list(found.values())
+
+
+async def drain_rate(
+    settings: Settings, worker: Worker, records: list[dict[str, Any]], prefix: str
+) -> dict[str, float]:
+    """Publish ``records``, wait until the worker has scored them all, return its rate."""
+    hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
+    misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
+    target = await topic_end(settings, VERDICTS) + len(records)
+    await publish_all(settings, records)
+    deadline = time.monotonic() + 600
+    while await topic_end(settings, VERDICTS) < target:
+        if time.monotonic() > deadline or worker.process.poll() is not None:
+            raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
+        await asyncio.sleep(0.5)
+    verdicts = await read_verdicts(settings, prefix, len(records))
+    stamps = sorted(datetime.fromisoformat(v["scored_at"]).timestamp() for v in verdicts)
+    first = stamps[0]
+    after_first_batch = sum(1 for s in stamps if s > first)
+    span = stamps[-1] - first
+    hits = worker.counter("warden_cache_lookups_total", 'result="hit"') - hits_before
+    misses = worker.counter("warden_cache_lookups_total", 'result="miss"') - misses_before
+    return {
+        "msgs_per_s": after_first_batch / span if span > 0 else float("nan"),
+        "messages": float(len(verdicts)),
+        "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+    }
+
+
+async def latency_at(
+    settings: Settings, records: list[dict[str, Any]], rate: float, seconds: float
+) -> dict[str, float]:
+    """Offer ``rate`` msg/s for ``seconds``; end-to-end latency of each verdict read back."""
+    count = max(1, int(rate * seconds))
+    records = records[:count]
+    prefix = records[0]["message_id"].split("-", 1)[0] + "-"
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = kafka_consumer(
+        settings.kafka,
+        VERDICTS.name_for(settings.kafka.topic_suffix),
+        group_id=None,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+    producer = kafka_producer(settings.kafka)
+    await producer.start()
+    topic = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
+
+    async def offer() -> None:
+        started = time.monotonic()
+        for i, record in enumerate(records):
+            wait = started + i / rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            message = stamped(record)
+            sent[message.message_id] = message.sent_at.timestamp()
+            await producer.send(topic, message.to_json_bytes(), key=message.key.encode())
+
+    offering = asyncio.create_task(offer())
+    deadline = time.monotonic() + seconds + 60
+    try:
+        while len(latencies) < len(records) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for batch in batches.values():
+                for record in batch:
+                    verdict = json.loads(record.value)
+                    if verdict["message_id"].startswith(prefix):
+                        latencies.append(
+                            now - datetime.fromisoformat(verdict["sent_at"]).timestamp()
+                        )
+        await offering
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    ms = [1000 * x for x in latencies]
+    return {
+        "offered_msgs_per_s": rate,
+        "messages": float(len(records)),
+        "received": float(len(ms)),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "p99_ms": percentile(ms, 99),
+    }
+
+
+# --- 4. the per-message HTTP design ------------------------------------------------------
+
+
+def http_baseline(
+    env: dict[str, str], records: list[dict[str, Any]], seconds: float, log: Path
+) -> float:
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-m", "benchmarks.http_baseline", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"the HTTP baseline did not start; see {log}")
+                time.sleep(0.5)
+            for record in records[:20]:  # warm-up
+                client.post("/predict", json={"text": record["text"]}).raise_for_status()
+            done = 0
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                record = records[done % len(records)]
+                client.post("/predict", json={"text": record["text"]}).raise_for_status()
+                done += 1
+            return done / (time.monotonic() - started)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def worker_env(settings: Settings, suffix: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "WARDEN_KAFKA__TOPIC_SUFFIX": suffix,
+            "WARDEN_METRICS__SCORER_PORT": str(free_port()),
+            "WARDEN_MODEL__KIND": settings.model.kind,
+            "WARDEN_MODEL__DEVICE": settings.model.device,
+            "WARDEN_MODEL__QUANTIZE": settings.model.quantize,
+            "WARDEN_SCORER__MAX_BATCH": str(settings.scorer.max_batch),
+            "WARDEN_SCORER__MAX_WAIT_MS": str(settings.scorer.max_wait_ms),
+        }
+    )
+    return env
+
+
+async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
+    from deploy.topics import create_topics
+
+    report = Report()
+    results = report.results
+    results["machine"] = machine()
+    results["settings"] = {
+        "model_kind": settings.model.kind,
+        "device": settings.model.device,
+        "quantize": settings.model.quantize,
+        "max_batch": settings.scorer.max_batch,
+        "max_wait_ms": settings.scorer.max_wait_ms,
+        "cache_size": settings.scorer.cache_size,
+    }
+    logger.info("1/4 model-only ceiling on %d unique texts", plan.ceiling_messages)
+    ceiling, version = await asyncio.to_thread(model_ceiling, settings, plan.ceiling_messages)
+    results["model_version"] = version
+    results["ceiling_msgs_per_s"] = round(ceiling, 1)
+
+    suffix = f".bench{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
+    )
+    await create_topics(local.kafka, suffix)
+    env = worker_env(settings, suffix)
+    worker = Worker(local, env, log_dir / "bench-scorer.log")
+    try:
+        await worker.ready()
+        logger.info("2/4 pipeline throughput: unique texts, then the livestream replay")
+        unique = await drain_rate(
+            local, worker, workload("unique", plan.unique_messages, "u-"), "u-"
+        )
+        replay = await drain_rate(
+            local, worker, workload("livestream", plan.livestream_messages, "r-"), "r-"
+        )
+        results["pipeline_unique_msgs_per_s"] = round(unique["msgs_per_s"], 1)
+        results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
+        results["cache_hit_rate"] = round(replay["cache_hit_rate"], 3)
+
+        logger.info("3/4 end-to-end latency at offered loads %s msg/s", plan.loads)
+        for i, rate in enumerate(sorted({100.0, *plan.loads})):
+            seconds = plan.latency_seconds if rate == 100.0 else plan.latency_seconds / 2
+            records = workload("livestream", int(rate * seconds) + 1, f"l{i}-")
+            point = await latency_at(local, records, rate, seconds)
+            report.curve.append(point)
+            if rate == 100.0:
+                results["p50_ms_at_100_msgs_per_s"] = round(point["p50_ms"], 1)
+                results["p95_ms_at_100_msgs_per_s"] = round(point["p95_ms"], 1)
+                results["p99_ms_at_100_msgs_per_s"] = round(point["p99_ms"], 1)
+    finally:
+        worker.stop()
+
+    logger.info("4/4 the per-message HTTP design for %.0f s", plan.http_seconds)
+    http_rate = await asyncio.to_thread(
+        http_baseline,
+        worker_env(settings, suffix),
+        workload("livestream", 5_000, "h-"),
+        plan.http_seconds,
+        log_dir / "bench-http.log",
+    )
+    results["per_message_http_msgs_per_s"] = round(http_rate, 1)
+
+    pipeline_unique = results["pipeline_unique_msgs_per_s"]
+    pipeline_replay = results["pipeline_replay_msgs_per_s"]
+    results["ratios"] = {
+        "unique_vs_ceiling": round(pipeline_unique / ceiling, 2),
+        "replay_vs_ceiling": round(pipeline_replay / ceiling, 2),
+        "replay_vs_http": round(pipeline_replay / http_rate, 1),
+        "unique_vs_http": round(pipeline_unique / http_rate, 1),
+    }
+    results["targets"] = {
+        "unique_at_least_0.7x_ceiling": pipeline_unique >= 0.7 * ceiling,
+        "replay_at_least_3x_ceiling": pipeline_replay >= 3 * ceiling,
+        "p99_under_250ms_at_100_msgs_per_s": results["p99_ms_at_100_msgs_per_s"] < 250,
+        "replay_at_least_5x_http": pipeline_replay >= 5 * http_rate,
+    }
+    results["latency_curve"] = report.curve
+    return report
+
+
+def plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = sorted(report.curve, key=lambda p: p["offered_msgs_per_s"])
+    x = [p["offered_msgs_per_s"] for p in curve]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+        ax.plot(x, [p[key] for p in curve], marker="o", label=label)
+    ax.axhline(250, color="grey", linestyle="--", linewidth=1, label="250 ms target")
+    ceiling = report.results.get("ceiling_msgs_per_s")
+    if ceiling:
+        ax.axvline(ceiling, color="red", linestyle=":", linewidth=1, label="model-only ceiling")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (messages/s, livestream replay)")
+    ax.set_ylabel("end-to-end latency (ms, sent -> verdict read)")
+    machine_info = report.results["machine"]
+    ax.set_title(
+        f"ChatWarden scorer, {report.results.get('model_version')}, "
+        f"{machine_info['cores']} cores{', ' + machine_info['gpu'] if machine_info['gpu'] else ''}"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
