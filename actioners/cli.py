@@ -66,7 +66,8 @@ def _echo_policy(stored: StoredPolicy) -> None:
         f"default preset (nothing stored), version {stored.version_id}"
         if stored.is_default
         else f"version {stored.version} ({stored.version_id}) by {stored.author}"
-        f" at {stored.created_at:%Y-%m-%d %H:%M:%S %Z}" + (f": {stored.note}" if stored.note else "")
+        f" at {stored.created_at:%Y-%m-%d %H:%M:%S %Z}"
+        + (f": {stored.note}" if stored.note else "")
     )
     click.echo(f"# {stored.platform}:{stored.community} policy, {origin}")
     click.echo(json.dumps(stored.policy.to_document(), indent=2))
@@ -264,6 +265,4 @@ def pardon(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--reason") from exc
-    click.echo(
-        f"pardoned {platform}:{community}:{user}: {done.strikes_cleared} strike(s) cleared"
-    )
+    click.echo(f"pardoned {platform}:{community}:{user}: {done.strikes_cleared} strike(s) cleared")

@@ -44,7 +44,9 @@ ACTIONS = Counter(
 RATE_LIMITED = Counter(
     "warden_action_rate_limited_total", "429 answers from platforms, waited out.", ["executor"]
 )
-RETRIES = Counter("warden_action_retries_total", "Actions tried again after an error.", ["executor"])
+RETRIES = Counter(
+    "warden_action_retries_total", "Actions tried again after an error.", ["executor"]
+)
 ACTION_SECONDS = Histogram(
     "warden_action_seconds",
     "From the first platform call to the outcome of one action (rate-limit waits included).",
@@ -165,8 +167,9 @@ class Dispatcher:
 
     @asynccontextmanager
     async def _slots(self, job: Job) -> AsyncIterator[None]:
-        async with self._community(job.community).slot(job.priority), self._global.slot(
-            job.priority
+        async with (
+            self._community(job.community).slot(job.priority),
+            self._global.slot(job.priority),
         ):
             yield
 
@@ -222,7 +225,7 @@ class Dispatcher:
                 logger.warning("%s failed (try %d), again in %.2f s: %s", name, tries, wait, exc)
             except ActionError as exc:  # permanent: trying again fails again
                 return _failed(str(exc)), tries
-            except Exception as exc:  # noqa: BLE001 - per-action boundary: fail it, go on
+            except Exception as exc:  # the per-action boundary: fail this one, go on
                 logger.exception("%s: unexpected error", name)
                 return _failed(f"unexpected {type(exc).__name__}: {exc}"), tries
             await self.sleep(wait)

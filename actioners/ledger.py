@@ -33,7 +33,11 @@ class State(enum.StrEnum):
     FAILED = "failed"
 
 
-FINAL = {State.DONE: ActionStatus.DONE, State.SKIPPED: ActionStatus.SKIPPED, State.FAILED: ActionStatus.FAILED}
+FINAL = {
+    State.DONE: ActionStatus.DONE,
+    State.SKIPPED: ActionStatus.SKIPPED,
+    State.FAILED: ActionStatus.FAILED,
+}
 STATE_OF = {status: state for state, status in FINAL.items()}
 
 

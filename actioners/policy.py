@@ -39,6 +39,11 @@ MAX_TIMEOUT_S = 28 * 24 * 3600
 PRESET_VERSION = 1
 
 Graded = Literal["LOW", "MEDIUM", "HIGH"]
+GRADED: dict[Severity, Graded] = {
+    Severity.LOW: "LOW",
+    Severity.MEDIUM: "MEDIUM",
+    Severity.HIGH: "HIGH",
+}
 
 
 def action_id(message_id: str, kind: ActionKind) -> str:
@@ -358,7 +363,9 @@ def human_duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
-def _grade(policy: Policy, override: ChannelOverride | None, verdict: Verdict) -> tuple[Severity, str]:
+def _grade(
+    policy: Policy, override: ChannelOverride | None, verdict: Verdict
+) -> tuple[Severity, str]:
     """The severity the community gives the verdict, and the words that say why."""
     if HARD_SLUR in verdict.labels:
         return Severity.HIGH, "label hard_slur always acts at HIGH"
@@ -402,7 +409,8 @@ def evaluate(
     if severity is Severity.SAFE:
         return None
     rules = (override.actions if override and override.actions else None) or policy.actions
-    rule = rules.get(severity.value) or policy.actions.get(severity.value)
+    level = GRADED[severity]
+    rule = rules.get(level) or policy.actions.get(level)
     if rule is None or not rule.acts:
         return None
 

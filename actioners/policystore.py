@@ -37,7 +37,9 @@ class StoredPolicy:
 
 
 class PolicyStore:
-    def __init__(self, db: Database, default_preset: str = "balanced", cache_s: float = 0.0) -> None:
+    def __init__(
+        self, db: Database, default_preset: str = "balanced", cache_s: float = 0.0
+    ) -> None:
         self.db = db
         self.default_preset = default_preset
         self.cache_s = cache_s

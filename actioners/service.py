@@ -326,4 +326,3 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
     finally:
         await executor.close()
         await db.close()
-

@@ -52,9 +52,6 @@ class Pardon:
     strikes_cleared: int
 
 
-_ACTIVE = "pardoned_at IS NULL AND expires_at > now()"
-
-
 async def active_counts(
     cur: psycopg.AsyncCursor[Any], users: Iterable[UserKey]
 ) -> dict[UserKey, tuple[int, int]]:
@@ -114,15 +111,14 @@ class StrikeBook:
         self, platform: str, community: str, user: str, *, include_inactive: bool = False
     ) -> list[Strike]:
         """The user's strikes, newest first: active ones, or all when ``include_inactive``."""
-        where = "" if include_inactive else f" AND {_ACTIVE}"
         async with self.db.transaction() as cur:
             await cur.execute(
                 "SELECT id, message_id, points, shadow, reason, policy_version, created_at,"
                 " expires_at, pardoned_at, pardoned_by, pardon_reason FROM strikes"
                 " WHERE platform = %s AND community = %s AND user_id = %s"
-                + where
-                + " ORDER BY created_at DESC, id DESC",
-                (platform, community, user),
+                " AND (%s OR (pardoned_at IS NULL AND expires_at > now()))"
+                " ORDER BY created_at DESC, id DESC",
+                (platform, community, user, include_inactive),
             )
             rows = await cur.fetchall()
         return [Strike(*row) for row in rows]
@@ -142,7 +138,8 @@ class StrikeBook:
         async with self.db.transaction() as cur:
             await cur.execute(
                 "UPDATE strikes SET pardoned_at = now(), pardoned_by = %s, pardon_reason = %s"
-                f" WHERE platform = %s AND community = %s AND user_id = %s AND {_ACTIVE}"
+                " WHERE platform = %s AND community = %s AND user_id = %s"
+                " AND pardoned_at IS NULL AND expires_at > now()"
                 " RETURNING points",
                 (moderator, reason, platform, community, user),
             )

@@ -1,4 +1,4 @@
-"""Discord: delete, bulk delete, timeout, kick, ban and DM warnings through discord.py's HTTP client.
+"""Discord: delete, bulk delete, timeout, kick, ban and DM warnings, through discord.py's REST.
 
 discord.py's ``HTTPClient`` keeps Discord's rate limits the way Discord specifies them: a bucket
 per route and major parameter learned from ``X-RateLimit-Bucket``, pre-emptive waits when

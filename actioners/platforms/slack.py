@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -49,38 +49,38 @@ RETRIABLE_ERRORS = frozenset(
 
 
 class TierLimiter:
-    """A token bucket per (workspace, method): ``per_minute`` calls, bursts of a fifth of it."""
+    """A token bucket per (workspace, method): ``per_minute`` calls, bursts of a fifth of it.
 
-    def __init__(self, per_minute: float, clock: Any = time.monotonic) -> None:
+    Callers reserve a token (going into debt when none is left) and sleep until it is theirs,
+    so waiting callers are served in order without a lock.
+    """
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, per_minute / 5.0)
         self.tokens = self.capacity
         self.clock = clock
         self.updated = clock()
         self.blocked_until = 0.0
-        self._lock = asyncio.Lock()
 
     def block(self, seconds: float) -> None:
         """A 429: nothing more for ``seconds``."""
         self.blocked_until = max(self.blocked_until, self.clock() + seconds)
-        self.tokens = 0.0
+        self.tokens = min(self.tokens, 0.0)
 
-    def delay(self) -> float:
-        """Seconds to wait before the next call (0 = go now, and the token is taken)."""
+    def reserve(self) -> float:
+        """Take the next token; return how many seconds to wait until it is due."""
         now = self.clock()
-        if now < self.blocked_until:
-            return self.blocked_until - now
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+        self.tokens -= 1.0
+        debt = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        return max(debt, self.blocked_until - now, 0.0)
 
     async def acquire(self) -> None:
-        async with self._lock:
-            while (wait := self.delay()) > 0:
-                await asyncio.sleep(wait)
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 class SlackExecutor:
