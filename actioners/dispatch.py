@@ -11,7 +11,8 @@
   platform may have acted before the failure reached us, as reconciliations. Permanent failures
   are not retried.
 - Every entry is marked in flight before its first call and finished (with its audit row)
-  after its last one.
+  after its last one. Several batches may be under way at once: slots are shared, so the
+  priorities hold across them, and one user's actions still happen in the order decided.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
 from actioners.executors import Outcome, RateLimited, Router
-from actioners.ledger import Entry, Ledger, State, result_of
-from schemas.events import ActionKind, ActionStatus, utcnow
+from actioners.ledger import Entry, State, result_of
+from schemas.events import ActionKind, ActionResult, ActionStatus, utcnow
 from warden.errors import ActionError, PermanentActionError, RetriableActionError
 from warden.metrics import LATENCY_BUCKETS
 from warden.settings import ActionerSettings
@@ -55,6 +57,14 @@ ACTION_SECONDS = Histogram(
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Bookkeeping(Protocol):
+    """Where entries are marked in flight and finished (``actioners.ledger.Ledger``)."""
+
+    async def start(self, entries: Sequence[Entry], executor: str) -> list[Entry]: ...
+
+    async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry: ...
 
 
 class PrioritySemaphore:
@@ -95,6 +105,30 @@ class PrioritySemaphore:
             self.release()
 
 
+class KeyedLocks:
+    """One lock per key (a user), kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, ...]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 @dataclass
 class Job:
     entries: list[Entry]
@@ -104,6 +138,14 @@ class Job:
     def community(self) -> tuple[str, str]:
         request = self.entries[0].request
         return request.platform.value, request.community
+
+    @property
+    def user(self) -> tuple[str, str, str] | None:
+        """The user whose actions this job carries out in order (None for deletes)."""
+        request = self.entries[0].request
+        if request.kind is ActionKind.DELETE:
+            return None
+        return request.platform.value, request.community, request.user
 
     @property
     def priority(self) -> tuple[int, int]:
@@ -148,7 +190,7 @@ class Dispatcher:
     def __init__(
         self,
         executor: Router,
-        ledger: Ledger,
+        ledger: Bookkeeping,
         settings: ActionerSettings,
         *,
         sleep: Sleep = asyncio.sleep,
@@ -159,6 +201,8 @@ class Dispatcher:
         self.sleep = sleep
         self._global = PrioritySemaphore(settings.concurrency)
         self._communities: dict[tuple[str, str], PrioritySemaphore] = {}
+        # One user's actions happen in order, also across batches settled at the same time.
+        self._users = KeyedLocks()
 
     def _community(self, key: tuple[str, str]) -> PrioritySemaphore:
         if key not in self._communities:
@@ -188,7 +232,11 @@ class Dispatcher:
     async def _job(self, job: Job) -> list[Entry]:
         if job.bulk:
             return await self._bulk(job)
-        return [await self._one(job, entry) for entry in job.entries]
+        user = job.user
+        if user is None:
+            return [await self._one(job, entry) for entry in job.entries]
+        async with self._users.hold(user):
+            return [await self._one(job, entry) for entry in job.entries]
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
@@ -234,7 +282,10 @@ class Dispatcher:
         was_in_flight = entry.state is State.IN_FLIGHT
         started_at = entry.started_at
         name = self.executor.executor_for(entry.request)
-        (entry,) = await self.ledger.start([entry], name)
+        started = await self.ledger.start([entry], name)
+        if not started:
+            return entry  # someone else has it
+        (entry,) = started
         request = entry.request
 
         async def call(reconcile: bool) -> Outcome:
@@ -252,6 +303,8 @@ class Dispatcher:
     async def _bulk(self, job: Job) -> list[Entry]:
         name = self.executor.executor_for(job.entries[0].request)
         entries = await self.ledger.start(job.entries, name)
+        if not entries:
+            return list(job.entries)
         requests = [e.request for e in entries]
 
         async def call(reconcile: bool) -> Outcome:

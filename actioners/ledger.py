@@ -252,22 +252,31 @@ class Ledger:
         return [_entry(row) for row in rows]
 
     async def start(self, entries: Sequence[Entry], executor: str) -> list[Entry]:
-        """Mark entries in flight: from here on, a crash leaves them to be reconciled."""
+        """Mark entries in flight: from here on, a crash leaves them to be reconciled.
+
+        Returns the entries to carry out: the pending ones this call moved to in flight, and
+        those already in flight (to reconcile). A pending entry that is not pending in the
+        ledger any more was taken by someone else and is left out.
+        """
         pending = [e.action_id for e in entries if e.state is State.PENDING]
+        started: set[str] = set()
         if pending:
             async with self.db.transaction() as cur:
                 await cur.execute(
                     "UPDATE action_ledger SET state = 'in_flight', started_at = now(),"
-                    " executor = %s WHERE action_id = ANY(%s) AND state = 'pending'",
+                    " executor = %s WHERE action_id = ANY(%s) AND state = 'pending'"
+                    " RETURNING action_id",
                     (executor, pending),
                 )
+                started = {row[0] for row in await cur.fetchall()}
         now = utcnow()
-        return [
-            replace(e, state=State.IN_FLIGHT, started_at=now, executor=executor)
-            if e.state is State.PENDING
-            else e
-            for e in entries
-        ]
+        out: list[Entry] = []
+        for entry in entries:
+            if entry.state is State.IN_FLIGHT:
+                out.append(entry)
+            elif entry.action_id in started:
+                out.append(replace(entry, state=State.IN_FLIGHT, started_at=now, executor=executor))
+        return out
 
     async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry:
         """Record the outcome and its audit row together."""

@@ -47,7 +47,7 @@ def build_app(model: TextScorer) -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    from scorers.model import load_model
+    from toxicity.loading import load_model
     from warden.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__)

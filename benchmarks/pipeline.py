@@ -126,7 +126,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def model_ceiling(settings: Settings, count: int) -> tuple[float, str]:
-    from scorers.model import load_model
+    from toxicity.loading import load_model
 
     model = load_model(settings.model)
     texts = [m["text"] for m in workload("unique", count, "c-")]

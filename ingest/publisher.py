@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 SERVICE = "ingest"
 # Between attempts to reach a broker that does not answer; aiokafka retries on its own as well.
 RETRY_BACKOFF_S = (0.25, 10.0)
+# No acknowledgement for this long while messages wait: say so (then every STALL_REPEAT_S).
+STALL_WARN_S = 5.0
+STALL_REPEAT_S = 30.0
 
 
 class BufferFull(TransientError):
@@ -107,6 +110,8 @@ class Publisher:
         self._pump_task: asyncio.Task[None] | None = None
         self._pump_error: BaseException | None = None
         self._unreachable_since: float | None = None
+        self._last_progress = time.monotonic()
+        self._watch_task: asyncio.Task[None] | None = None
         self._gauge = metrics.INGEST_BUFFERED.labels(adapter)
         self._gauge_bytes = metrics.INGEST_BUFFERED_BYTES.labels(adapter)
         self._received = metrics.INGEST_RECEIVED.labels(adapter)
@@ -131,6 +136,7 @@ class Publisher:
             await self._discard_producer()
         self._pump_task = asyncio.create_task(self._pump(), name=f"publisher pump ({self.adapter})")
         self._pump_task.add_done_callback(self._pump_finished)
+        self._watch_task = asyncio.create_task(self._watch(), name="publisher watchdog")
         return self
 
     async def __aexit__(
@@ -150,10 +156,11 @@ class Publisher:
                 self._count,
                 timeout,
             )
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+        for task in (self._pump_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # stop() flushes aiokafka's own batches; it would wait forever for a broker that is gone.
         try:
             await asyncio.wait_for(self.producer.stop(), timeout=max(timeout, 1.0))
@@ -189,11 +196,12 @@ class Publisher:
     def buffered_bytes(self) -> int:
         return self._bytes
 
-    def has_room(self, size: int = 0) -> bool:
+    def has_room(self, size: int = 0, count: int = 1) -> bool:
+        """Whether ``count`` more records of ``size`` bytes in all fit in the buffer now."""
         if self._count == 0:
-            return True  # one message larger than the whole buffer still goes through
+            return True  # a batch larger than the whole buffer still goes through alone
         return (
-            self._count < self.ingest.buffer_max_messages
+            self._count + count <= self.ingest.buffer_max_messages
             and self._bytes + size <= self.ingest.buffer_max_bytes
         )
 
@@ -229,7 +237,7 @@ class Publisher:
         size = sum(r.size for r in records) + sum(r.size for r in letters)
         if self._pump_error is not None:
             raise TransientError("the publisher stopped") from self._pump_error
-        if (records or letters) and not self.has_room(size):
+        if (records or letters) and not self.has_room(size, len(records) + len(letters)):
             raise BufferFull(self.ingest.retry_after_s, self._count)
         dropped = len(messages) - len(records)
         if dropped:
@@ -308,6 +316,8 @@ class Publisher:
             await self._space.wait()
 
     def _enqueue(self, record: _Record) -> None:
+        if self._count == 0:
+            self._last_progress = time.monotonic()
         self._queue.append(record)
         self._count += 1
         self._bytes += record.size
@@ -384,6 +394,27 @@ class Publisher:
                 "broker unreachable (%r); buffering (%d messages so far)", exc, self._count
             )
 
+    async def _watch(self) -> None:
+        """Say when messages wait without any acknowledgement (aiokafka retries silently)."""
+        last_warning = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            stalled = now - self._last_progress
+            if self._count and stalled > STALL_WARN_S and now - last_warning > STALL_REPEAT_S:
+                last_warning = now
+                if self._unreachable_since is None:
+                    self._unreachable_since = self._last_progress
+                logger.warning(
+                    "no acknowledgement from the broker for %.0f s; %d messages (%d bytes) "
+                    "buffered, limit %d messages / %d bytes",
+                    stalled,
+                    self._count,
+                    self._bytes,
+                    self.ingest.buffer_max_messages,
+                    self.ingest.buffer_max_bytes,
+                )
+
     def _delivered(self, record: _Record, future: asyncio.Future[object]) -> None:
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or (isinstance(exc, KafkaError) and exc.retriable):
@@ -394,9 +425,12 @@ class Publisher:
         if exc is not None:
             self._lost(record, exc)
             return
+        self._last_progress = time.monotonic()
         if self._unreachable_since is not None:
             logger.info(
-                "broker reachable again after %.1f s", time.monotonic() - self._unreachable_since
+                "broker reachable again after %.1f s; delivering %d buffered messages",
+                self._last_progress - self._unreachable_since,
+                self._count,
             )
             self._unreachable_since = None
         if record.chat:

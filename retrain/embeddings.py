@@ -1,8 +1,9 @@
-"""An on-disk cache of sentence embeddings keyed by the text's hash, so reruns are quick.
+"""On-disk caches of per-text vectors keyed by the text's hash, so reruns are quick.
 
-One folder per encoder identity (weights hash, back end, truncation length); inside, shards of
-``keys`` (sha256 of the text, hex, 32 chars) and ``vectors`` (float32) written as each chunk of
-texts is embedded, so an interrupted run resumes where it stopped.
+Embeddings get one folder per encoder identity (weights hash, back end, truncation length);
+static features one per version of the code that computes them. Inside, shards of ``keys``
+(sha256 of the text, hex, 32 chars) and ``vectors`` (float32) are written as each chunk of
+texts is done, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def text_key(text: str) -> str:
 def cache_folder(cache_dir: Path, encoder: Encoder) -> Path:
     name = f"{encoder.weights_hash[:16]}-{encoder.backend}-{encoder.max_length}"
     return cache_dir / "embeddings" / name
+
+
+def features_folder(cache_dir: Path) -> Path:
+    """Static features, keyed by the source of the modules that compute them."""
+    import toxicity.features
+    import toxicity.lexicon
+    import toxicity.normalize
+
+    digest = hashlib.sha256()
+    for module in (toxicity.features, toxicity.lexicon, toxicity.normalize):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return cache_dir / "features" / digest.hexdigest()[:16]
 
 
 class EmbeddingCache:
@@ -59,6 +72,17 @@ class EmbeddingCache:
         progress: Callable[[int, int, float], None] | None = None,
     ) -> np.ndarray:
         """Embeddings for ``texts`` in order, computing (and saving) only the missing ones."""
+        return self.get(texts, encoder.embed, chunk=chunk, progress=progress)
+
+    def get(
+        self,
+        texts: Sequence[str],
+        compute: Callable[[list[str]], np.ndarray],
+        *,
+        chunk: int = 4096,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> np.ndarray:
+        """Vectors for ``texts`` in order; ``compute`` runs only on the ones not cached."""
         keys = [text_key(text) for text in texts]
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts, strict=True):
@@ -68,7 +92,7 @@ class EmbeddingCache:
         started = time.monotonic()
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            vectors = encoder.embed([text for _, text in part])
+            vectors = np.asarray(compute([text for _, text in part]), dtype=np.float32)
             shard_keys = [key for key, _ in part]
             path = self.folder / f"shard-{len(self._shards):05d}-{time.time_ns()}.npz"
             tmp = path.with_suffix(".tmp.npz")
@@ -78,8 +102,8 @@ class EmbeddingCache:
             done = min(start + chunk, len(todo))
             if progress is not None:
                 progress(done, len(todo), time.monotonic() - started)
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
+        if not texts or not self._shards:
+            return np.zeros((len(texts), 0), dtype=np.float32)
         first = self._shards[self._rows[keys[0]][0]]
         out = np.empty((len(texts), first.shape[1]), dtype=np.float32)
         for i, key in enumerate(keys):

@@ -19,8 +19,7 @@ from retrain.datasets import dedupe, hatexplain_path, read_hatexplain
 from retrain.embeddings import EmbeddingCache, cache_folder
 from retrain.metrics import best_f1_threshold, binary_metrics
 from toxicity.artifacts import METADATA_FILE, load_meta
-from toxicity.features import feature_matrix
-from toxicity.hybrid import HybridScorer, TextSide
+from toxicity.hybrid import HybridScorer
 
 if TYPE_CHECKING:
     from warden.settings import ModelSettings
@@ -52,8 +51,7 @@ def our_probabilities(scorer: HybridScorer, texts: list[str], cache_dir: Path) -
     scorer's encoder is the one they were computed with."""
     cache = EmbeddingCache(cache_folder(cache_dir, scorer.encoder))
     embeddings = cache.embed(texts, scorer.encoder)
-    static, hits = feature_matrix(texts, scorer.lexicon)
-    scores = scorer.combine(TextSide(embeddings=embeddings, static=static, hits=hits))
+    scores = scorer.combine(scorer.text_side(texts, embeddings))
     return np.array([score.p_toxic for score in scores])
 
 

@@ -12,19 +12,19 @@ they are present, learns their weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from retrain.datasets import Example, Splits, load_splits
-from retrain.embeddings import EmbeddingCache, cache_folder
+from retrain.embeddings import EmbeddingCache, cache_folder, features_folder
+from retrain.heads import fit_heads
 from retrain.metrics import binary_metrics, pick_thresholds
 from retrain.sources import SOURCES, TRAINING_SOURCES
 from toxicity.artifacts import ModelMeta, model_version, save_model
@@ -32,6 +32,7 @@ from toxicity.base import CONTEXT_FEATURES, Thresholds
 from toxicity.calibration import Calibrator, expected_calibration_error, fit_calibrator
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
+from toxicity.heads import head_features
 
 logger = logging.getLogger(__name__)
 
@@ -64,50 +65,56 @@ class TrainConfig:
     early_stopping_rounds: int = 100
     calibration: str = "isotonic"
     params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    heads: tuple[str, ...] = ("emb_all", "emb_hx", "tfidf")
     threads: int = 2
     pool_csv: Path | None = None
     hatexplain_dir: Path | None = None
 
 
 @dataclass
-class Matrix:
-    x: np.ndarray
+class Part:
+    """One split's texts and per-text inputs (heads and context are added later)."""
+
+    texts: list[str]
+    embeddings: np.ndarray
+    static: np.ndarray
     y: np.ndarray
-    weight: np.ndarray
+    is_hatexplain: np.ndarray
 
 
-def _texts(examples: Sequence[Example]) -> list[str]:
-    return [example.text for example in examples]
-
-
-def build_matrix(
+def build_part(
     examples: Sequence[Example],
     encoder: Encoder,
-    cache: EmbeddingCache,
-    *,
-    hatexplain_weight: float = 1.0,
+    embeddings: EmbeddingCache,
+    features: EmbeddingCache,
     progress: Callable[[str], None] | None = None,
-) -> Matrix:
-    """[embedding, static, context (all NaN)] rows, labels and sample weights."""
-    texts = _texts(examples)
+) -> Part:
+    texts = [example.text for example in examples]
 
-    def report(done: int, total: int, seconds: float) -> None:
-        if progress is not None:
-            progress(f"  embedded {done}/{total} new texts in {seconds:.0f}s")
+    def report(what: str) -> Callable[[int, int, float], None]:
+        def call(done: int, total: int, seconds: float) -> None:
+            if progress is not None:
+                progress(f"  {what} {done}/{total} new texts in {seconds:.0f}s")
 
-    embeddings = cache.embed(texts, encoder, progress=report)
-    static, _ = feature_matrix(texts)
-    context = np.full((len(texts), len(CONTEXT_FEATURES)), np.nan, dtype=np.float32)
-    x = np.hstack([embeddings, static, context]).astype(np.float32)
-    y = np.array([example.label for example in examples], dtype=np.float32)
-    weight = np.array(
-        [
-            hatexplain_weight if example.source.startswith("hatexplain") else 1.0
-            for example in examples
-        ],
-        dtype=np.float32,
+        return call
+
+    vectors = embeddings.embed(texts, encoder, progress=report("embedded"))
+    static = features.get(
+        texts, lambda part: feature_matrix(part)[0], chunk=16384, progress=report("features for")
     )
-    return Matrix(x=x, y=y, weight=weight)
+    return Part(
+        texts=texts,
+        embeddings=vectors,
+        static=static.reshape(len(texts), len(STATIC_FEATURES)),
+        y=np.array([example.label for example in examples], dtype=np.float32),
+        is_hatexplain=np.array([example.source != "pool" for example in examples], dtype=bool),
+    )
+
+
+def design_matrix(part: Part, heads: np.ndarray) -> np.ndarray:
+    """[embedding, static, heads, context (all NaN)]."""
+    context = np.full((len(part.texts), len(CONTEXT_FEATURES)), np.nan, dtype=np.float32)
+    return np.hstack([part.embeddings, part.static, heads, context]).astype(np.float32)
 
 
 def data_hashes(config: TrainConfig) -> dict[str, str]:
@@ -154,29 +161,43 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     )
     cache = EmbeddingCache(cache_folder(config.cache_dir, encoder))
     echo(f"encoder {encoder.encoder_id} ({encoder.backend}); {len(cache)} embeddings cached")
+    features = EmbeddingCache(features_folder(config.cache_dir))
     t0 = time.monotonic()
-    train_m = build_matrix(
-        splits.train, encoder, cache, hatexplain_weight=config.hatexplain_weight, progress=echo
-    )
-    hx_dev = build_matrix(splits.hx_dev, encoder, cache, progress=echo)
-    pool_dev = build_matrix(splits.pool_dev, encoder, cache, progress=echo)
+    train_p = build_part(splits.train, encoder, cache, features, progress=echo)
+    hx_p = build_part(splits.hx_dev, encoder, cache, features, progress=echo)
+    pool_p = build_part(splits.pool_dev, encoder, cache, features, progress=echo)
     features_s = time.monotonic() - t0
-    echo(f"features ready in {features_s:.0f}s")
+    echo(f"embeddings and static features ready in {features_s:.0f}s")
 
+    t0 = time.monotonic()
+    heads, train_heads = fit_heads(
+        train_p.texts,
+        train_p.embeddings,
+        train_p.y,
+        train_p.is_hatexplain,
+        kinds=config.heads,
+        seed=config.seed,
+        echo=echo,
+    )
+    heads_s = time.monotonic() - t0
+    echo(f"{len(heads)} linear heads fitted in {heads_s:.0f}s")
+    dim = train_p.embeddings.shape[1]
     names = (
-        [
-            f"emb_{i}"
-            for i in range(train_m.x.shape[1] - len(STATIC_FEATURES) - len(CONTEXT_FEATURES))
-        ]
+        [f"emb_{i}" for i in range(dim)]
         + list(STATIC_FEATURES)
+        + [head.name for head in heads]
         + list(CONTEXT_FEATURES)
     )
-    dim = len(names) - len(STATIC_FEATURES) - len(CONTEXT_FEATURES)
+    weight = np.where(train_p.is_hatexplain, config.hatexplain_weight, 1.0).astype(np.float32)
     params = dict(config.params)
     params.update({"seed": config.seed, "nthread": config.threads})
-    dtrain = xgb.DMatrix(train_m.x, label=train_m.y, weight=train_m.weight, feature_names=names)
-    dpool = xgb.DMatrix(pool_dev.x, label=pool_dev.y, feature_names=names)
-    dhx = xgb.DMatrix(hx_dev.x, label=hx_dev.y, feature_names=names)
+    dtrain = xgb.DMatrix(
+        design_matrix(train_p, train_heads), label=train_p.y, weight=weight, feature_names=names
+    )
+    pool_x = design_matrix(pool_p, head_features(heads, pool_p.texts, pool_p.embeddings))
+    hx_x = design_matrix(hx_p, head_features(heads, hx_p.texts, hx_p.embeddings))
+    dpool = xgb.DMatrix(pool_x, label=pool_p.y, feature_names=names)
+    dhx = xgb.DMatrix(hx_x, label=hx_p.y, feature_names=names)
     t0 = time.monotonic()
     history: dict[str, Any] = {}
     # A --sample model is for tests and smoke runs: a few dozen trees are plenty.
@@ -201,19 +222,19 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     raw_hx = booster.predict(dhx)
     raw_pool = booster.predict(dpool)
     calibrator = (
-        fit_calibrator(raw_hx, hx_dev.y, method=config.calibration)  # type: ignore[arg-type]
-        if len(set(hx_dev.y.tolist())) == 2
+        fit_calibrator(raw_hx, hx_p.y, method=config.calibration)  # type: ignore[arg-type]
+        if len(set(hx_p.y.tolist())) == 2
         else Calibrator()
     )
     p_hx, p_pool = calibrator(raw_hx), calibrator(raw_pool)
-    thresholds, decision = pick_thresholds(p_hx, hx_dev.y)
+    thresholds, decision = pick_thresholds(p_hx, hx_p.y)
     metrics = {
-        "hatexplain_dev": binary_metrics(hx_dev.y, p_hx, decision),
-        "pool_dev": binary_metrics(pool_dev.y, p_pool, decision),
+        "hatexplain_dev": binary_metrics(hx_p.y, p_hx, decision),
+        "pool_dev": binary_metrics(pool_p.y, p_pool, decision),
     }
-    metrics["hatexplain_dev"]["ece"] = expected_calibration_error(p_hx, hx_dev.y)
-    metrics["pool_dev"]["ece"] = expected_calibration_error(p_pool, pool_dev.y)
-    metrics["hatexplain_dev"]["auc_uncalibrated"] = binary_metrics(hx_dev.y, raw_hx, 0.5)["roc_auc"]
+    metrics["hatexplain_dev"]["ece"] = expected_calibration_error(p_hx, hx_p.y)
+    metrics["pool_dev"]["ece"] = expected_calibration_error(p_pool, pool_p.y)
+    metrics["hatexplain_dev"]["auc_uncalibrated"] = binary_metrics(hx_p.y, raw_hx, 0.5)["roc_auc"]
 
     booster_bytes = bytes(booster.save_raw(raw_format="ubj"))
     meta = ModelMeta(
@@ -228,6 +249,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         thresholds=thresholds,
         calibrator=calibrator,
         decision_threshold=decision,
+        heads=heads,
     )
     meta.version = model_version(booster_bytes, meta)
     total_s = time.monotonic() - started
@@ -244,9 +266,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
             "pool_dev": len(splits.pool_dev),
         },
         "positive_rate": {
-            "train": float(train_m.y.mean()),
-            "hatexplain_dev": float(hx_dev.y.mean()),
-            "pool_dev": float(pool_dev.y.mean()),
+            "train": float(train_p.y.mean()),
+            "hatexplain_dev": float(hx_p.y.mean()),
+            "pool_dev": float(pool_p.y.mean()),
         },
         "data_sha256": data_hashes(config),
         "hatexplain_weight": config.hatexplain_weight,
@@ -254,8 +276,10 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "trees": best + 1,
         "calibration": config.calibration,
         "static_feature_gain": static_gain,
+        "heads": [head.name for head in heads],
         "seconds": {
             "features": round(features_s, 1),
+            "heads": round(heads_s, 1),
             "boost": round(boost_s, 1),
             "total": round(total_s, 1),
         },
@@ -268,12 +292,3 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     echo(f"model {meta.version} written to {folder} in {total_s:.0f}s")
     echo(json.dumps(metrics, indent=2))
     return folder
-
-
-def config_digest(config: TrainConfig) -> str:
-    data = asdict(config)
-    data = {key: str(value) for key, value in data.items()}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-
-__all__ = ["DEFAULT_PARAMS", "Thresholds", "TrainConfig", "build_matrix", "train"]

@@ -205,7 +205,7 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
 
 def run_worker(settings: Settings) -> None:
     """Load the model, expose metrics and run the faust worker until SIGINT/SIGTERM."""
-    from scorers.model import load_model
+    from toxicity.loading import load_model
 
     model = load_model(settings.model)
     metrics.serve(settings.metrics.scorer_port, settings.metrics.host)

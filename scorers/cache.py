@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -41,11 +41,27 @@ class SplitScorer(Protocol):
 
 @dataclass(frozen=True)
 class Row:
-    """One text's text-side result."""
+    """One text's text-side result: its row of each array of the TextSide, and its hits."""
 
-    embedding: np.ndarray
-    static: np.ndarray
+    arrays: dict[str, np.ndarray]
     hits: Hits
+
+
+def _array_fields() -> list[str]:
+    return [f.name for f in fields(TextSide) if f.name != "hits"]
+
+
+def split(side: TextSide) -> list[Row]:
+    names = _array_fields()
+    return [
+        Row({name: getattr(side, name)[i] for name in names}, side.hits[i])
+        for i in range(len(side))
+    ]
+
+
+def stack(rows: Sequence[Row]) -> TextSide:
+    arrays = {name: np.stack([r.arrays[name] for r in rows]) for name in _array_fields()}
+    return TextSide(hits=[r.hits for r in rows], **arrays)
 
 
 def cache_key(text: str) -> str:
@@ -93,10 +109,7 @@ class TextSideCache:
         if not texts:
             return {}
         side = self.model.score_text_side(texts)
-        return {
-            cache_key(text): Row(side.embeddings[i], side.static[i], side.hits[i])
-            for i, text in enumerate(texts)
-        }
+        return {cache_key(text): row for text, row in zip(texts, split(side), strict=True)}
 
     def missing(self, texts: Sequence[str]) -> list[str]:
         """Keys of ``texts`` this worker's cache does not hold (to ask a shared cache for)."""
@@ -128,13 +141,7 @@ class TextSideCache:
         self.hits += len(texts) - len(todo)
         self._misses.inc(len(todo))
         self._hits.inc(len(texts) - len(todo))
-        ordered = [rows[k] for k in keys]
-        side = TextSide(
-            embeddings=np.stack([r.embedding for r in ordered]),
-            static=np.stack([r.static for r in ordered]),
-            hits=[r.hits for r in ordered],
-        )
-        return side, computed
+        return stack([rows[k] for k in keys]), computed
 
     def score(
         self,
@@ -149,30 +156,33 @@ class TextSideCache:
 
 
 def encode_row(row: Row) -> bytes:
-    """A row as bytes for the shared (Redis) cache: JSON header, then the two float32 arrays."""
-    hits = row.hits
+    """A row as bytes for the shared (Redis) cache: a JSON header, then the float32 arrays."""
+    arrays = {name: value.astype(np.float32) for name, value in row.arrays.items()}
     header = json.dumps(
         {
-            "profanity": hits.profanity,
-            "hard_slurs": hits.hard_slurs,
-            "words": list(hits.words),
-            "dims": [int(row.embedding.shape[0]), int(row.static.shape[0])],
+            "hits": {
+                "profanity": row.hits.profanity,
+                "hard_slurs": row.hits.hard_slurs,
+                "words": list(row.hits.words),
+            },
+            "arrays": [[name, int(value.shape[0])] for name, value in arrays.items()],
         }
     ).encode()
-    embedding = row.embedding.astype(np.float32).tobytes()
-    static = row.static.astype(np.float32).tobytes()
-    return header + b"\n" + embedding + static
+    return header + b"\n" + b"".join(value.tobytes() for value in arrays.values())
 
 
 def decode_row(blob: bytes) -> Row:
     header, _, body = blob.partition(b"\n")
     meta = json.loads(header)
-    dim, n_static = meta["dims"]
     values = np.frombuffer(body, dtype=np.float32)
-    if values.shape[0] != dim + n_static:
+    if values.shape[0] != sum(size for _, size in meta["arrays"]):
         raise ValueError("cached row has the wrong size")
-    hits = Hits(meta["profanity"], meta["hard_slurs"], tuple(meta["words"]))
-    return Row(values[:dim].copy(), values[dim:].copy(), hits)
+    arrays, start = {}, 0
+    for name, size in meta["arrays"]:
+        arrays[name] = values[start : start + size].copy()
+        start += size
+    hits = meta["hits"]
+    return Row(arrays, Hits(hits["profanity"], hits["hard_slurs"], tuple(hits["words"])))
 
 
 def redis_key(model_version: str, key: str) -> str:

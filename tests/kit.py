@@ -100,3 +100,51 @@ async def topic_size(settings: Settings, spec: TopicSpec) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+class ThrowawayKafka:
+    """A second single-node Kafka (KRaft) in its own directory on free ports, for tests that
+    stop and restart a broker; the shared stack's broker is never touched.
+
+    Started from the same cached jars and templates as `warden stack up` (deploy/stack.py).
+    ``start``/``stop`` block (seconds, a JVM starts); call them through ``asyncio.to_thread``
+    from async code.
+    """
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        from deploy.stack import Paths, kafka_version
+
+        stack = settings.stack.model_copy(
+            update={"dir": root, "kafka_port": free_port(), "kafka_controller_port": free_port()}
+        )
+        libs = stack.cache_dir.expanduser().resolve() / f"kafka-{kafka_version()}" / "libs"
+        self.stack = stack
+        self.paths = Paths(root=root, libs=libs, pg_root=root / "postgres")
+        self.kafka = settings.kafka.model_copy(
+            update={"bootstrap_servers": f"127.0.0.1:{stack.kafka_port}"}
+        )
+        self.pid: int | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        import asyncio
+
+        from deploy import stack
+
+        self.pid = stack._start_kafka(self.stack, self.paths)
+        stack._wait_until(
+            "kafka",
+            lambda: (
+                stack._port_open(self.stack.kafka_port)
+                and asyncio.run(stack._kafka_answers(self.kafka))
+            ),
+            self.paths,
+            self.pid,
+            timeout_s,
+        )
+
+    def stop(self) -> None:
+        from deploy import stack
+
+        if self.pid is not None:
+            stack._terminate(self.pid)
+            self.pid = None

@@ -3,6 +3,7 @@
     <dir>/model.json     metadata: version, encoder id + sha256 + truncation, feature names,
                          thresholds, calibrator, training data hashes, parameters, metrics
     <dir>/booster.ubj    the XGBoost booster (UBJSON)
+    <dir>/heads.npz      weights of the TF-IDF head, when the model has one (float32, zipped)
     <dir>/MODEL_CARD.md  the model card (metrics table, data, limitations)
 
 Everything is small plain files; the int8 encoder is never stored here (it is rebuilt from the
@@ -17,13 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toxicity.base import Thresholds
 from toxicity.calibration import Calibrator
+from toxicity.heads import EmbeddingHead, Head, TfidfHead
 
 FORMAT = 1
 METADATA_FILE = "model.json"
 BOOSTER_FILE = "booster.ubj"
 CARD_FILE = "MODEL_CARD.md"
+HEADS_FILE = "heads.npz"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -46,13 +51,18 @@ class ModelMeta:
     thresholds: Thresholds
     calibrator: Calibrator
     decision_threshold: float
+    heads: list[Head] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
         embedding = [f"emb_{i}" for i in range(self.embedding_dim)]
-        return embedding + self.static_features + self.context_features
+        return embedding + self.static_features + self.head_names + self.context_features
+
+    @property
+    def head_names(self) -> list[str]:
+        return [head.name for head in self.heads]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +77,7 @@ class ModelMeta:
                 "dim": self.embedding_dim,
             },
             "features": {"static": self.static_features, "context": self.context_features},
+            "heads": [head.to_dict() for head in self.heads],
             "thresholds": {
                 "low": self.thresholds.low,
                 "medium": self.thresholds.medium,
@@ -79,7 +90,7 @@ class ModelMeta:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelMeta:
+    def from_dict(cls, data: dict[str, Any], folder: Path | None = None) -> ModelMeta:
         if data.get("format") != FORMAT or data.get("kind") != "hybrid":
             raise ModelFormatError(
                 f"unsupported model format {data.get('format')!r} / kind {data.get('kind')!r}"
@@ -101,6 +112,7 @@ class ModelMeta:
                 ),
                 calibrator=Calibrator.from_dict(data["calibrator"]),
                 decision_threshold=float(data["decision_threshold"]),
+                heads=[_load_head(item, folder) for item in data.get("heads", [])],
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )
@@ -108,11 +120,33 @@ class ModelMeta:
             raise ModelFormatError(f"bad model metadata: {exc}") from exc
 
 
+def _load_head(data: dict[str, Any], folder: Path | None) -> Head:
+    if data["kind"] == "embedding":
+        return EmbeddingHead(
+            name=str(data["name"]),
+            coef=np.asarray(data["coef"], dtype=np.float32),
+            intercept=float(data["intercept"]),
+        )
+    if data["kind"] == "tfidf":
+        if folder is None or not (folder / HEADS_FILE).is_file():
+            raise ModelFormatError(f"model has a TF-IDF head but no {HEADS_FILE}")
+        with np.load(folder / HEADS_FILE) as weights:
+            return TfidfHead(
+                name=str(data["name"]),
+                idf=weights[f"{data['name']}.idf"],
+                coef=weights[f"{data['name']}.coef"],
+                intercept=float(data["intercept"]),
+            )
+    raise ModelFormatError(f"unknown head kind {data['kind']!r}")
+
+
 def model_version(booster_bytes: bytes, meta: ModelMeta) -> str:
     """A version that names the exact booster + calibrator + thresholds (same seed, same name)."""
     digest = hashlib.sha256(booster_bytes)
     digest.update(json.dumps(meta.calibrator.to_dict(), sort_keys=True).encode())
     digest.update(repr(meta.thresholds).encode())
+    for head in meta.heads:
+        digest.update(np.ascontiguousarray(head.coef, dtype=np.float32).tobytes())
     return f"hybrid-minilm-xgb-{digest.hexdigest()[:10]}"
 
 
@@ -121,6 +155,14 @@ def save_model(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / BOOSTER_FILE).write_bytes(booster_bytes)
+    tfidf = {
+        f"{head.name}.{part}": np.asarray(getattr(head, part), dtype=np.float32)
+        for head in meta.heads
+        if isinstance(head, TfidfHead)
+        for part in ("idf", "coef")
+    }
+    if tfidf:
+        np.savez_compressed(folder / HEADS_FILE, **tfidf)  # type: ignore[arg-type]
     (folder / METADATA_FILE).write_text(
         json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n"
     )
@@ -132,7 +174,7 @@ def load_meta(folder: Path) -> ModelMeta:
     path = folder / METADATA_FILE
     if not path.is_file():
         raise ModelFormatError(f"{folder} is not a model directory (no {METADATA_FILE})")
-    return ModelMeta.from_dict(json.loads(path.read_text()))
+    return ModelMeta.from_dict(json.loads(path.read_text()), folder)
 
 
 def load_booster_bytes(folder: Path) -> bytes:

@@ -23,6 +23,7 @@ from toxicity.artifacts import ModelMeta, load_booster_bytes, load_meta
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
+from toxicity.heads import head_features
 from toxicity.lexicon import Hits, Lexicon
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class TextSide:
     embeddings: np.ndarray  # (n, dim) float32
     static: np.ndarray  # (n, len(STATIC_FEATURES)) float32
     hits: list[Hits]
+    heads: np.ndarray  # (n, number of heads) float32: the linear heads' logits
 
     def __len__(self) -> int:
         return len(self.hits)
@@ -146,8 +148,13 @@ class HybridScorer:
         return self.encoder.embed(texts, batch_size=self.batch_size)
 
     def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        return self.text_side(texts, self.embed_texts(texts))
+
+    def text_side(self, texts: Sequence[str], embeddings: np.ndarray) -> TextSide:
+        """Text-side results from embeddings computed elsewhere (a cache, an evaluation)."""
         static, hits = feature_matrix(texts, self.lexicon)
-        return TextSide(embeddings=self.embed_texts(texts), static=static, hits=hits)
+        heads = head_features(self.meta.heads, texts, embeddings)
+        return TextSide(embeddings=embeddings, static=static, hits=hits, heads=heads)
 
     def raw_probability(
         self, text_side: TextSide, contexts: Sequence[Context] | None
@@ -155,7 +162,9 @@ class HybridScorer:
         """The booster's uncalibrated P(toxic)."""
         n = len(text_side)
         context = context_matrix(contexts, n, self.meta.context_features)
-        matrix = np.hstack([text_side.embeddings, text_side.static, context]).astype(np.float32)
+        matrix = np.hstack(
+            [text_side.embeddings, text_side.static, text_side.heads, context]
+        ).astype(np.float32)
         out = np.empty(n, dtype=np.float64)
         with self._lock:
             for start in range(0, n, max(self.batch_size, 1024)):
@@ -178,6 +187,8 @@ class HybridScorer:
                 name: float(value)
                 for name, value in zip(STATIC_FEATURES, text_side.static[i], strict=True)
             }
+            for j, name in enumerate(self.meta.head_names):
+                features[name] = float(text_side.heads[i, j])
             for j, name in enumerate(self.meta.context_features):
                 value = context[i, j]
                 features[name] = None if math.isnan(value) else float(value)

@@ -198,6 +198,12 @@ class ActionerSettings(BaseModel):
     rate_limit_max_wait_s: float = Field(default=600.0, gt=0)
     # From this many deletes in one channel in one batch, the platform's bulk delete is used.
     bulk_delete_min: int = Field(default=3, ge=2, le=100)
+    # Actions decided but not finished, at most; beyond it the actioner stops reading verdicts
+    # (its offsets are committed once the actions are recorded in the ledger, not done).
+    max_pending_actions: int = Field(default=5000, ge=1)
+    # On shutdown or when partitions are taken away, actions under way get this long to finish
+    # (what is left stays in the ledger for whoever gets the partitions next).
+    drain_timeout_s: float = Field(default=30.0, ge=0)
 
 
 class StackSettings(BaseModel):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ CANNOT_DM = 50007
 AUDIT_REASON_MAX = 512
 BULK_MAX = 100
 DM_HISTORY = 50
+DM_CACHE = 10_000
 
 
 def _reason(request: ActionRequest) -> str:
@@ -79,6 +81,7 @@ class DiscordExecutor:
             raise ConfigError("WARDEN_PLATFORMS__DISCORD__TOKEN: needed by the discord executor")
         self.settings = settings
         self._http: HTTPClient | None = None
+        self._dm_channels: OrderedDict[str, str] = OrderedDict()
 
     async def start(self) -> None:
         from discord import LoginFailure
@@ -269,14 +272,20 @@ class DiscordExecutor:
     async def _warn(self, request: ActionRequest, *, check_first: bool = False) -> Outcome:
         from discord.http import Route
 
-        channel, unknown = await self._call(
-            Route("POST", "/users/@me/channels"),
-            json={"recipient_id": request.user},
-            tolerate=(UNKNOWN_USER,),
-        )
-        if unknown or not isinstance(channel, dict):
-            return Outcome.skipped("unknown user (Unknown User)")
-        dm = str(channel["id"])
+        dm = self._dm_channels.get(request.user)
+        if dm is None:
+            channel, unknown = await self._call(
+                Route("POST", "/users/@me/channels"),
+                json={"recipient_id": request.user},
+                tolerate=(UNKNOWN_USER,),
+            )
+            if unknown or not isinstance(channel, dict):
+                return Outcome.skipped("unknown user (Unknown User)")
+            dm = str(channel["id"])
+            # A user's DM channel never changes: opening it once saves a rate-limited call.
+            self._dm_channels[request.user] = dm
+            if len(self._dm_channels) > DM_CACHE:
+                self._dm_channels.popitem(last=False)
         ref = dm_reference(request.action_id)
         if check_first:
             history, _ = await self._call(

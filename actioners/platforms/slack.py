@@ -9,7 +9,8 @@ know which calls may be repeated.
 
 Per action, and how an action found in flight after a restart is finished (``reconcile``):
 
-- delete: ``chat.delete`` (channel, ts = the message id); ``message_not_found`` = already
+- delete: ``chat.delete`` (channel, ts: the message id is ``<channel>:<ts>``, as the Slack
+  adapter writes it, since a ts is unique only within its channel); ``message_not_found`` = already
   deleted. Repeated. Deleting other people's messages needs a workspace admin's user token
   (``WARDEN_PLATFORMS__SLACK__ADMIN_TOKEN``); the bot token is used without one.
 - warn: ``chat.postEphemeral`` to the author in the channel. Ephemeral messages cannot be
@@ -66,7 +67,6 @@ class TierLimiter:
     def block(self, seconds: float) -> None:
         """A 429: nothing more for ``seconds``."""
         self.blocked_until = max(self.blocked_until, self.clock() + seconds)
-        self.tokens = min(self.tokens, 0.0)
 
     def reserve(self) -> float:
         """Take the next token; return how many seconds to wait until it is due."""
@@ -179,7 +179,7 @@ class SlackExecutor:
                 workspace,
                 tolerate=("message_not_found",),
                 channel=request.channel,
-                ts=request.message_id,
+                ts=message_ts(request.message_id),
             )
             return Outcome.done("already deleted" if gone else "message deleted")
         if request.kind is ActionKind.WARN:
@@ -220,6 +220,11 @@ class SlackExecutor:
 
     async def bulk_delete(self, requests: Sequence[ActionRequest]) -> Outcome:
         raise NotImplementedError("Slack has no bulk delete")
+
+
+def message_ts(message_id: str) -> str:
+    """The Slack ``ts`` of a message id ``<channel>:<ts>`` (a bare ts is taken as it is)."""
+    return message_id.rsplit(":", 1)[-1]
 
 
 def _retry_after(headers: Any) -> float:

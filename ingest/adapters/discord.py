@@ -14,7 +14,8 @@ message_id    the message's snowflake (what a moderator deletes by)
 community     the guild id; ``channel`` the channel (or thread) id
 user          the author's id; ``user_name`` the author's user name
 user_roles    the author's guild role names (without @everyone), plus ``owner`` for the
-              guild owner and ``administrator`` for members with that permission
+              guild owner, ``administrator`` and ``moderator`` (manage messages or time
+              out members) for members with those permissions
 reply_to      the id of the message replied to
 attachments   url, content type, file name
 edited        ``True`` for an edit (``MESSAGE_UPDATE`` with an edit time): a new event with
@@ -61,8 +62,11 @@ def author_roles(message: discord.Message) -> list[str]:
     roles = [role.name for role in author.roles if not role.is_default()]
     if message.guild is not None and message.guild.owner_id == author.id:
         roles.append("owner")
-    if author.guild_permissions.administrator:
+    permissions = author.guild_permissions
+    if permissions.administrator:
         roles.append("administrator")
+    if permissions.manage_messages or permissions.moderate_members:
+        roles.append("moderator")  # the cross-platform name policies match on
     return roles
 
 
@@ -131,7 +135,12 @@ def build_bot(settings: DiscordSettings) -> commands.Bot:
     """The shared Discord client (a ``commands.Bot``); add :class:`MessageIngest` to ingest."""
     configure_endpoints(settings)
     return commands.Bot(
-        command_prefix=commands.when_mentioned, intents=intents(), help_command=None
+        command_prefix=commands.when_mentioned,
+        intents=intents(),
+        help_command=None,
+        # No message cache: listeners run as tasks, and an edit arriving meanwhile would update
+        # a cached Message in place before its MESSAGE_CREATE was converted. Ingest needs none.
+        max_messages=None,
     )
 
 
@@ -142,4 +151,11 @@ async def run(settings: DiscordSettings, publisher: Publisher) -> None:
     bot = build_bot(settings)
     async with bot:
         await bot.add_cog(MessageIngest(bot, publisher))
-        await bot.start(settings.token.get_secret_value())
+        try:
+            await bot.start(settings.token.get_secret_value())
+        except discord.LoginFailure as exc:
+            raise ConfigError(f"Discord refused the bot token: {exc}") from exc
+        except discord.PrivilegedIntentsRequired as exc:
+            raise ConfigError(
+                "turn on the message content intent for this bot in the Discord developer portal"
+            ) from exc

@@ -92,7 +92,12 @@ def event_callback(event: dict[str, Any], event_id: str | None = None) -> dict[s
         "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
         "event_time": int(time.time()),
         "authorizations": [
-            {"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True, "is_enterprise_install": False}
+            {
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
         ],
         "is_ext_shared_channel": False,
     }
@@ -194,12 +199,12 @@ class SlackServer:
                 self._changed.notify_all()
         return ws
 
-    async def wait_connected(self, timeout: float = 60) -> None:
+    async def wait_connected(self, within_s: float = 60) -> None:
         async def until() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self.sockets))
 
-        await asyncio.wait_for(until(), timeout)
+        await asyncio.wait_for(until(), within_s)
 
     async def push_event(self, body: dict[str, Any], retry_attempt: int = 0) -> str:
         """Send an ``events_api`` envelope on every open socket; returns its envelope id."""
@@ -216,9 +221,9 @@ class SlackServer:
             await ws.send_json(envelope)
         return envelope_id
 
-    async def wait_acked(self, envelope_ids: list[str], timeout: float = 30) -> None:
+    async def wait_acked(self, envelope_ids: list[str], within_s: float = 30) -> None:
         async def until() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: all(e in self.acks for e in envelope_ids))
 
-        await asyncio.wait_for(until(), timeout)
+        await asyncio.wait_for(until(), within_s)

@@ -150,12 +150,14 @@ class TwitchIrcServer:
         for ws in list(self.clients):
             await ws.send_str("\r\n".join(lines) + "\r\n")
 
-    async def wait_for(self, check: Callable[[TwitchIrcServer], bool], timeout: float = 20) -> None:
+    async def wait_for(
+        self, check: Callable[[TwitchIrcServer], bool], within_s: float = 20
+    ) -> None:
         async def until() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: check(self))
 
-        await asyncio.wait_for(until(), timeout)
+        await asyncio.wait_for(until(), within_s)
 
     def lines(self, command: str) -> list[str]:
         return [line for line in self.received if line.split(" ", 1)[0] == command]

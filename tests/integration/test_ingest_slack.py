@@ -1,4 +1,4 @@
-"""`warden ingest slack`: signed Events API requests over HTTP, and Socket Mode, on the real broker."""
+"""`warden ingest slack`: signed Events API requests over HTTP, and Socket Mode."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ async def slack() -> AsyncIterator[SlackServer]:
     await server.stop()
 
 
-async def wait_http(url: str, service: Service, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_http(url: str, service: Service, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             assert service.alive(), service.log.read_text()[-3000:]
@@ -80,7 +80,9 @@ async def test_events_api_verifies_signatures_and_takes_each_event_once(
             }
         ],
     )
-    bot = dict(message_event("beep", ts="1718474403.000400"), bot_id="B0OTHER", subtype="bot_message")
+    bot = dict(
+        message_event("beep", ts="1718474403.000400"), bot_id="B0OTHER", subtype="bot_message"
+    )
     bodies = [event_callback(e) for e in (parent, reply, edit, upload, bot)]
 
     async with aiohttp.ClientSession() as session:
@@ -128,7 +130,7 @@ async def test_events_api_verifies_signatures_and_takes_each_event_once(
     assert by_text["screenshot"].attachments[0].content_type == "image/png"
     await asyncio.sleep(1.0)
     assert await topic_size(settings, CHAT_MESSAGES) == 4  # no retry, forgery or bot published
-    assert adapter.stop() == 0
+    assert await asyncio.to_thread(adapter.stop) == 0
 
 
 async def test_socket_mode_acknowledges_envelopes_and_publishes(
@@ -149,12 +151,16 @@ async def test_socket_mode_acknowledges_envelopes_and_publishes(
     envelopes = [
         await slack.push_event(first),
         await slack.push_event(
-            event_callback(message_event("threaded", ts="1718474501.1", thread_ts="1718474500.000100"))
+            event_callback(
+                message_event("threaded", ts="1718474501.1", thread_ts="1718474500.000100")
+            )
         ),
         await slack.push_event(
             event_callback(edit_event("C0GENERAL", "1718474500.000100", "edited in socket mode"))
         ),
-        await slack.push_event(first, retry_attempt=1),  # redelivered: acknowledged, not republished
+        await slack.push_event(
+            first, retry_attempt=1
+        ),  # redelivered: acknowledged, not republished
     ]
     await slack.wait_acked(envelopes)
 
@@ -167,4 +173,4 @@ async def test_socket_mode_acknowledges_envelopes_and_publishes(
     ]
     await asyncio.sleep(1.0)
     assert await topic_size(settings, CHAT_MESSAGES) == 3
-    assert adapter.stop() == 0
+    assert await asyncio.to_thread(adapter.stop) == 0

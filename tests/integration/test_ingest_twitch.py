@@ -46,7 +46,7 @@ async def test_privmsgs_are_published_with_tags_across_ping_and_reconnect(
         WARDEN_PLATFORMS__TWITCH__TOKEN="abc123",
         WARDEN_PLATFORMS__TWITCH__NICK="wardenbot",
     )
-    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 1, timeout=60)
+    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 1, within_s=60)
     assert irc.lines("CAP") == ["CAP REQ :twitch.tv/tags twitch.tv/commands"]
     assert irc.lines("PASS") == ["PASS oauth:abc123"]
     assert irc.lines("JOIN") == ["JOIN #streamer"]
@@ -73,7 +73,7 @@ async def test_privmsgs_are_published_with_tags_across_ping_and_reconnect(
 
     # Twitch's notice before a restart: the client must come back and re-join on its own.
     await irc.send(":tmi.twitch.tv RECONNECT")
-    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 2, timeout=30)
+    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 2, within_s=30)
     second = [
         privmsg("streamer", f"back {i}", user_id=str(3000 + i), msg_id=f"b{i}") for i in range(10)
     ]
@@ -99,7 +99,7 @@ async def test_privmsgs_are_published_with_tags_across_ping_and_reconnect(
     assert metric(metrics_port, 'warden_ingest_published_total{adapter="twitch"}') == 30
     assert metric(metrics_port, 'warden_ingest_rejected_total{adapter="twitch"}') == 1
     assert metric(metrics_port, 'warden_ingest_buffered{adapter="twitch"}') == 0
-    assert adapter.stop() == 0
+    assert await asyncio.to_thread(adapter.stop) == 0
 
 
 async def test_reconnects_after_the_server_drops_the_connection(
@@ -111,12 +111,12 @@ async def test_reconnects_after_the_server_drops_the_connection(
         WARDEN_PLATFORMS__TWITCH__IRC_URL=irc.url,
         WARDEN_PLATFORMS__TWITCH__CHANNELS='["a", "b"]',
     )
-    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 1, timeout=60)
+    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 1, within_s=60)
     assert irc.lines("JOIN") == ["JOIN #a,#b"]
     assert irc.lines("NICK")[0].startswith("NICK justinfan")  # anonymous, read-only
     for ws in list(irc.clients):
         await ws.close()
-    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 2, timeout=30)
+    await irc.wait_for(lambda s: len(s.lines("JOIN")) == 2, within_s=30)
     await irc.send(privmsg("b", "still here", msg_id="after-drop"))
     records = await consume(
         settings,
@@ -127,4 +127,4 @@ async def test_reconnects_after_the_server_drops_the_connection(
     )
     assert [r["message_id"] for r in records] == ["after-drop"]
     await asyncio.sleep(0)
-    assert adapter.stop() == 0
+    assert await asyncio.to_thread(adapter.stop) == 0

@@ -91,15 +91,22 @@ async def test_every_message_gets_a_verdict_and_flagged_ones_an_action(
     flagged = {v["message_id"] for v in verdicts if v["flagged"]}
     assert flagged, "the sample stream has toxic lines; some must be flagged"
     assert len(flagged) < len(messages) / 2, "most livestream chat is fine"
+    # The default policy (the balanced preset): each flagged message is deleted, and its author
+    # gets the strike ladder's next step (warn, timeout, ...): two actions per flagged message.
     actions = await consume(
-        settings, ACTIONS.name_for(suffix), count=len(flagged), services=[actioner]
+        settings, ACTIONS.name_for(suffix), count=2 * len(flagged), services=[actioner]
     )
-    assert {a["message_id"] for a in actions} == flagged
-    assert all(a["status"] == "done" and a["policy_version"] for a in actions)
+    assert len(actions) == 2 * len(flagged)
+    assert {a["message_id"] for a in actions if a["kind"] == "delete"} == flagged
+    ladder = sorted(a["message_id"] for a in actions if a["kind"] != "delete")
+    assert ladder == sorted(flagged)
+    assert all(
+        a["status"] == "done" and a["policy_version"] == "preset:balanced@1" for a in actions
+    )
 
     rows = audit_rows(settings, prefix)
     assert {r[1] for r in rows} == flagged
-    assert len(rows) == len(flagged)
+    assert len(rows) == 2 * len(flagged)
     assert scorer.alive() and actioner.alive()
 
 
@@ -123,12 +130,16 @@ async def test_a_verdict_delivered_twice_is_acted_on_once(
 
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=1, services=[actioner])
     assert dead[0]["service"] == "actioner"
-    actions = await consume(settings, ACTIONS.name_for(suffix), count=10, services=[actioner])
-    assert len(actions) == 10
+    # Ten flagged verdicts, each: delete + the author's strike-ladder step.
+    actions = await consume(settings, ACTIONS.name_for(suffix), count=20, services=[actioner])
+    assert len(actions) == 20
+    assert {a["message_id"] for a in actions if a["kind"] == "delete"} == {
+        v.message_id for v in verdicts if v.flagged
+    }
     # Let the actioner catch up on everything, then check nothing more was produced.
     actioner.stop()
-    assert await topic_size(settings, ACTIONS) == 10
-    assert len(audit_rows(settings, prefix)) == 10
+    assert await topic_size(settings, ACTIONS) == 20
+    assert len(audit_rows(settings, prefix)) == 20
 
 
 async def test_replay_publishes_valid_lines_and_dead_letters_the_rest(

@@ -28,6 +28,7 @@ class CountingModel:
             embeddings=np.hstack([lengths, lengths * 2]),
             static=lengths,
             hits=[Hits(profanity=t.count("!")) for t in texts],
+            heads=lengths * 3,
         )
 
     def combine(
@@ -85,7 +86,14 @@ def test_the_cache_is_bounded_lru() -> None:
 def test_shared_rows_are_used_instead_of_computing() -> None:
     model = CountingModel()
     cache = TextSideCache(model, max_entries=10)
-    row = Row(np.array([7.0, 14.0], dtype=np.float32), np.array([7.0], dtype=np.float32), Hits())
+    row = Row(
+        {
+            "embeddings": np.array([7.0, 14.0], dtype=np.float32),
+            "static": np.array([7.0], dtype=np.float32),
+            "heads": np.array([21.0], dtype=np.float32),
+        },
+        Hits(),
+    )
     assert cache.missing(["from-peer", "from-peer"]) == ["from-peer"]
     scores, computed = cache.score(["from-peer"], None, shared={"from-peer": row})
     assert model.computed == []
@@ -95,11 +103,15 @@ def test_shared_rows_are_used_instead_of_computing() -> None:
 
 def test_rows_round_trip_through_bytes() -> None:
     row = Row(
-        np.arange(384, dtype=np.float32),
-        np.arange(12, dtype=np.float32),
+        {
+            "embeddings": np.arange(384, dtype=np.float32),
+            "static": np.arange(12, dtype=np.float32),
+            "heads": np.arange(3, dtype=np.float32),
+        },
         Hits(profanity=2, hard_slurs=1, words=("a", "b")),
     )
     again = decode_row(encode_row(row))
-    assert np.array_equal(again.embedding, row.embedding)
-    assert np.array_equal(again.static, row.static)
+    assert again.arrays.keys() == row.arrays.keys()
+    for name, value in row.arrays.items():
+        assert np.array_equal(again.arrays[name], value)
     assert again.hits == row.hits

@@ -1,0 +1,434 @@
+"""The actioner on the real stack against fake platforms: verdicts in -> the right actions out.
+
+Each test runs `warden actioner` as a process pointed at a fake Discord (or Slack) server that
+runs in the test, and counts what that platform was asked to do and actually did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from fakes.discord import TOKEN, FakeDiscord, Limit
+from fakes.slack import BOT_TOKEN, FakeSlack
+from kit import Service, consume, topic_size
+
+from actioners import commands
+from actioners.database import Database
+from deploy import migrations
+from schemas.events import Platform, Severity, Verdict
+from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from warden.settings import Settings
+
+SENT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+P_TOXIC = {"LOW": 0.35, "MEDIUM": 0.6, "HIGH": 0.9}
+# Discord limits opening DM channels hard; tests that warn many users at once relax it.
+ROOMY_DMS = {"dm-create": Limit(100, 1.0)}
+
+
+@pytest.fixture(scope="session")
+def migrated(stack: Settings) -> Settings:
+    migrations.apply(stack)
+    return stack
+
+
+def snowflake() -> str:
+    return str(int(uuid.uuid4().hex[:15], 16))
+
+
+def verdict(
+    message_id: str,
+    *,
+    community: str,
+    user: str,
+    channel: str = "100",
+    severity: str = "MEDIUM",
+    platform: str = "discord",
+    roles: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
+) -> Verdict:
+    return Verdict(
+        message_id=message_id,
+        platform=Platform(platform),
+        community=community,
+        channel=channel,
+        user=user,
+        user_roles=list(roles),
+        text="(redacted)",
+        p_toxic=P_TOXIC[severity],
+        severity=Severity(severity),
+        flagged=severity != "LOW",
+        labels=list(labels),
+        model_version="test-model-1",
+        sent_at=SENT,
+        received_at=SENT,
+        scored_at=SENT + timedelta(milliseconds=20),
+    )
+
+
+async def publish(settings: Settings, producer: AIOKafkaProducer, verdicts: list[Verdict]) -> None:
+    topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    for v in verdicts:
+        await producer.send(topic, v.to_json_bytes(), key=v.key.encode())
+    await producer.flush()
+
+
+async def results(
+    settings: Settings, count: int, services: list[Service], timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    found = await consume(
+        settings,
+        ACTIONS.name_for(settings.kafka.topic_suffix),
+        count=count,
+        services=services,
+        timeout_s=timeout_s,
+    )
+    assert len(found) >= count, (
+        f"only {len(found)} of {count} results:\n{services[0].log.read_text()[-3000:]}"
+    )
+    return found
+
+
+def audit(settings: Settings, community: str) -> list[dict[str, Any]]:
+    with psycopg.connect(settings.postgres.dsn.get_secret_value()) as conn:
+        cur = conn.execute(
+            "SELECT action_id, kind, status, reason, policy_version, model_version, duration_s"
+            " FROM action_audit WHERE community = %s ORDER BY action_id",
+            (community,),
+        )
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+async def with_db(settings: Settings, work: Callable[[Database], Any]) -> Any:
+    db = await Database.connect(settings.postgres)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+@pytest_asyncio.fixture
+async def discord() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(limits=ROOMY_DMS)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def discord_env(fake: FakeDiscord, **extra: str) -> dict[str, str]:
+    return {
+        "WARDEN_ACTIONER__EXECUTOR": "discord",
+        "WARDEN_PLATFORMS__DISCORD__TOKEN": TOKEN,
+        "WARDEN_PLATFORMS__DISCORD__API_BASE_URL": fake.base_url,
+        "WARDEN_ACTIONER__BACKOFF_BASE_S": "0.05",
+        **extra,
+    }
+
+
+def by_message(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for r in sorted(found, key=lambda r: r["action_id"]):
+        out.setdefault(r["message_id"], []).append((r["kind"], r["status"]))
+    return out
+
+
+async def test_a_strike_sequence_climbs_the_ladder_and_a_pardon_resets_it(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+    discord: FakeDiscord,
+) -> None:
+    guild, user, moderator = snowflake(), snowflake(), snowflake()
+    await with_db(
+        settings,
+        lambda db: commands.set_policy(
+            db, "discord", guild, {"exempt_roles+": "moderator"}, author="test"
+        ),
+    )
+    actioner = service_factory("actioner", **discord_env(discord))
+    severities = ["MEDIUM", "MEDIUM", "HIGH", "MEDIUM", "MEDIUM"]
+    first = [
+        verdict(f"{guild}{i}", community=guild, user=user, severity=s)
+        for i, s in enumerate(severities)
+    ]
+    exempt = verdict(f"{guild}9", community=guild, user=moderator, roles=("moderator",))
+    safe = verdict(f"{guild}8", community=guild, user=user, severity="LOW")
+    await publish(settings, producer, [*first, exempt, safe])
+
+    found = await results(settings, 12, [actioner])
+    ids = [v.message_id for v in first]
+    assert by_message(found) == {
+        ids[0]: [("delete", "done"), ("warn", "done")],
+        ids[1]: [("delete", "done"), ("timeout", "done")],
+        ids[2]: [("delete", "done"), ("timeout", "done")],
+        ids[3]: [("delete", "done"), ("kick", "done")],
+        ids[4]: [("ban", "done"), ("delete", "done")],
+        exempt.message_id: [("delete", "skipped"), ("warn", "skipped")],
+    }
+    timeouts = {r["message_id"]: r["duration_s"] for r in found if r["kind"] == "timeout"}
+    assert timeouts == {ids[1]: 600, ids[2]: 86400}
+    reasons = {r["action_id"]: r["reason"] for r in found}
+    assert "strikes 2 -> 4" in reasons[f"{ids[2]}:timeout"]
+    assert f"discord:{guild}@v1" in reasons[f"{ids[2]}:timeout"]
+    assert "exempt role moderator" in reasons[f"{exempt.message_id}:delete"]
+
+    # What Discord was asked to do, exactly once each; nothing for the moderator.
+    effects = discord.effect_counts()
+    assert sorted(t for (k, t) in effects if k == "delete") == sorted(ids)
+    assert [k for (k, _) in discord.effects if k != "delete"] == [
+        "dm",
+        "timeout",
+        "timeout",
+        "kick",
+        "ban",
+    ]
+    assert set(effects.values()) == {1}
+
+    report = await with_db(settings, lambda db: commands.user_strikes(db, "discord", guild, user))
+    assert report.active == 6 and report.next_rung.action == "ban"
+    # An appeal can see why: the rule, the threshold, the strike count, the versions.
+    why = await with_db(settings, lambda db: commands.explain(db, ids[2]))
+    assert why.decision["strikes_added"] == 2 and why.decision["strikes_active"] == 4
+    assert why.decision["severity"] == "HIGH" and why.decision["shadow"] is False
+    assert why.decision["model_version"] == "test-model-1"
+    assert [(e.request.kind.value, e.state.value) for e in why.actions] == [
+        ("delete", "done"),
+        ("timeout", "done"),
+    ]
+    await with_db(
+        settings,
+        lambda db: commands.pardon(
+            db, "discord", guild, user, moderator="mod-7", reason="appeal accepted"
+        ),
+    )
+    again = verdict(f"{guild}7", community=guild, user=user)
+    await publish(settings, producer, [again])
+    found = await results(settings, 14, [actioner])
+    assert by_message(found)[again.message_id] == [("delete", "done"), ("warn", "done")]
+    assert (
+        "strikes 0 -> 1" in {r["action_id"]: r["reason"] for r in found}[f"{again.message_id}:warn"]
+    )
+
+    rows = audit(settings, guild)
+    assert len(rows) == 14
+    assert all(r["policy_version"] == f"discord:{guild}@v1" for r in rows)
+    assert all(r["model_version"] == "test-model-1" and r["reason"] for r in rows)
+    assert actioner.alive()
+
+
+async def test_shadow_mode_acts_on_nothing_and_records_everything(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+    discord: FakeDiscord,
+) -> None:
+    guild, users = snowflake(), [snowflake(), snowflake()]
+    await with_db(
+        settings, lambda db: commands.set_policy(db, "discord", guild, {"shadow": True}, author="t")
+    )
+    actioner = service_factory("actioner", **discord_env(discord))
+    verdicts = [
+        verdict(f"{guild}{i}", community=guild, user=users[i % 2], severity=s)
+        for i, s in enumerate(["MEDIUM", "HIGH", "MEDIUM", "HIGH", "MEDIUM"])
+    ]
+    await publish(settings, producer, verdicts)
+
+    found = await results(settings, 10, [actioner])
+    assert {r["status"] for r in found} == {"skipped"}
+    assert all("shadow mode" in r["detail"] and "shadow mode" in r["reason"] for r in found)
+    # What would have been done climbs the ladder as it would have: user 0 reaches 1, 2, 3.
+    user0 = [
+        r["kind"] for r in sorted(found, key=lambda r: r["message_id"]) if r["user"] == users[0]
+    ]
+    assert [k for k in user0 if k != "delete"] == ["warn", "timeout", "timeout"]
+    # Discord was asked for nothing but who we are.
+    assert [r.bucket for r in discord.requests] == ["me"]
+    assert len(audit(settings, guild)) == 10
+    report = await with_db(
+        settings, lambda db: commands.user_strikes(db, "discord", guild, users[0])
+    )
+    assert report.active == 0 and report.shadow == 3
+
+
+async def test_a_429_storm_is_waited_out_not_dropped(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+) -> None:
+    fake = FakeDiscord(
+        limits={**ROOMY_DMS, "message-delete": Limit(3, 0.5), "message-create": Limit(5, 1.0)},
+        global_limit=Limit(25, 1.0),
+    )
+    await fake.start()
+    try:
+        fake.storm(30, retry_after=0.3)
+        fake.storm(5, retry_after=0.5, is_global=True)
+        guild = snowflake()
+        actioner = service_factory(
+            "actioner", **discord_env(fake, WARDEN_ACTIONER__BULK_DELETE_MIN="100")
+        )
+        verdicts = [
+            verdict(f"{guild}{i}", community=guild, user=snowflake(), channel=str(200 + i % 4))
+            for i in range(30)
+        ]
+        await publish(settings, producer, verdicts)
+        found = await results(settings, 60, [actioner], timeout_s=90)
+        assert len({r["action_id"] for r in found}) == 60
+        assert {r["status"] for r in found} == {"done"}
+        assert fake.rate_limited >= 35
+        effects = fake.effect_counts()
+        assert sorted(t for (k, t) in effects if k == "delete") == sorted(
+            v.message_id for v in verdicts
+        )
+        assert sum(1 for (k, _) in effects if k == "dm") == 30
+        assert set(effects.values()) == {1}
+        assert fake.count("message-create", 200) == 30  # no DM sent twice
+    finally:
+        await fake.close()
+
+
+async def test_killed_mid_stream_and_restarted_every_action_happens_exactly_once(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+) -> None:
+    fake = FakeDiscord(limits=ROOMY_DMS, global_limit=None, latency_s=0.02)
+    await fake.start()
+    try:
+        guild = snowflake()
+        env = discord_env(fake, WARDEN_ACTIONER__COMMUNITY_CONCURRENCY="2")
+        first = service_factory("actioner", **env)
+        killed = asyncio.Event()
+
+        def kill_while_a_dm_is_sent(kind: str, target: str) -> None:
+            # Discord has sent the DM (and deleted some messages); the actioner dies before it
+            # hears so, before any bookkeeping or offset commit: the worst moment.
+            if kind == "dm" and len(fake.effects) >= 20 and not killed.is_set():
+                os.kill(first.process.pid, signal.SIGKILL)
+                killed.set()
+
+        fake.on_effect = kill_while_a_dm_is_sent
+        verdicts = [
+            verdict(f"{guild}{i:03d}", community=guild, user=snowflake(), channel=str(300 + i % 8))
+            for i in range(40)
+        ]
+        await publish(settings, producer, verdicts)
+        await asyncio.wait_for(killed.wait(), timeout=60)
+        assert first.process.wait(timeout=10) == -signal.SIGKILL
+        before = len(fake.effects)
+        assert before < 80, "the actioner was to be killed mid-stream"
+
+        second = service_factory("actioner", **env)
+        found = await results(settings, 80, [second], timeout_s=90)
+        expected = {f"{v.message_id}:{k}" for v in verdicts for k in ("delete", "warn")}
+        assert {r["action_id"] for r in found} == expected
+        assert {r["status"] for r in found} == {"done"}
+        assert any("reconciled after a restart" in r["detail"] for r in found)
+
+        effects = fake.effect_counts()
+        assert sorted(t for (k, t) in effects if k == "delete") == sorted(
+            v.message_id for v in verdicts
+        )
+        assert sum(1 for (k, _) in effects if k == "dm") == 40
+        assert set(effects.values()) == {1}, [e for e, n in effects.items() if n > 1]
+        # Never blindly repeated: one DM request per warning, the interrupted one included.
+        assert fake.count("message-create") == 40
+        assert len(audit(settings, guild)) == 80
+        second.stop()
+        # Each result was published once, but a crash between publishing and recording it
+        # may publish one again: consumers dedupe by action_id (at-least-once topic).
+        assert await topic_size(settings, ACTIONS) <= 80 + 25
+    finally:
+        await fake.close()
+
+
+async def test_a_raid_is_bulk_deleted_and_forbidden_actions_go_to_the_dead_letters(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+    discord: FakeDiscord,
+) -> None:
+    guild = snowflake()
+    discord.forbidden_channels.add("666")
+    actioner = service_factory("actioner", **discord_env(discord))
+    raid = [
+        verdict(f"{guild}{i:02d}", community=guild, user=snowflake(), channel="500")
+        for i in range(25)
+    ]
+    locked = verdict(f"{guild}99", community=guild, user=snowflake(), channel="666")
+    await publish(settings, producer, [*raid, locked])
+
+    found = await results(settings, 52, [actioner])
+    status = {r["action_id"]: r["status"] for r in found}
+    assert status.pop(f"{locked.message_id}:delete") == "failed"
+    assert set(status.values()) == {"done"}
+    # One bulk request (or a few, as batches fall) instead of 25 deletes.
+    assert 1 <= discord.count("bulk-delete", 204) <= 3
+    assert discord.count("message-delete", 204) < 25 - 2 * 3
+    assert sorted(t for (k, t) in discord.effects if k == "delete") == sorted(
+        v.message_id for v in raid
+    )
+    # The forbidden delete was tried once (permanent: no retry) and dead-lettered with why.
+    assert discord.count("message-delete", 403) == 1
+    dead = await consume(settings, DEADLETTER.name_for(settings.kafka.topic_suffix), count=1)
+    assert dead[0]["service"] == "actioner"
+    assert "Missing Permissions" in dead[0]["error"]
+    assert locked.message_id in dead[0]["raw"]
+
+
+async def test_slack_deletes_warns_and_waits_out_retry_after(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+) -> None:
+    fake = FakeSlack()
+    await fake.start()
+    try:
+        fake.storm(3, retry_after=0.5)
+        team, user = f"T{snowflake()}", f"U{snowflake()}"
+        actioner = service_factory(
+            "actioner",
+            WARDEN_ACTIONER__EXECUTOR="slack",
+            WARDEN_PLATFORMS__SLACK__BOT_TOKEN=BOT_TOKEN,
+            WARDEN_PLATFORMS__SLACK__API_BASE_URL=fake.base_url,
+        )
+        verdicts = [
+            verdict(
+                f"C1:1700000000.{snowflake()[:6]}{i}",
+                community=team,
+                user=user,
+                channel="C1",
+                severity=s,
+                platform="slack",
+            )
+            for i, s in enumerate(["MEDIUM", "MEDIUM"])
+        ]
+        other = verdict(snowflake(), community=team, user=user)  # not Slack's
+        await publish(settings, producer, [*verdicts, other])
+        found = await results(settings, 6, [actioner])
+        assert by_message(found) == {
+            verdicts[0].message_id: [("delete", "done"), ("warn", "done")],
+            verdicts[1].message_id: [("delete", "done"), ("timeout", "skipped")],
+            other.message_id: [("delete", "skipped"), ("warn", "skipped")],
+        }
+        assert fake.rate_limited == 3
+        assert Counter(k for k, _ in fake.effects) == {"delete": 2, "ephemeral": 1}
+    finally:
+        await fake.close()
