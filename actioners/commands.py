@@ -15,6 +15,7 @@ from actioners.ledger import Entry, Ledger
 from actioners.policy import Policy, Rung, apply_changes, preset
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import Pardon, Strike, StrikeBook
+from schemas.events import utcnow
 
 
 async def show_policy(
@@ -109,8 +110,6 @@ async def user_strikes(
 
 
 def _unexpired(strike: Strike) -> bool:
-    from schemas.events import utcnow
-
     return strike.expires_at > utcnow()
 
 

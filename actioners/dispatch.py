@@ -1,23 +1,28 @@
-"""Carrying out a batch of ledger entries: concurrency, priority, retries, bulk deletes.
+"""Carrying out ledger entries: concurrency, priority, retries, bulk deletes.
 
-- A job is one bulk delete (``bulk_delete_min`` or more deletes waiting in one channel, as in a
-  raid), one single delete, or one user's other actions in order (a warning before a ban).
-- Jobs hold a slot of their community (``community_concurrency``) and a global one
-  (``concurrency``) only while they call the platform; slots go to the highest severity waiting,
-  so when a queue builds up the worst messages are dealt with first.
+- Deletes wait for their channel's turn: one delete call per channel at a time (the platform's
+  limit is per channel anyway), and a turn takes every delete waiting in the channel by then,
+  whichever batch it came from: ``bulk_delete_min`` or more (a raid) go as one bulk delete.
+- A user's other actions (warn, timeout, kick, ban) run in the order decided, one at a time.
+- Calls hold a slot of their community (``community_concurrency``, separately for deletes and
+  for user actions, which hit different platform limits: a timeout waiting on a guild's limit
+  never holds up the deletes) and a global one (``concurrency``), only while they call the
+  platform; slots go to the highest severity waiting, so when a queue builds up the worst
+  messages are dealt with first.
 - A 429 is waited out for as long as the platform says (plus a little jitter), up to
   ``rate_limit_max_wait_s`` in all; it does not count as a try. Other transient failures are
   tried again ``max_attempts`` times with exponential back-off and full jitter, and, since the
   platform may have acted before the failure reached us, as reconciliations. Permanent failures
   are not retried.
 - Every entry is marked in flight before its first call and finished (with its audit row)
-  after its last one. Several batches may be under way at once: slots are shared, so the
-  priorities hold across them, and one user's actions still happen in the order decided.
+  after its last one. Several batches may be under way at once: slots, turns and user order
+  are shared between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -72,6 +77,7 @@ class PrioritySemaphore:
 
     def __init__(self, value: int) -> None:
         self._value = value
+        self._initial = value
         self._waiters: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
 
@@ -87,6 +93,11 @@ class PrioritySemaphore:
             if future.done() and not future.cancelled():
                 self.release()  # granted and cancelled at once: hand the slot on
             raise
+
+    @property
+    def idle(self) -> bool:
+        """Nobody holds it and nobody waits."""
+        return not self._waiters and self._value == self._initial
 
     def release(self) -> None:
         while self._waiters:
@@ -140,6 +151,13 @@ class Job:
         return request.platform.value, request.community
 
     @property
+    def lane(self) -> str:
+        """Deletes and user actions hit different platform limits (per channel, per guild):
+        each has its own slots in a community, so timeouts waiting on a guild's limit never
+        hold up the deletes."""
+        return "messages" if self.entries[0].request.kind is ActionKind.DELETE else "members"
+
+    @property
     def user(self) -> tuple[str, str, str] | None:
         """The user whose actions this job carries out in order (None for deletes)."""
         request = self.entries[0].request
@@ -154,9 +172,21 @@ class Job:
         return -worst, min(e.source.offset for e in self.entries)
 
 
-def plan(entries: Sequence[Entry], bulk_min: int, bulk_limit: Callable[[Entry], int]) -> list[Job]:
-    """Jobs for the open entries, highest priority first."""
-    deletes: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
+ChannelKey = tuple[str, str, str]  # platform, community, channel
+
+
+@dataclass
+class Plan:
+    """A batch's open entries sorted into what runs how."""
+
+    # Pending deletes per channel: they wait for the channel's turn and may go in bulk.
+    deletes: dict[ChannelKey, list[Entry]]
+    # One job per user (their actions in order), and one per delete left in flight.
+    jobs: list[Job]
+
+
+def plan(entries: Sequence[Entry]) -> Plan:
+    deletes: dict[ChannelKey, list[Entry]] = defaultdict(list)
     users: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
     jobs: list[Job] = []
     for entry in entries:
@@ -170,20 +200,11 @@ def plan(entries: Sequence[Entry], bulk_min: int, bulk_limit: Callable[[Entry], 
                 jobs.append(Job([entry], bulk=False))  # in flight: reconciled on its own
         else:
             users[(request.platform.value, request.community, request.user)].append(entry)
-    for group in deletes.values():
-        limit = bulk_limit(group[0])
-        if limit >= 2 and len(group) >= bulk_min:
-            group.sort(key=lambda e: (-e.request.severity.rank, e.source.offset))
-            for start in range(0, len(group), limit):
-                chunk = group[start : start + limit]
-                jobs.append(Job(chunk, bulk=len(chunk) > 1))
-        else:
-            jobs.extend(Job([entry], bulk=False) for entry in group)
     for group in users.values():
         group.sort(key=lambda e: (e.source.partition, e.source.offset))
         jobs.append(Job(group, bulk=False))
     jobs.sort(key=lambda job: job.priority)
-    return jobs
+    return Plan(dict(deletes), jobs)
 
 
 class Dispatcher:
@@ -200,11 +221,15 @@ class Dispatcher:
         self.settings = settings
         self.sleep = sleep
         self._global = PrioritySemaphore(settings.concurrency)
-        self._communities: dict[tuple[str, str], PrioritySemaphore] = {}
+        self._communities: dict[tuple[str, str, str], PrioritySemaphore] = {}
         # One user's actions happen in order, also across batches settled at the same time.
         self._users = KeyedLocks()
+        # Deletes waiting per channel, whichever batch they came from, each with the future
+        # its batch awaits; one turn at a time per channel takes them (see _channel_turn).
+        self._waiting: dict[ChannelKey, dict[str, tuple[Entry, asyncio.Future[Entry]]]] = {}
+        self._turns: dict[ChannelKey, PrioritySemaphore] = {}
 
-    def _community(self, key: tuple[str, str]) -> PrioritySemaphore:
+    def _community(self, key: tuple[str, str, str]) -> PrioritySemaphore:
         if key not in self._communities:
             self._communities[key] = PrioritySemaphore(self.settings.community_concurrency)
         return self._communities[key]
@@ -212,22 +237,86 @@ class Dispatcher:
     @asynccontextmanager
     async def _slots(self, job: Job) -> AsyncIterator[None]:
         async with (
-            self._community(job.community).slot(job.priority),
+            self._community((*job.community, job.lane)).slot(job.priority),
             self._global.slot(job.priority),
         ):
             yield
 
     async def run(self, entries: Sequence[Entry]) -> list[Entry]:
         """Carry out the open entries; return them finished (the others as they were)."""
-        jobs = plan(
-            entries,
-            self.settings.bulk_delete_min,
-            lambda e: self.executor.bulk_limit(e.request.platform),
-        )
+        planned = plan(entries)
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future[Entry]] = []
+        # Started most urgent first, so the first to ask for a slot is the worst message.
+        starts: list[tuple[tuple[int, int], Callable[[], Awaitable[list[Entry]]]]] = [
+            (job.priority, functools.partial(self._job, job)) for job in planned.jobs
+        ]
+        for key, group in planned.deletes.items():
+            queue = self._waiting.setdefault(key, {})
+            for entry in group:
+                future: asyncio.Future[Entry] = loop.create_future()
+                queue[entry.action_id] = (entry, future)
+                waiting.append(future)
+                turn = functools.partial(self._channel_turn, key, entry)
+                starts.append((Job([entry], bulk=False).priority, turn))
+        starts.sort(key=lambda item: item[0])
         finished: dict[str, Entry] = {}
-        for done in await asyncio.gather(*(self._job(job) for job in jobs)):
+        for done in await asyncio.gather(*(start() for _, start in starts)):
             finished.update((e.action_id, e) for e in done)
+        for future in waiting:
+            entry = await future
+            finished[entry.action_id] = entry
         return [finished.get(e.action_id, e) for e in entries]
+
+    async def _channel_turn(self, key: ChannelKey, entry: Entry) -> list[Entry]:
+        """One delete's turn in its channel: take every delete waiting there by then, in bulk
+        when there are enough (a raid), so a flood costs a few requests, not one per message."""
+        priority = Job([entry], bulk=False).priority
+        order = self._channel_order(key)
+        try:
+            async with order.slot(priority):
+                return await self._take_turn(key, entry)
+        finally:
+            if key not in self._waiting and order.idle:
+                self._turns.pop(key, None)
+
+    async def _take_turn(self, key: ChannelKey, entry: Entry) -> list[Entry]:
+        queue = self._waiting.get(key, {})
+        if entry.action_id not in queue:
+            return []  # an earlier turn took it
+        limit = self.executor.bulk_limit(entry.request.platform)
+        taken = sorted(queue.values(), key=lambda item: Job([item[0]], bulk=False).priority)
+        taken = taken[: max(1, limit)]
+        for queued, _ in taken:
+            queue.pop(queued.action_id)
+        if not queue:
+            self._waiting.pop(key, None)
+        entries = [queued for queued, _ in taken]
+        try:
+            if limit >= 2 and len(entries) >= self.settings.bulk_delete_min:
+                done = await self._bulk(Job(entries, bulk=True))
+            else:
+                done = [await self._one(Job([e], bulk=False), e) for e in entries]
+        except BaseException as exc:
+            for _, future in taken:
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            raise
+        by_id = {e.action_id: e for e in done}
+        for queued, future in taken:
+            future.set_result(by_id.get(queued.action_id, queued))
+        return []
+
+    def _channel_order(self, key: ChannelKey) -> PrioritySemaphore:
+        """Turns in a channel go to the most urgent waiting delete (one turn at a time)."""
+        semaphore = self._turns.get(key)
+        if semaphore is None:
+            semaphore = self._turns[key] = PrioritySemaphore(1)
+        return semaphore
 
     async def _job(self, job: Job) -> list[Entry]:
         if job.bulk:

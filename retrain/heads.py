@@ -4,11 +4,11 @@ The booster must see, on each training row, the score a head gives to a text it 
 on (as it will in production); so each head is fitted K times on K-1 folds for the training
 rows' features, and once on all rows for the model itself.
 
-Heads:
+Heads (text heads first: that is the order of the model's features):
+    head_tfidf      logistic regression on hashed word 1-2-gram TF-IDF of the normalised text
     head_emb_all    logistic regression on the embedding, all training rows
     head_emb_hx     the same on HateXplain train only (its notion of offensive is broader than
                     Jigsaw's); rows outside HateXplain get the full head's score
-    head_tfidf      logistic regression on hashed word 1-2-gram TF-IDF of the normalised text
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def fit_heads(
     y: np.ndarray,
     is_hatexplain: np.ndarray,
     *,
-    kinds: Sequence[str] = ("emb_all", "emb_hx", "tfidf"),
+    kinds: Sequence[str] = ("tfidf", "emb_all", "emb_hx"),
     folds: int = 5,
     seed: int = 0,
     echo: Callable[[str], None] = logger.info,
@@ -74,6 +74,23 @@ def fit_heads(
     if len(set(y.tolist())) < 2:
         return heads, np.zeros((len(y), 0), dtype=np.float32)
     k = max(2, min(folds, int(min(np.bincount(y.astype(int))))))
+    if "tfidf" in kinds:
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        counts = hashing_vectorizer().transform([normalize(text) for text in texts])
+        transformer = TfidfTransformer(sublinear_tf=True, smooth_idf=True).fit(counts)
+        x = transformer.transform(counts).tocsr()
+        model, oof = _oof(x, y, everything, 4.0, k, seed)
+        idf = np.asarray(transformer.idf_, dtype=np.float32)
+        if idf.shape != (HASH_FEATURES,):
+            raise ValueError(f"unexpected idf shape {idf.shape}")
+        heads.append(
+            TfidfHead(
+                "head_tfidf", idf, model.coef_[0].astype(np.float32), float(model.intercept_[0])
+            )
+        )
+        columns.append(oof)
+        echo("  head_tfidf fitted")
     if "emb_all" in kinds:
         model, oof = _oof(embeddings, y, everything, 1.0, k, seed)
         heads.append(
@@ -93,23 +110,6 @@ def fit_heads(
         )
         columns.append(oof)
         echo("  head_emb_hx fitted")
-    if "tfidf" in kinds:
-        from sklearn.feature_extraction.text import TfidfTransformer
-
-        counts = hashing_vectorizer().transform([normalize(text) for text in texts])
-        transformer = TfidfTransformer(sublinear_tf=True, smooth_idf=True).fit(counts)
-        x = transformer.transform(counts).tocsr()
-        model, oof = _oof(x, y, everything, 4.0, k, seed)
-        idf = np.asarray(transformer.idf_, dtype=np.float32)
-        if idf.shape != (HASH_FEATURES,):
-            raise ValueError(f"unexpected idf shape {idf.shape}")
-        heads.append(
-            TfidfHead(
-                "head_tfidf", idf, model.coef_[0].astype(np.float32), float(model.intercept_[0])
-            )
-        )
-        columns.append(oof)
-        echo("  head_tfidf fitted")
     return heads, np.column_stack(columns).astype(np.float32) if columns else np.zeros(
         (len(y), 0), dtype=np.float32
     )

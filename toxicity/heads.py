@@ -55,7 +55,7 @@ def hashing_vectorizer() -> Any:
         alternate_sign=False,
         norm=None,
         lowercase=False,
-        token_pattern=r"(?u)\b\w+\b",
+        token_pattern=r"(?u)\b\w+\b",  # noqa: S106 - a regex, not a password
     )
 
 

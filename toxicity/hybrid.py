@@ -23,7 +23,7 @@ from toxicity.artifacts import ModelMeta, load_booster_bytes, load_meta
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
-from toxicity.heads import head_features
+from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 from toxicity.lexicon import Hits, Lexicon
 
 if TYPE_CHECKING:
@@ -37,9 +37,10 @@ class TextSide:
     """Per-text results that do not depend on context: reusable for repeated texts."""
 
     embeddings: np.ndarray  # (n, dim) float32
-    static: np.ndarray  # (n, len(STATIC_FEATURES)) float32
+    # (n, len(STATIC_FEATURES) + text heads) float32: the static features, then the logits of
+    # the heads that read the text itself (TF-IDF); heads on the embedding run in combine().
+    static: np.ndarray
     hits: list[Hits]
-    heads: np.ndarray  # (n, number of heads) float32: the linear heads' logits
 
     def __len__(self) -> int:
         return len(self.hits)
@@ -91,6 +92,12 @@ class HybridScorer:
         self.lexicon = lexicon or Lexicon.default()
         self._booster = booster
         self._lock = threading.Lock()
+        # Heads on the text are part of the text side; heads on the embedding run in combine().
+        self._text_heads = [h for h in meta.heads if isinstance(h, TfidfHead)]
+        self._embedding_heads = [h for h in meta.heads if isinstance(h, EmbeddingHead)]
+        if meta.heads != self._text_heads + self._embedding_heads:
+            raise ValueError(f"model {meta.version}: text heads must come before embedding heads")
+        self._text_names = list(STATIC_FEATURES) + [h.name for h in self._text_heads]
         if list(meta.static_features) != list(STATIC_FEATURES):
             raise ValueError(
                 f"model {meta.version} was trained on static features {meta.static_features}, "
@@ -153,8 +160,10 @@ class HybridScorer:
     def text_side(self, texts: Sequence[str], embeddings: np.ndarray) -> TextSide:
         """Text-side results from embeddings computed elsewhere (a cache, an evaluation)."""
         static, hits = feature_matrix(texts, self.lexicon)
-        heads = head_features(self.meta.heads, texts, embeddings)
-        return TextSide(embeddings=embeddings, static=static, hits=hits, heads=heads)
+        if self._text_heads:
+            text_heads = head_features(self._text_heads, texts, embeddings)
+            static = np.hstack([static, text_heads]).astype(np.float32)
+        return TextSide(embeddings=embeddings, static=static, hits=hits)
 
     def raw_probability(
         self, text_side: TextSide, contexts: Sequence[Context] | None
@@ -162,8 +171,14 @@ class HybridScorer:
         """The booster's uncalibrated P(toxic)."""
         n = len(text_side)
         context = context_matrix(contexts, n, self.meta.context_features)
+        if text_side.static.shape[1] != len(self._text_names):
+            raise ValueError(
+                f"text side has {text_side.static.shape[1]} text features, model {self.version} "
+                f"expects {len(self._text_names)} ({', '.join(self._text_names)})"
+            )
+        embedding_heads = head_features(self._embedding_heads, [""] * n, text_side.embeddings)
         matrix = np.hstack(
-            [text_side.embeddings, text_side.static, text_side.heads, context]
+            [text_side.embeddings, text_side.static, embedding_heads, context]
         ).astype(np.float32)
         out = np.empty(n, dtype=np.float64)
         with self._lock:
@@ -185,10 +200,8 @@ class HybridScorer:
         for i in range(n):
             features: dict[str, float | None] = {
                 name: float(value)
-                for name, value in zip(STATIC_FEATURES, text_side.static[i], strict=True)
+                for name, value in zip(self._text_names, text_side.static[i], strict=True)
             }
-            for j, name in enumerate(self.meta.head_names):
-                features[name] = float(text_side.heads[i, j])
             for j, name in enumerate(self.meta.context_features):
                 value = context[i, j]
                 features[name] = None if math.isnan(value) else float(value)

@@ -21,9 +21,12 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from fakes.discord import TOKEN, FakeDiscord, Limit
 from fakes.slack import BOT_TOKEN, FakeSlack
+from fakes.webhook import SECRET as WEBHOOK_SECRET
+from fakes.webhook import FakeWebhook
 from kit import Service, consume, topic_size
 
 from actioners import commands
+from actioners.bench import bench_actioner
 from actioners.database import Database
 from deploy import migrations
 from schemas.events import Platform, Severity, Verdict
@@ -432,3 +435,40 @@ async def test_slack_deletes_warns_and_waits_out_retry_after(
         assert Counter(k for k, _ in fake.effects) == {"delete": 2, "ephemeral": 1}
     finally:
         await fake.close()
+
+
+async def test_webhook_actions_are_signed_and_retried(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+) -> None:
+    hook = FakeWebhook(script=[503, 429])
+    await hook.start()
+    try:
+        channel, user = snowflake(), snowflake()
+        actioner = service_factory(
+            "actioner",
+            WARDEN_ACTIONER__EXECUTOR="webhook",
+            WARDEN_PLATFORMS__WEBHOOK__URL=hook.url,
+            WARDEN_PLATFORMS__WEBHOOK__SECRET=WEBHOOK_SECRET,
+            WARDEN_ACTIONER__BACKOFF_BASE_S="0.05",
+        )
+        twitch = verdict(snowflake(), community=channel, user=user, platform="twitch")
+        await publish(settings, producer, [twitch])
+        found = await results(settings, 2, [actioner])
+        assert {(r["kind"], r["status"]) for r in found} == {("delete", "done"), ("warn", "done")}
+        assert all(d.valid_signature for d in hook.deliveries)
+        # One 503 and one 429 answered, then each action acted on once.
+        assert len(hook.deliveries) == 4
+        assert sorted(hook.acted) == sorted(f"{twitch.message_id}:{k}" for k in ("delete", "warn"))
+    finally:
+        await hook.close()
+
+
+async def test_the_bench_runs_the_actioner_against_the_fake_discord(migrated: Settings) -> None:
+    numbers = await bench_actioner(migrated, 120, rate_per_s=400.0, timeout_s=60)
+    assert numbers["actions"] == 2 * numbers["flagged"] > 0
+    assert numbers["actions_done"] == numbers["actions"]
+    assert 0 < numbers["latency_p50_s"] <= numbers["latency_p99_s"] < 60
+    assert numbers["actions_per_s"] > 0 and numbers["platform_requests"] >= numbers["actions"] / 2

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actioners.dispatch import Dispatcher, PrioritySemaphore, plan
+from actioners.dispatch import Dispatcher, PrioritySemaphore
 from actioners.executors import Outcome, RateLimited, Router
 from actioners.ledger import Entry, Source, State
 from schemas.events import (
@@ -231,18 +231,36 @@ async def test_an_unexpected_error_fails_one_action_not_the_batch() -> None:
     assert [e.state for e in done] == [State.FAILED, State.DONE]
 
 
-def test_a_raid_in_one_channel_becomes_bulk_deletes() -> None:
+async def test_a_raid_in_one_channel_becomes_bulk_deletes() -> None:
+    executor = Scripted(delay=0.01)
     raid = [entry(f"r{i}", channel="raid") for i in range(150)]
     calm = [entry(f"c{i}", channel="calm") for i in range(2)]
     interrupted = entry("x", channel="raid", state=State.IN_FLIGHT)
-    user_actions = [entry("r1", "warn", user="u-r1"), entry("r7", "timeout", user="u-r7")]
-    jobs = plan([*raid, *calm, interrupted, *user_actions], bulk_min=3, bulk_limit=lambda e: 100)
-    bulks = [j for j in jobs if j.bulk]
-    assert sorted(len(j.entries) for j in bulks) == [50, 100]
-    singles = [j.entries[0].action_id for j in jobs if not j.bulk and len(j.entries) == 1]
-    assert {"c0:delete", "c1:delete", "x:delete", "r1:warn", "r7:timeout"} == set(singles)
+    done = await dispatcher(executor, Books()).run([*raid, *calm, interrupted])
+    assert {e.state for e in done} == {State.DONE}
+    bulks = [ids.split(",") for how, ids in executor.calls if how == "bulk"]
+    assert sorted(len(ids) for ids in bulks) == [50, 100]  # Discord takes 100 at most
+    singles = sorted(ids for how, ids in executor.calls if how != "bulk")
+    assert singles == ["c0:delete", "c1:delete", "x:delete"]  # too few; in flight on its own
     # No bulk where the platform has none.
-    assert not [j for j in plan(raid, bulk_min=3, bulk_limit=lambda e: 0) if j.bulk]
+    executor = Scripted()
+    executor.bulk_delete_max = 0
+    await dispatcher(executor, Books()).run([entry(f"s{i}", channel="raid") for i in range(5)])
+    assert [how for how, _ in executor.calls] == ["execute"] * 5
+
+
+async def test_deletes_waiting_in_a_channel_are_taken_together_across_batches() -> None:
+    executor = Scripted(delay=0.05)
+    books = Books()
+    engine = dispatcher(executor, books)
+    first = asyncio.create_task(engine.run([entry("m0", channel="flood")]))
+    await asyncio.sleep(0.01)  # m0 is being deleted; the next batch arrives meanwhile
+    later = [entry(f"m{i}", channel="flood") for i in range(1, 6)]
+    second = await engine.run(later)
+    await first
+    assert executor.calls == [("execute", "m0:delete"), ("bulk", "m1,m2,m3,m4,m5")]
+    assert {e.state for e in second} == {State.DONE}
+    assert sorted(books.finished) == [f"m{i}:delete" for i in range(6)]
 
 
 async def test_bulk_deletes_finish_every_entry_or_fall_back_to_single_deletes() -> None:
