@@ -51,6 +51,7 @@ class Tally:
     actions: int = 0
     dead_letters: int = 0
     severities: dict[str, int] = field(default_factory=dict)
+    action_kinds: dict[str, int] = field(default_factory=dict)
     verdict_ms: list[float] = field(default_factory=list)
     action_ms: list[float] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -72,6 +73,8 @@ class Tally:
         if not payload.get("message_id", "").startswith(self.prefix):
             return
         self.actions += 1
+        kind = f"{payload['kind']} {payload['status']}"
+        self.action_kinds[kind] = self.action_kinds.get(kind, 0) + 1
         sent = datetime.fromisoformat(payload["sent_at"])
         completed = datetime.fromisoformat(payload["completed_at"])
         self.action_ms.append((completed - sent).total_seconds() * 1000)
@@ -198,7 +201,8 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
         f"severities            {severities}",
         f"flagged               {tally.flagged} "
         f"({100 * tally.flagged / max(tally.verdicts, 1):.1f}%)",
-        f"actions               {tally.actions}",
+        f"actions               {tally.actions} "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(tally.action_kinds.items()))})",
         f"dead letters          {tally.dead_letters}",
         f"verdict latency       p50 {percentile(tally.verdict_ms, 50):.1f} ms, "
         f"p99 {percentile(tally.verdict_ms, 99):.1f} ms (received -> scored)",
@@ -239,6 +243,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                 replay(publisher, path, speed=speed, rate=rate, id_prefix=prefix)
             )
             last_print = 0.0
+            last_actions, last_action_at = 0, time.monotonic()
             drain_deadline: float | None = None
             while not interrupted.is_set():
                 await monitor.poll()
@@ -246,10 +251,15 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                 if now - last_print >= 2.0:
                     click.echo(summary_line(tally, publisher.published, now - started))
                     last_print = now
+                if tally.actions != last_actions:
+                    last_actions, last_action_at = tally.actions, now
                 if replay_task.done():
                     stats = replay_task.result()
                     drain_deadline = drain_deadline or now + 60
-                    if tally.verdicts >= stats.published and tally.actions >= tally.flagged:
+                    # A flagged message may get more than one action (delete, then warn or
+                    # time out): done once every verdict is in and actions have settled.
+                    settled = now - last_action_at > 3.0 and tally.actions >= tally.flagged
+                    if tally.verdicts >= stats.published and settled:
                         break
                     if now > drain_deadline:
                         click.echo("gave up waiting for the last verdicts after 60 s", err=True)
@@ -275,7 +285,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
 @click.option(
     "--speed",
     type=float,
-    default=20.0,
+    default=30.0,
     show_default=True,
     help="Replay speed against the log's own clock; 0 = as fast as possible.",
 )

@@ -99,7 +99,7 @@ async def test_the_window_slides_and_keys_expire(client: aioredis.Redis) -> None
 
     # A newer message drops the old day's fields and keeps the keys bounded in time.
     await store.update([old], [Outcome(bad=False, violation=False)], now=now)
-    user_fields = await client.hkeys(f"wf:u:{old.key}")
+    user_fields: list[bytes] = await client.hkeys(f"wf:u:{old.key}")  # type: ignore[misc]
     assert not any(f.decode().startswith(("bad:", "v:")) for f in user_fields)
     assert 0 < await client.ttl(f"wf:u:{old.key}") <= TTL_SECONDS
     assert 0 < await client.ttl(f"wf:c:{channel_key(old)}") <= TTL_SECONDS

@@ -221,9 +221,14 @@ def test_generated_messages_validate_for_other_seeds() -> None:
 
 
 def test_load_is_deterministic_and_valid() -> None:
-    kwargs = {"seed": 4, "repetition": 0.3, "raid_every": 400}
-    a = [chatgen.to_json_line(m) for m in chatgen.load_messages(3000, **kwargs)]
-    b = [chatgen.to_json_line(m) for m in chatgen.load_messages(3000, **kwargs)]
+    a = [
+        chatgen.to_json_line(m)
+        for m in chatgen.load_messages(3000, seed=4, repetition=0.3, raid_every=400)
+    ]
+    b = [
+        chatgen.to_json_line(m)
+        for m in chatgen.load_messages(3000, seed=4, repetition=0.3, raid_every=400)
+    ]
     assert len(a) == 3000 and a == b
     assert a != [chatgen.to_json_line(m) for m in chatgen.load_messages(3000, seed=5)]
     for line in a:
@@ -232,9 +237,11 @@ def test_load_is_deterministic_and_valid() -> None:
 
 
 def test_unique_gives_all_distinct_texts() -> None:
-    kwargs = {"seed": 3, "repetition": 0.6, "raid_every": 300}
-    plain = [m["text"] for m in chatgen.load_messages(5000, **kwargs)]
-    unique = [m["text"] for m in chatgen.load_messages(5000, unique=True, **kwargs)]
+    plain = [m["text"] for m in chatgen.load_messages(5000, seed=3, repetition=0.6, raid_every=300)]
+    unique = [
+        m["text"]
+        for m in chatgen.load_messages(5000, seed=3, repetition=0.6, raid_every=300, unique=True)
+    ]
     assert len(set(plain)) < 0.5 * len(plain)  # without the knob there are many repeats
     assert len(set(unique)) == len(unique) == 5000
 

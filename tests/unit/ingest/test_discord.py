@@ -24,7 +24,7 @@ from warden.settings import DiscordSettings
 def state_with_guild() -> tuple[discord.Guild, discord.abc.Messageable]:
     bot = build_bot(DiscordSettings())
     state = bot._connection
-    server = state._add_guild_from_data(guild())  # type: ignore[arg-type]
+    server = state._add_guild_from_data(guild())
     channel = server.get_channel(int(CHANNEL_ID))
     assert channel is not None
     return server, channel  # type: ignore[return-value]
@@ -77,7 +77,7 @@ def test_direct_and_system_messages_are_not_ingested() -> None:
     dm = discord.Message(
         state=bot._connection,
         channel=discord.DMChannel._from_message(bot._connection, 5),
-        data=direct,  # type: ignore[arg-type]
+        data=direct,
     )
     assert to_chat_message(dm) is None
     assert to_chat_message(build(dict(message("3", "", "2", "bob"), type=7))) is None

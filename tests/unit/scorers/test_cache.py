@@ -28,7 +28,6 @@ class CountingModel:
             embeddings=np.hstack([lengths, lengths * 2]),
             static=lengths,
             hits=[Hits(profanity=t.count("!")) for t in texts],
-            heads=lengths * 3,
         )
 
     def combine(
@@ -90,7 +89,6 @@ def test_shared_rows_are_used_instead_of_computing() -> None:
         {
             "embeddings": np.array([7.0, 14.0], dtype=np.float32),
             "static": np.array([7.0], dtype=np.float32),
-            "heads": np.array([21.0], dtype=np.float32),
         },
         Hits(),
     )
@@ -106,7 +104,6 @@ def test_rows_round_trip_through_bytes() -> None:
         {
             "embeddings": np.arange(384, dtype=np.float32),
             "static": np.arange(12, dtype=np.float32),
-            "heads": np.arange(3, dtype=np.float32),
         },
         Hits(profanity=2, hard_slurs=1, words=("a", "b")),
     )
