@@ -26,35 +26,13 @@ from actioners.platforms import build_executor
 from actioners.service import serve
 from schemas.events import ActionResult, Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-from warden.clients import kafka_admin, kafka_consumer, kafka_producer
+from warden.clients import kafka_consumer, kafka_producer
 from warden.errors import StackError
 from warden.settings import Settings
+from warden.topics import create_topics
 
 logger = logging.getLogger(__name__)
 BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the fake platform's
-
-
-async def _create_topics(settings: Settings) -> None:
-    from aiokafka.admin import NewTopic
-    from aiokafka.errors import KafkaError
-
-    admin = kafka_admin(settings.kafka)
-    topics = [
-        NewTopic(
-            name=spec.name_for(settings.kafka.topic_suffix),
-            num_partitions=spec.partitions,
-            replication_factor=settings.kafka.replication_factor,
-            topic_configs=spec.config(),
-        )
-        for spec in (VERDICTS, ACTIONS, DEADLETTER)
-    ]
-    try:
-        await admin.start()
-        await admin.create_topics(topics, timeout_ms=30_000)
-    except KafkaError as exc:
-        raise StackError(f"cannot create the bench topics: {exc!r}") from exc
-    finally:
-        await admin.close()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -103,7 +81,7 @@ async def bench_actioner(
         }
     )
     try:
-        await _create_topics(bench)
+        await create_topics(bench.kafka, specs=(VERDICTS, ACTIONS, DEADLETTER))
     except StackError:
         await fake.close()
         raise

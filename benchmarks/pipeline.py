@@ -52,14 +52,16 @@ class Plan:
     latency_seconds: float
     loads: tuple[float, ...]
     http_seconds: float
+    actioner_verdicts: int
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(2_000, 4_000, 6_000, 20.0, (50.0, 100.0, 200.0, 400.0), 15.0)
+        return cls(2_000, 4_000, 6_000, 20.0, (50.0, 100.0, 200.0, 400.0), 15.0, 400)
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(10_000, 20_000, 30_000, 60.0, (25.0, 50.0, 100.0, 200.0, 400.0, 800.0), 60.0)
+        loads = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0)
+        return cls(10_000, 20_000, 30_000, 60.0, loads, 60.0, 2_000)
 
 
 @dataclass
@@ -383,7 +385,7 @@ def worker_env(settings: Settings, suffix: str) -> dict[str, str]:
 
 
 async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
-    from deploy.topics import create_topics
+    from warden.topics import create_topics
 
     report = Report()
     results = report.results
@@ -396,7 +398,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         "max_wait_ms": settings.scorer.max_wait_ms,
         "cache_size": settings.scorer.cache_size,
     }
-    logger.info("1/4 model-only ceiling on %d unique texts", plan.ceiling_messages)
+    logger.info("1/5 model-only ceiling on %d unique texts", plan.ceiling_messages)
     ceiling, version = await asyncio.to_thread(model_ceiling, settings, plan.ceiling_messages)
     results["model_version"] = version
     results["ceiling_msgs_per_s"] = round(ceiling, 1)
@@ -410,7 +412,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     worker = Worker(local, env, log_dir / "bench-scorer.log")
     try:
         await worker.ready()
-        logger.info("2/4 pipeline throughput: unique texts, then the livestream replay")
+        logger.info("2/5 pipeline throughput: unique texts, then the livestream replay")
         unique = await drain_rate(
             local, worker, workload("unique", plan.unique_messages, "u-"), "u-"
         )
@@ -421,7 +423,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
         results["cache_hit_rate"] = round(replay["cache_hit_rate"], 3)
 
-        logger.info("3/4 end-to-end latency at offered loads %s msg/s", plan.loads)
+        logger.info("3/5 end-to-end latency at offered loads %s msg/s", plan.loads)
         for i, rate in enumerate(sorted({100.0, *plan.loads})):
             seconds = plan.latency_seconds if rate == 100.0 else plan.latency_seconds / 2
             records = workload("livestream", int(rate * seconds) + 1, f"l{i}-")
@@ -434,7 +436,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     finally:
         worker.stop()
 
-    logger.info("4/4 the per-message HTTP design for %.0f s", plan.http_seconds)
+    logger.info("4/5 the per-message HTTP design for %.0f s", plan.http_seconds)
     http_rate = await asyncio.to_thread(
         http_baseline,
         worker_env(settings, suffix),
@@ -443,6 +445,12 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         log_dir / "bench-http.log",
     )
     results["per_message_http_msgs_per_s"] = round(http_rate, 1)
+
+    if plan.actioner_verdicts:
+        from actioners.bench import bench_actioner
+
+        logger.info("5/5 the actioner against a rate-limited fake Discord")
+        results["actioner"] = await bench_actioner(settings, plan.actioner_verdicts)
 
     pipeline_unique = results["pipeline_unique_msgs_per_s"]
     pipeline_replay = results["pipeline_replay_msgs_per_s"]

@@ -827,14 +827,15 @@ def up(settings: Settings) -> None:
             START_TIMEOUT_S["kafka"],
         )
 
-        from deploy import migrations, topics
+        from deploy import migrations
+        from warden.topics import create_topics
 
         _, user, dbname = _local_postgres_dsn(settings)
         _ensure_database(stack, user, dbname)
         applied = migrations.apply(local)
         if applied:
             logger.info("applied migrations %s", ", ".join(applied))
-        created = asyncio.run(topics.create_topics(local.kafka))
+        created = asyncio.run(create_topics(local.kafka))
         if created:
             logger.info("created topics %s", ", ".join(created))
 

@@ -68,7 +68,8 @@ def model_card(meta: ModelMeta) -> str:
         "gets exactly the text-only answer. Retraining on logged verdicts (where the scorer fills "
         "them from Redis) is what will give them weight.",
         f"- XGBoost ({training.get('trees', '?')} trees, early-stopped on HateXplain dev), "
-        f"calibrated with {meta.calibrator.method} regression on HateXplain dev.",
+        f"calibrated on HateXplain dev ({meta.calibrator.method}, the lower cross-validated "
+        "log loss of isotonic and Platt).",
         f"- Severity thresholds (picked on HateXplain dev): LOW >= {meta.thresholds.low:.3f}, "
         f"MEDIUM >= {meta.thresholds.medium:.3f} (the F1-best threshold, also the decision "
         f"threshold), HIGH >= {meta.thresholds.high:.3f} (precision >= 0.9 on dev). "

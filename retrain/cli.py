@@ -50,7 +50,11 @@ def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hatexplain-weight", type=float, default=1.0, show_default=True)
 @click.option(
-    "--calibration", type=click.Choice(["isotonic", "platt"]), default="isotonic", show_default=True
+    "--calibration",
+    type=click.Choice(["auto", "isotonic", "platt"]),
+    default="auto",
+    show_default=True,
+    help="auto: the lower cross-validated log loss on HateXplain dev.",
 )
 @click.option("--max-rounds", type=int, default=1500, show_default=True)
 @click.option(

@@ -29,7 +29,12 @@ from retrain.metrics import binary_metrics, pick_thresholds
 from retrain.sources import SOURCES, TRAINING_SOURCES
 from toxicity.artifacts import ModelMeta, model_version, save_model
 from toxicity.base import CONTEXT_FEATURES
-from toxicity.calibration import Calibrator, expected_calibration_error, fit_calibrator
+from toxicity.calibration import (
+    Calibrator,
+    choose_method,
+    expected_calibration_error,
+    fit_calibrator,
+)
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import head_features
@@ -64,7 +69,7 @@ class TrainConfig:
     hatexplain_weight: float = 1.0
     num_boost_round: int = 1500
     early_stopping_rounds: int = 100
-    calibration: str = "isotonic"
+    calibration: str = "auto"
     params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     heads: tuple[str, ...] = ("tfidf", "emb_all", "emb_hx")
     threads: int = 2
@@ -222,11 +227,17 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
 
     raw_hx = booster.predict(dhx)
     raw_pool = booster.predict(dpool)
+    method = config.calibration
+    if method == "auto" and len(set(hx_p.y.tolist())) == 2 and len(hx_p.y) >= 50:
+        method = choose_method(raw_hx, hx_p.y, seed=config.seed)
+    elif method == "auto":
+        method = "platt"
     calibrator = (
-        fit_calibrator(raw_hx, hx_p.y, method=config.calibration)  # type: ignore[arg-type]
+        fit_calibrator(raw_hx, hx_p.y, method=method)  # type: ignore[arg-type]
         if len(set(hx_p.y.tolist())) == 2
         else Calibrator()
     )
+    echo(f"calibration: {calibrator.method}")
     p_hx, p_pool = calibrator(raw_hx), calibrator(raw_pool)
     thresholds, decision = pick_thresholds(p_hx, hx_p.y)
     metrics = {
@@ -236,6 +247,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     metrics["hatexplain_dev"]["ece"] = expected_calibration_error(p_hx, hx_p.y)
     metrics["pool_dev"]["ece"] = expected_calibration_error(p_pool, pool_p.y)
     metrics["hatexplain_dev"]["auc_uncalibrated"] = binary_metrics(hx_p.y, raw_hx, 0.5)["roc_auc"]
+    metrics["pool_dev"]["auc_uncalibrated"] = binary_metrics(pool_p.y, raw_pool, 0.5)["roc_auc"]
 
     booster_bytes = bytes(booster.save_raw(raw_format="ubj"))
     meta = ModelMeta(
@@ -275,7 +287,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "hatexplain_weight": config.hatexplain_weight,
         "params": params,
         "trees": best + 1,
-        "calibration": config.calibration,
+        "calibration": calibrator.method,
         "static_feature_gain": static_gain,
         "heads": [head.name for head in heads],
         "seconds": {

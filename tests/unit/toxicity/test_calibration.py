@@ -7,7 +7,12 @@ import pytest
 
 from schemas.events import Severity
 from toxicity.base import Thresholds
-from toxicity.calibration import Calibrator, expected_calibration_error, fit_calibrator
+from toxicity.calibration import (
+    Calibrator,
+    choose_method,
+    expected_calibration_error,
+    fit_calibrator,
+)
 from toxicity.hybrid import override_thresholds
 from warden.settings import ModelSettings
 
@@ -65,3 +70,11 @@ def test_settings_override_only_what_they_set() -> None:
 def test_thresholds_out_of_order_fail() -> None:
     with pytest.raises(ValueError, match="rise"):
         override_thresholds(Thresholds(0.2, 0.4, 0.8), ModelSettings(low_threshold=0.9))
+
+
+def test_auto_choice_prefers_platt_for_a_logistic_distortion() -> None:
+    rng = np.random.default_rng(3)
+    logit = rng.normal(0, 2, 4000)
+    labels = (rng.uniform(0, 1, 4000) < 1 / (1 + np.exp(-logit))).astype(float)
+    raw = 1 / (1 + np.exp(-3 * logit))  # overconfident, but exactly a Platt shape
+    assert choose_method(raw, labels) == "platt"

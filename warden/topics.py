@@ -1,10 +1,11 @@
-"""Create every topic of ``schemas.topics.TOPICS`` on the broker, idempotently."""
+"""Create the catalog's topics (``schemas.topics.TOPICS``) on the broker, idempotently."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from schemas.topics import TOPICS
+from schemas.topics import TOPICS, TopicSpec
 from warden.clients import kafka_admin
 from warden.errors import StackError
 from warden.settings import KafkaSettings
@@ -14,7 +15,9 @@ logger = logging.getLogger(__name__)
 _CREATE_TIMEOUT_MS = 30_000
 
 
-async def create_topics(kafka: KafkaSettings, suffix: str | None = None) -> list[str]:
+async def create_topics(
+    kafka: KafkaSettings, suffix: str | None = None, specs: Sequence[TopicSpec] = TOPICS
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created now.
 
     Names get ``suffix`` when given (tests pass a unique one), else ``kafka.topic_suffix``.
@@ -32,7 +35,7 @@ async def create_topics(kafka: KafkaSettings, suffix: str | None = None) -> list
             replication_factor=kafka.replication_factor,
             topic_configs=spec.config(),
         )
-        for spec in TOPICS
+        for spec in specs
     ]
 
     admin = kafka_admin(kafka)
