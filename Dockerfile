@@ -29,11 +29,15 @@ COPY actioners/ actioners/
 COPY explainers/ explainers/
 COPY retrain/ retrain/
 COPY deploy/ deploy/
-RUN pip install --no-deps . \
+COPY benchmarks/ benchmarks/
+# The shipped model (booster, calibrator, card); the int8 encoder is built on first use.
+COPY models/ models/
+# Editable, so the code runs from /app beside models/ (the shipped model is found there).
+RUN pip install --no-deps -e . \
     && useradd --system --uid 10001 --home-dir /app warden
 
 USER warden
-# Metrics: ingest 9101, scorer 9102, actioner 9103 (WARDEN_METRICS__*); faust web 6066.
-EXPOSE 9101 9102 9103 6066
+# Metrics: ingest 9101, scorer 9102, actioner 9103 (WARDEN_METRICS__*); webhook API 8080.
+EXPOSE 9101 9102 9103 8080
 ENTRYPOINT ["warden"]
 CMD ["--help"]
