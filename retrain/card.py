@@ -56,7 +56,8 @@ def model_card(meta: ModelMeta) -> str:
         f"- Encoder: `{meta.encoder_id}` (sha256 `{meta.encoder_sha256[:16]}...`), mean-pooled "
         f"and L2-normalised, {meta.embedding_dim} dimensions, inputs truncated to "
         f"{meta.max_length} tokens. Training embeddings were computed with the "
-        f"`{meta.encoder_backend}` encoder (per-channel dynamic int8 ONNX Runtime on CPU).",
+        f"`{meta.encoder_backend}` encoder (per-channel dynamic int8 ONNX Runtime on CPU, one "
+        "text per run so that a message's score never depends on its batch-mates).",
         f"- Static text features ({len(meta.static_features)}): "
         + ", ".join(f"`{name}`" for name in meta.static_features)
         + ". Lexical counts run on normalised text (NFKC, homoglyphs, leetspeak, zero-width and "
@@ -90,9 +91,15 @@ def model_card(meta: ModelMeta) -> str:
         + ", ".join(
             f"`{name}` `{digest[:12]}`" for name, digest in training.get("data_sha256", {}).items()
         ),
-        f"- Seed {training.get('seed')}; training took {seconds.get('total', '?')} s "
-        f"(features/embedding {seconds.get('features', '?')} s, "
-        f"boosting {seconds.get('boost', '?')} s; see docs/model.md for a cold run).",
+        f"- Seed {training.get('seed')}; training took {seconds.get('total', '?')} s on "
+        f"{training.get('threads', 2)} CPU threads"
+        + (
+            " from an empty cache (every text embedded)"
+            if training.get("embeddings_cached_at_start") == 0
+            else f" with {training.get('embeddings_cached_at_start', '?')} embeddings cached"
+        )
+        + f": embedding and features {seconds.get('features', '?')} s, linear heads "
+        f"{seconds.get('heads', '?')} s, boosting {seconds.get('boost', '?')} s.",
         "",
         "## Dev-set results (from training)",
         "",
@@ -111,8 +118,10 @@ def model_card(meta: ModelMeta) -> str:
             "",
             "## Evaluation (`warden evaluate`)",
             "",
-            "Our model at its decision threshold; each comparison model at its own F1-best "
-            "threshold on HateXplain dev, applied unchanged to test.",
+            "Our model at its decision threshold (the full scorer, then the calibrated model "
+            "without the hard-slur rule); each comparison model at its own F1-best threshold on "
+            "HateXplain dev, applied unchanged to test. HateXplain test was never used for "
+            "training or tuning.",
             "",
             evaluation_table(evaluation),
             "",
@@ -132,8 +141,9 @@ def model_card(meta: ModelMeta) -> str:
             "|---|---|---|",
         ]
         for row in bench.get("rows", []):
+            rate = row["msgs_per_s"]
             lines.append(
-                f"| {row['backend']} | {row['msgs_per_s']:.0f} | "
+                f"| {row['backend']} | {'-' if rate != rate else f'{rate:.0f}'} | "
                 f"{row.get('cos_mean', 1.0):.4f} / {row.get('cos_min', 1.0):.4f} |"
             )
         if "score_msgs_per_s" in bench:

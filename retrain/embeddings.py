@@ -26,7 +26,7 @@ def text_key(text: str) -> str:
 
 
 def cache_folder(cache_dir: Path, encoder: Encoder) -> Path:
-    name = f"{encoder.weights_hash[:16]}-{encoder.backend}-{encoder.max_length}"
+    name = f"{encoder.weights_hash[:16]}-{encoder.cache_tag}-{encoder.max_length}"
     return cache_dir / "embeddings" / name
 
 

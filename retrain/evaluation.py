@@ -46,13 +46,18 @@ def _load_hatexplain(
     return out
 
 
-def our_probabilities(scorer: HybridScorer, texts: list[str], cache_dir: Path) -> np.ndarray:
-    """P(toxic) through the scorer's own combine step, reusing cached embeddings when the
-    scorer's encoder is the one they were computed with."""
+def our_probabilities(
+    scorer: HybridScorer, texts: list[str], cache_dir: Path, *, rules: bool = True
+) -> np.ndarray:
+    """P(toxic) through the scorer's own steps, reusing cached embeddings when the scorer's
+    encoder is the one they were computed with. ``rules=False``: the calibrated model alone,
+    without the hard-slur rule."""
     cache = EmbeddingCache(cache_folder(cache_dir, scorer.encoder))
     embeddings = cache.embed(texts, scorer.encoder)
-    scores = scorer.combine(scorer.text_side(texts, embeddings))
-    return np.array([score.p_toxic for score in scores])
+    side = scorer.text_side(texts, embeddings)
+    if not rules:
+        return np.asarray(scorer.meta.calibrator(scorer.raw_probability(side, None)))
+    return np.array([score.p_toxic for score in scorer.combine(side)])
 
 
 def evaluate(
@@ -74,7 +79,10 @@ def evaluate(
     scorer = HybridScorer.load(model_dir, model_settings, cache_dir=cache_dir)
     meta = scorer.meta
     models: dict[str, Callable[[list[str]], np.ndarray]] = {
-        f"ChatWarden {meta.version}": lambda texts: our_probabilities(scorer, texts, cache_dir)
+        f"ChatWarden {meta.version}": lambda texts: our_probabilities(scorer, texts, cache_dir),
+        "ChatWarden, model alone (no hard-slur rule)": lambda texts: our_probabilities(
+            scorer, texts, cache_dir, rules=False
+        ),
     }
     if baselines:
         from retrain.baselines import AltProfanityCheck, JigsawBiLSTM
@@ -89,7 +97,7 @@ def evaluate(
         echo(f"scoring HateXplain dev and test with {name}")
         p_dev = predict(data["dev"][0])
         p_test = predict(data["test"][0])
-        ours = name.startswith("ChatWarden")
+        ours = name.startswith("ChatWarden")  # both of our rows use the stored threshold
         threshold = meta.decision_threshold if ours else best_f1_threshold(data["dev"][1], p_dev)
         by_model[name] = {}
         for split, p in (("dev", p_dev), ("test", p_test)):
@@ -105,7 +113,7 @@ def evaluate(
             "f1": by_model[ours_name]["test"]["f1"] - by_model[name]["test"]["f1"],
         }
         for name in models
-        if name != ours_name
+        if not name.startswith("ChatWarden")
     ]
     evaluation = {"rows": rows, "margins": margins, "n": {k: len(v[0]) for k, v in data.items()}}
     meta.metrics["evaluation"] = evaluation

@@ -66,7 +66,7 @@ class TrainConfig:
     quantize: str = "int8"
     max_length: int = 64
     embed_batch_size: int = 32
-    hatexplain_weight: float = 1.0
+    hatexplain_weight: float = 3.0
     num_boost_round: int = 1500
     early_stopping_rounds: int = 100
     calibration: str = "auto"
@@ -166,7 +166,8 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         max_length=config.max_length,
     )
     cache = EmbeddingCache(cache_folder(config.cache_dir, encoder))
-    echo(f"encoder {encoder.encoder_id} ({encoder.backend}); {len(cache)} embeddings cached")
+    cached_at_start = len(cache)
+    echo(f"encoder {encoder.encoder_id} ({encoder.backend}); {cached_at_start} embeddings cached")
     features = EmbeddingCache(features_folder(config.cache_dir))
     t0 = time.monotonic()
     train_p = build_part(splits.train, encoder, cache, features, progress=echo)
@@ -290,6 +291,8 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "calibration": calibrator.method,
         "static_feature_gain": static_gain,
         "heads": [head.name for head in heads],
+        "threads": config.threads,
+        "embeddings_cached_at_start": cached_at_start,
         "seconds": {
             "features": round(features_s, 1),
             "heads": round(heads_s, 1),

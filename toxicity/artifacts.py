@@ -76,7 +76,12 @@ class ModelMeta:
                 "max_length": self.max_length,
                 "dim": self.embedding_dim,
             },
-            "features": {"static": self.static_features, "context": self.context_features},
+            "features": {
+                "static": self.static_features,
+                "context": self.context_features,
+                # The booster's columns, in order (emb_* are the embedding's dimensions).
+                "names": self.feature_names,
+            },
             "heads": [head.to_dict() for head in self.heads],
             "thresholds": {
                 "low": self.thresholds.low,

@@ -24,7 +24,7 @@ HASH_FEATURES = 1 << 18
 NGRAMS = (1, 2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmbeddingHead:
     """``logit = embedding @ coef + intercept``."""
 
@@ -69,7 +69,7 @@ def tfidf_rows(texts: Sequence[str], idf: np.ndarray) -> Any:
     return l2(counts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TfidfHead:
     """``logit = tfidf(normalize(text)) @ coef + intercept`` over hashed n-grams."""
 

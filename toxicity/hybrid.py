@@ -61,6 +61,17 @@ def context_matrix(contexts: Sequence[Context] | None, n: int, names: Sequence[s
     return out
 
 
+def hard_slur_probability(p_toxic: float, high: float) -> float:
+    """P(toxic) for a message with a hard slur: at least ``high``, so always HIGH severity.
+
+    Scores already at or above ``high`` stay; lower ones land just above it (within 0.001),
+    keeping the model's order among them without ranking them over other HIGH messages.
+    """
+    if p_toxic >= high:
+        return p_toxic
+    return min(1.0, high + 0.001 * p_toxic)
+
+
 def override_thresholds(stored: Thresholds, model: ModelSettings | None) -> Thresholds:
     """The stored thresholds, with each one the settings set replacing it."""
     if model is None:
@@ -95,7 +106,9 @@ class HybridScorer:
         # Heads on the text are part of the text side; heads on the embedding run in combine().
         self._text_heads = [h for h in meta.heads if isinstance(h, TfidfHead)]
         self._embedding_heads = [h for h in meta.heads if isinstance(h, EmbeddingHead)]
-        if meta.heads != self._text_heads + self._embedding_heads:
+        if [h.name for h in meta.heads] != [
+            h.name for h in self._text_heads + self._embedding_heads
+        ]:
             raise ValueError(f"model {meta.version}: text heads must come before embedding heads")
         self._text_names = list(STATIC_FEATURES) + [h.name for h in self._text_heads]
         if list(meta.static_features) != list(STATIC_FEATURES):
@@ -210,7 +223,8 @@ class HybridScorer:
             labels: list[str] = []
             if hits.hard_slurs:
                 labels.append("hard_slur")
-                p_toxic = max(p_toxic, self.thresholds.high)
+                # Lifted into [high, 1], keeping the model's order among such messages.
+                p_toxic = hard_slur_probability(p_toxic, self.thresholds.high)
             if hits.profanity:
                 labels.append("profanity")
             scores.append(

@@ -53,12 +53,14 @@ def _register() -> None:
     from benchmarks.cli import bench
     from deploy.cli import migrate, stack, topics
     from ingest.cli import ingest
+    from retrain.cli import data, evaluate, train
     from scorers.cli import scorer
+    from toxicity.cli import score
     from warden.run import run
 
     for command in (stack, topics, migrate, ingest, scorer, actioner, run, bench):
         main.add_command(command)
-    for command in (policy, strikes, pardon):
+    for command in (policy, strikes, pardon, data, train, evaluate, score):
         main.add_command(command)
 
 

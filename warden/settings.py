@@ -61,7 +61,7 @@ class PostgresSettings(BaseModel):
 
 class ModelSettings(BaseModel):
     # "lexical" is the skeleton's word-list placeholder; "hybrid" is encoder + features + XGBoost.
-    kind: Literal["lexical", "hybrid"] = "lexical"
+    kind: Literal["lexical", "hybrid"] = "hybrid"
     # A model directory written by `warden train`; None = the default model shipped in models/.
     path: Path | None = None
     # Hugging Face encoder: a local path or a name reachable offline; None = the model's own.

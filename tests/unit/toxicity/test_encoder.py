@@ -47,6 +47,26 @@ def test_embeddings_are_normalised_and_in_order(fp32: Encoder) -> None:
 def test_int8_stays_close_to_fp32(fp32: Encoder, tmp_path_factory: pytest.TempPathFactory) -> None:
     int8 = Encoder.load(None, quantize="int8", cache_dir=tmp_path_factory.mktemp("cache"))
     assert int8.backend == "int8"
-    cosine = np.sum(int8.embed(SENTENCES) * fp32.embed(SENTENCES), axis=1)
+    vectors = int8.embed(SENTENCES)
+    cosine = np.sum(vectors * fp32.embed(SENTENCES), axis=1)
     assert cosine.mean() > 0.98, cosine
-    assert cosine.min() > 0.93, cosine
+    assert cosine.min() > 0.95, cosine
+    # A message's int8 embedding (and so its score) does not depend on its batch-mates.
+    assert np.array_equal(vectors[3], int8.embed([SENTENCES[3]])[0])
+
+
+def test_default_encoder_loads_with_the_hub_offline() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from toxicity.encoder import Encoder; "
+        "e = Encoder.load(None, quantize='none'); print(e.embed(['hi']).shape)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(1, 384)" in result.stdout

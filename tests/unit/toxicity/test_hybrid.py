@@ -12,7 +12,7 @@ import pytest
 from schemas.events import Severity
 from toxicity.artifacts import BOOSTER_FILE, METADATA_FILE, ModelFormatError, load_meta
 from toxicity.base import CONTEXT_FEATURES, TextScorer
-from toxicity.hybrid import HybridScorer
+from toxicity.hybrid import HybridScorer, hard_slur_probability
 from toxicity.loader import load_scorer
 from warden.settings import ModelSettings
 
@@ -107,3 +107,11 @@ def test_damaged_model_dir_is_a_clear_error(model_dir: Path, tmp_path: Path) -> 
     (tmp_path / BOOSTER_FILE).write_bytes((model_dir / BOOSTER_FILE).read_bytes())
     with pytest.raises(ModelFormatError, match="format"):
         HybridScorer.load(tmp_path, FP32)
+
+
+def test_hard_slur_probability_is_high_and_keeps_order() -> None:
+    lifted = [hard_slur_probability(p, 0.7) for p in (0.0, 0.2, 0.6, 0.8)]
+    assert all(p >= 0.7 for p in lifted)
+    assert lifted == sorted(lifted)
+    assert lifted[3] == 0.8  # already HIGH: unchanged
+    assert lifted[2] < 0.701  # lifted just over the line, not above other HIGH messages
