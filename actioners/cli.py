@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 
 if TYPE_CHECKING:
     from actioners.database import Database

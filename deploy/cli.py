@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 
 if TYPE_CHECKING:
     from deploy.stack import ServerStatus

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 from warden.errors import ConfigError
 
 if TYPE_CHECKING:

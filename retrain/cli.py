@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 
 
 @click.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 
 
 @click.command()

