@@ -10,6 +10,7 @@ in that model's ``model.json`` and card.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -145,6 +146,8 @@ def main(count: int, batch_size: int, threads: int, model_dir: Path | None) -> N
             },
         ],
     }
+    # The machine is shared: record how busy it was, since the rates depend on it.
+    bench["load_average_1m"] = round(os.getloadavg()[0], 2)
     if model_dir is not None:
         from retrain.card import model_card
         from toxicity.artifacts import METADATA_FILE, load_meta

@@ -55,9 +55,10 @@ def model_card(meta: ModelMeta) -> str:
         "## Model",
         f"- Encoder: `{meta.encoder_id}` (sha256 `{meta.encoder_sha256[:16]}...`), mean-pooled "
         f"and L2-normalised, {meta.embedding_dim} dimensions, inputs truncated to "
-        f"{meta.max_length} tokens. Training embeddings were computed with the "
-        f"`{meta.encoder_backend}` encoder (per-channel dynamic int8 ONNX Runtime on CPU, one "
-        "text per run so that a message's score never depends on its batch-mates).",
+        f"{meta.max_length} tokens. Training embeddings: "
+        f"`{training.get('embedding_recipe', meta.encoder_backend)}` (per-channel dynamic int8 "
+        "ONNX Runtime on CPU); scoring runs int8 one text per call, so a message's score never "
+        "depends on its batch-mates.",
         f"- Static text features ({len(meta.static_features)}): "
         + ", ".join(f"`{name}`" for name in meta.static_features)
         + ". Lexical counts run on normalised text (NFKC, homoglyphs, leetspeak, zero-width and "
@@ -135,7 +136,14 @@ def model_card(meta: ModelMeta) -> str:
             "## Speed (`python -m retrain.bench_encoder`)",
             "",
             f"{bench.get('n')} short chat messages, batch {bench.get('batch_size')}, "
-            f"{bench.get('threads')} threads on {bench.get('cpu', 'this CPU')}:",
+            f"{bench.get('threads')} threads on {bench.get('cpu', 'this CPU')}"
+            + (
+                f" (1-minute load average {bench['load_average_1m']} at the end: the machine "
+                "was shared, so these are lower bounds)"
+                if "load_average_1m" in bench
+                else ""
+            )
+            + ":",
             "",
             "| encoder | msgs/s | cosine to fp32 (mean / min) |",
             "|---|---|---|",

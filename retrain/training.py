@@ -292,6 +292,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "static_feature_gain": static_gain,
         "heads": [head.name for head in heads],
         "threads": config.threads,
+        "embedding_recipe": encoder.cache_tag,
         "embeddings_cached_at_start": cached_at_start,
         "seconds": {
             "features": round(features_s, 1),
