@@ -28,19 +28,12 @@ from schemas.events import ActionResult, Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden.clients import kafka_consumer, kafka_producer
 from warden.errors import StackError
+from warden.metrics import percentile
 from warden.settings import Settings
 from warden.topics import create_topics
 
 logger = logging.getLogger(__name__)
 BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the fake platform's
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def bench_actioner(
@@ -179,10 +172,10 @@ async def bench_actioner(
         "actions_done": float(sum(r.status.value == "done" for r in results.values())),
         "elapsed_s": round(elapsed, 3),
         "actions_per_s": round(len(results) / elapsed, 2) if elapsed > 0 else 0.0,
-        "latency_p50_s": round(_percentile(latencies, 0.50), 4),
-        "latency_p99_s": round(_percentile(latencies, 0.99), 4),
-        "delete_latency_p50_s": round(_percentile(deletes, 0.50), 4),
-        "delete_latency_p99_s": round(_percentile(deletes, 0.99), 4),
+        "latency_p50_s": round(percentile(latencies, 50), 4),
+        "latency_p99_s": round(percentile(latencies, 99), 4),
+        "delete_latency_p50_s": round(percentile(deletes, 50), 4),
+        "delete_latency_p99_s": round(percentile(deletes, 99), 4),
         "platform_requests": float(len(fake.requests)),
         "rate_limited": float(fake.rate_limited),
         "bulk_deletes": float(fake.count("bulk-delete", 204)),

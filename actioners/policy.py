@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import toxicity.base
 from schemas.events import ActionKind, ActionRequest, Severity, Verdict
 
 HARD_SLUR = "hard_slur"
@@ -69,13 +70,7 @@ class Thresholds(_Model):
         return self
 
     def severity(self, p_toxic: float) -> Severity:
-        if p_toxic >= self.high:
-            return Severity.HIGH
-        if p_toxic >= self.medium:
-            return Severity.MEDIUM
-        if p_toxic >= self.low:
-            return Severity.LOW
-        return Severity.SAFE
+        return toxicity.base.Thresholds(self.low, self.medium, self.high).severity(p_toxic)
 
     def cut(self, severity: Severity) -> float:
         return {"LOW": self.low, "MEDIUM": self.medium, "HIGH": self.high}[severity.value]

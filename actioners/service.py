@@ -49,7 +49,7 @@ from actioners.ledger import DecisionRow, Entry, Ledger, Source, State
 from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import NewStrike
-from schemas.events import DeadLetter, Verdict, raw_text, utcnow
+from schemas.events import DeadLetter, Verdict, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden import metrics
 from warden.clients import group_id, kafka_consumer, kafka_producer
@@ -60,16 +60,14 @@ SERVICE = "actioner"
 
 
 def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
-    return DeadLetter(
+    return DeadLetter.from_error(
+        exc,
+        record.value,
+        service=SERVICE,
         source_topic=record.topic,
         partition=record.partition,
         offset=record.offset,
-        key=raw_text(record.key) if record.key is not None else None,
-        raw=raw_text(record.value),
-        error=str(exc),
-        error_type=type(exc).__name__,
-        service=SERVICE,
-        failed_at=utcnow(),
+        key=record.key,
     )
 
 

@@ -36,9 +36,11 @@ from typing import Any
 
 from ingest.chatgen import load_messages
 from schemas.events import ChatMessage
-from schemas.topics import CHAT_MESSAGES, VERDICTS, TopicSpec
+from schemas.topics import CHAT_MESSAGES, VERDICTS
 from warden.clients import kafka_consumer, kafka_producer
+from warden.metrics import percentile
 from warden.settings import Settings
+from warden.topics import topic_size
 
 logger = logging.getLogger(__name__)
 SEED = 42
@@ -117,13 +119,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
 # --- 1. the model alone -------------------------------------------------------------------
 
 
@@ -192,19 +187,6 @@ class Worker:
                 self.process.wait()
 
 
-async def topic_end(settings: Settings, spec: TopicSpec) -> int:
-    from aiokafka import TopicPartition
-
-    consumer = kafka_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    try:
-        name = spec.name_for(settings.kafka.topic_suffix)
-        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
-
-
 async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
     producer = kafka_producer(settings.kafka, linger_ms=20)
     await producer.start()
@@ -243,10 +225,10 @@ async def drain_rate(
     """Publish ``records``, wait until the worker has scored them all, return its rate."""
     hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
-    target = await topic_end(settings, VERDICTS) + len(records)
+    target = await topic_size(settings.kafka, VERDICTS) + len(records)
     await publish_all(settings, records)
     deadline = time.monotonic() + 600
-    while await topic_end(settings, VERDICTS) < target:
+    while await topic_size(settings.kafka, VERDICTS) < target:
         if time.monotonic() > deadline or worker.process.poll() is not None:
             raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
         await asyncio.sleep(0.5)

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from ingest.optout import NoOptOut, OptOutFilter
-from schemas.events import ChatMessage, DeadLetter, raw_text, utcnow
+from schemas.events import ChatMessage, DeadLetter
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 from warden import metrics
 from warden.clients import kafka_producer
@@ -287,14 +287,7 @@ class Publisher:
         )
 
     def _letter_record(self, raw: bytes, error: Exception, source: str) -> _Record:
-        letter = DeadLetter(
-            source_topic=source,
-            raw=raw_text(raw),
-            error=str(error),
-            error_type=type(error).__name__,
-            service=SERVICE,
-            failed_at=utcnow(),
-        )
+        letter = DeadLetter.from_error(error, raw, service=SERVICE, source_topic=source)
         return _Record(
             topic=self.deadletter_topic,
             key=source.encode(),

@@ -244,6 +244,31 @@ class DeadLetter(Event):
     service: str
     failed_at: Timestamp
 
+    @classmethod
+    def from_error(
+        cls,
+        error: Exception,
+        raw: bytes | None,
+        *,
+        service: str,
+        source_topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: bytes | None = None,
+    ) -> DeadLetter:
+        """The dead letter for ``raw`` bytes that failed with ``error``, stamped now."""
+        return cls(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            key=raw_text(key) if key is not None else None,
+            raw=raw_text(raw),
+            error=str(error),
+            error_type=type(error).__name__,
+            service=service,
+            failed_at=utcnow(),
+        )
+
 
 def raw_text(payload: bytes | None) -> str:
     """Bytes as text for a dead letter: valid UTF-8 stays readable, other bytes are escaped."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, raw_text, utcnow
+from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, utcnow
 from scorers.cache import Row, TextSideCache
 from scorers.features import Outcome
 from toxicity.base import Context, TextScorer
@@ -39,16 +39,14 @@ def decode(event: RawEvent) -> ChatMessage | DeadLetter:
             raise ValueError("empty payload (tombstone)")
         return ChatMessage.model_validate_json(event.value)
     except (ValidationError, ValueError) as exc:
-        return DeadLetter(
+        return DeadLetter.from_error(
+            exc,
+            event.value,
+            service=SERVICE,
             source_topic=event.topic,
             partition=event.partition,
             offset=event.offset,
-            key=raw_text(event.key) if event.key is not None else None,
-            raw=raw_text(event.value),
-            error=str(exc),
-            error_type=type(exc).__name__,
-            service=SERVICE,
-            failed_at=utcnow(),
+            key=event.key,
         )
 
 

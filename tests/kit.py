@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from schemas.topics import TopicSpec
 from warden.clients import kafka_consumer
 from warden.settings import Settings
 
@@ -88,18 +87,6 @@ async def consume(
     finally:
         await consumer.stop()
     return records
-
-
-async def topic_size(settings: Settings, spec: TopicSpec) -> int:
-    """How many records this test's copy of a topic holds (the sum of its end offsets)."""
-    consumer = kafka_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    try:
-        name = spec.name_for(settings.kafka.topic_suffix)
-        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
 
 
 class ThrowawayKafka:

@@ -7,6 +7,7 @@ covers them all: messages in and out, errors by kind, and a processing-latency h
 from __future__ import annotations
 
 import logging
+import math
 
 from prometheus_client import (
     REGISTRY,
@@ -47,6 +48,15 @@ READY = Gauge(
     "1 once the service has joined its consumer group and consumes; 0 while it rebalances.",
     ["service"],
 )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def serve(port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -27,18 +26,10 @@ from typing import Any
 import click
 
 from warden.context import settings_from
+from warden.metrics import percentile
 from warden.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of ``values``; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass

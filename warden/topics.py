@@ -67,3 +67,19 @@ async def create_topics(
     if created:
         logger.debug("created topics %s", ", ".join(created))
     return created
+
+
+async def topic_size(kafka: KafkaSettings, spec: TopicSpec) -> int:
+    """How many records the topic holds (its end offsets summed; for topics never compacted)."""
+    from aiokafka import TopicPartition
+
+    from warden.clients import kafka_consumer
+
+    consumer = kafka_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        name = spec.name_for(kafka.topic_suffix)
+        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

@@ -23,7 +23,7 @@ from fakes.discord import TOKEN, FakeDiscord, Limit
 from fakes.slack import BOT_TOKEN, FakeSlack
 from fakes.webhook import SECRET as WEBHOOK_SECRET
 from fakes.webhook import FakeWebhook
-from kit import Service, consume, topic_size
+from kit import Service, consume
 
 from actioners import commands
 from actioners.bench import bench_actioner
@@ -32,6 +32,7 @@ from deploy import migrations
 from schemas.events import Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden.settings import Settings
+from warden.topics import topic_size
 
 SENT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 P_TOXIC = {"LOW": 0.35, "MEDIUM": 0.6, "HIGH": 0.9}
@@ -355,7 +356,7 @@ async def test_killed_mid_stream_and_restarted_every_action_happens_exactly_once
         second.stop()
         # Each result was published once, but a crash between publishing and recording it
         # may publish one again: consumers dedupe by action_id (at-least-once topic).
-        assert await topic_size(settings, ACTIONS) <= 80 + 25
+        assert await topic_size(settings.kafka, ACTIONS) <= 80 + 25
     finally:
         await fake.close()
 

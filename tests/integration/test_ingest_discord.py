@@ -19,11 +19,12 @@ from fakes.discord_gateway import (
     message,
     snowflake,
 )
-from kit import Service, consume, topic_size
+from kit import Service, consume
 
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
 from warden.settings import Settings
+from warden.topics import topic_size
 
 TOKEN = "MTEwMDAwMDAwMDAwMDAwMDAwMQ.fake.token"
 ALICE = "1500000000000000001"
@@ -115,7 +116,7 @@ async def test_guild_messages_and_edits_are_published(
     assert abs((edit.sent_at - edited_at).total_seconds()) < 0.01
 
     await asyncio.sleep(1.0)
-    assert await topic_size(settings, CHAT_MESSAGES) == 4
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 4
     assert await asyncio.to_thread(adapter.stop) == 0
 
 

@@ -6,10 +6,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from kit import REPO, consume, service_env, topic_size
+from kit import REPO, consume, service_env
 
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 from warden.settings import Settings
+from warden.topics import topic_size
 
 CSV = """message_id,user,text,sent_at,received_at,platform,community,channel,user_roles
 c1,u1,first,2024-06-15T18:00:00+00:00,2024-06-15T18:00:00.020+00:00,twitch,stream,#main,vip
@@ -45,6 +46,6 @@ async def test_a_csv_log_is_replayed_in_loops(settings: Settings, tmp_path: Path
     ]
     first = next(r for r in records if r["message_id"] == "0-c1")
     assert first["platform"] == "twitch" and first["user_roles"] == ["vip"]
-    assert await topic_size(settings, CHAT_MESSAGES) == 6
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 6
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=1)
     assert dead[0]["source_topic"] == "replay:chat.csv:5"

@@ -17,11 +17,12 @@ from fakes.slack_socket import (
     message_event,
     signed_headers,
 )
-from kit import Service, consume, free_port, topic_size
+from kit import Service, consume, free_port
 
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
 from warden.settings import Settings
+from warden.topics import topic_size
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -129,7 +130,9 @@ async def test_events_api_verifies_signatures_and_takes_each_event_once(
     assert edited.edited and edited.message_id == original.message_id
     assert by_text["screenshot"].attachments[0].content_type == "image/png"
     await asyncio.sleep(1.0)
-    assert await topic_size(settings, CHAT_MESSAGES) == 4  # no retry, forgery or bot published
+    assert (
+        await topic_size(settings.kafka, CHAT_MESSAGES) == 4
+    )  # no retry, forgery or bot published
     assert await asyncio.to_thread(adapter.stop) == 0
 
 
@@ -172,5 +175,5 @@ async def test_socket_mode_acknowledges_envelopes_and_publishes(
         "threaded",
     ]
     await asyncio.sleep(1.0)
-    assert await topic_size(settings, CHAT_MESSAGES) == 3
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 3
     assert await asyncio.to_thread(adapter.stop) == 0

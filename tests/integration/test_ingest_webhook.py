@@ -12,13 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kit import Service, ThrowawayKafka, consume, free_port, topic_size
+from kit import Service, ThrowawayKafka, consume, free_port
 
 from ingest.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 from warden.settings import Settings
-from warden.topics import create_topics
+from warden.topics import create_topics, topic_size
 
 TOKEN = "webhook-test-token"
 SECRET = "webhook-test-hmac-secret"
@@ -160,7 +160,7 @@ async def test_authenticated_batches_partial_errors_and_moderation(
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=3, services=[adapter])
     assert {d["source_topic"] for d in dead} == {"webhook"}
     await asyncio.sleep(1.0)
-    assert await topic_size(settings, CHAT_MESSAGES) == 6  # nothing from /v1/moderate
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 6  # nothing from /v1/moderate
     assert await asyncio.to_thread(adapter.stop) == 0
 
 
@@ -228,4 +228,4 @@ async def test_back_pressure_while_the_broker_is_down_then_everything_is_deliver
 
     # A clean shutdown flushes what is still buffered.
     assert await asyncio.to_thread(adapter.stop) == 0
-    assert await topic_size(ours, CHAT_MESSAGES) == 70
+    assert await topic_size(ours.kafka, CHAT_MESSAGES) == 70

@@ -11,12 +11,13 @@ from pathlib import Path
 import jsonschema
 import psycopg
 from aiokafka import AIOKafkaProducer
-from kit import REPO, Service, consume, service_env, topic_size
+from kit import REPO, Service, consume, service_env
 
 from schemas.events import ChatMessage, Verdict
 from schemas.export import JSON_DIR
 from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, VERDICTS
 from warden.settings import Settings
+from warden.topics import topic_size
 
 SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
 
@@ -138,7 +139,7 @@ async def test_a_verdict_delivered_twice_is_acted_on_once(
     }
     # Let the actioner catch up on everything, then check nothing more was produced.
     actioner.stop()
-    assert await topic_size(settings, ACTIONS) == 20
+    assert await topic_size(settings.kafka, ACTIONS) == 20
     assert len(audit_rows(settings, prefix)) == 20
 
 
@@ -160,7 +161,7 @@ async def test_replay_publishes_valid_lines_and_dead_letters_the_rest(
     output = (await asyncio.wait_for(process.communicate(), timeout=120))[0].decode()
     assert process.returncode == 0, output
     assert "replayed 50 messages (2 rejected)" in output
-    assert await topic_size(settings, CHAT_MESSAGES) == 50
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 50
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=2)
     assert sorted(d["source_topic"] for d in dead) == [
         "replay:chat.jsonl:26",
