@@ -324,7 +324,9 @@ async def redis_read_latency(settings: Settings, batches: int, batch_size: int) 
     records = workload("livestream", batches * batch_size, "f-")
     messages = [stamped(r) for r in records]
     try:
-        await store.update(messages, [Outcome(bad=False, violation=False)] * len(messages))
+        for start in range(0, len(messages), batch_size):  # counted as the scorer counts them
+            batch = messages[start : start + batch_size]
+            await store.update(batch, [Outcome(bad=False, violation=False)] * len(batch))
         times = []
         for start in range(0, len(messages), batch_size):
             began = time.perf_counter()

@@ -5,8 +5,10 @@ encoder time. The cache keeps, per text, what the model computes from the text a
 static features, lexicon hits); context features are still applied per message, so two users
 posting the same line can still get different scores.
 
-The key is the text with whitespace runs collapsed and trimmed, nothing more: case and symbols
-stay, because caps ratio and punctuation counts are features of their own.
+The key is what the model reads of the text (``model_text``: whitespace runs collapsed, mentions
+as ``@user``), of which the text side is a function; case and symbols stay, because caps ratio
+and punctuation counts are features of their own. A model without ``model_text`` gets the text
+with whitespace collapsed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -73,6 +75,7 @@ class TextSideCache:
 
     def __init__(self, model: SplitScorer, max_entries: int, service: str = "scorer") -> None:
         self.model = model
+        self.key: Callable[[str], str] = getattr(model, "model_text", cache_key)
         self.max_entries = max_entries
         self._rows: OrderedDict[str, Row] = OrderedDict()
         self._hits = metrics.CACHE_LOOKUPS.labels(service, "hit")
@@ -109,11 +112,11 @@ class TextSideCache:
         if not texts:
             return {}
         side = self.model.score_text_side(texts)
-        return {cache_key(text): row for text, row in zip(texts, split(side), strict=True)}
+        return {self.key(text): row for text, row in zip(texts, split(side), strict=True)}
 
     def missing(self, texts: Sequence[str]) -> list[str]:
         """Keys of ``texts`` this worker's cache does not hold (to ask a shared cache for)."""
-        return list(dict.fromkeys(k for k in map(cache_key, texts) if k not in self._rows))
+        return list(dict.fromkeys(k for k in map(self.key, texts) if k not in self._rows))
 
     def text_side(
         self, texts: Sequence[str], shared: dict[str, Row] | None = None
@@ -123,7 +126,7 @@ class TextSideCache:
         Rows come from this worker's cache, then from ``shared`` (found in a shared cache),
         and only the rest are computed, once per distinct text.
         """
-        keys = [cache_key(t) for t in texts]
+        keys = [self.key(t) for t in texts]
         rows = self.lookup(keys)
         if shared:
             self.store(shared)

@@ -25,6 +25,7 @@ from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 from toxicity.lexicon import Hits, Lexicon
+from toxicity.normalize import model_text, normalize
 
 if TYPE_CHECKING:
     from warden.settings import ModelSettings
@@ -143,6 +144,7 @@ class HybridScorer:
             cache_dir=cache_dir,
             batch_size=batch_size,
             max_length=meta.max_length,
+            workers=model_settings.encoder_workers if model_settings else None,
         )
         if encoder.weights_hash != meta.encoder_sha256:
             logger.warning(
@@ -164,14 +166,24 @@ class HybridScorer:
     def version(self) -> str:
         return self.meta.version
 
+    def model_text(self, text: str) -> str:
+        """What the model reads of a text (``toxicity.normalize.model_text``); the text side
+        is a function of this alone, so it is also the de-duplication cache's key."""
+        return model_text(text, self._is_listed)
+
+    def _is_listed(self, word: str) -> bool:
+        hits = self.lexicon.scan(normalize(word))
+        return bool(hits.profanity or hits.hard_slurs)
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.embed(texts, batch_size=self.batch_size)
+        return self.encoder.embed([self.model_text(t) for t in texts], batch_size=self.batch_size)
 
     def score_text_side(self, texts: Sequence[str]) -> TextSide:
         return self.text_side(texts, self.embed_texts(texts))
 
     def text_side(self, texts: Sequence[str], embeddings: np.ndarray) -> TextSide:
         """Text-side results from embeddings computed elsewhere (a cache, an evaluation)."""
+        texts = [self.model_text(t) for t in texts]
         static, hits = feature_matrix(texts, self.lexicon)
         if self._text_heads:
             text_heads = head_features(self._text_heads, texts, embeddings)

@@ -55,6 +55,8 @@ def kafka_consumer(
     args: dict[str, Any] = {
         **kafka_common(kafka),
         "group_id": group_id,
+        "session_timeout_ms": int(kafka.session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(kafka.session_timeout_s * 1000 / 3),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",

@@ -34,6 +34,8 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
     linger_ms: int = Field(default=5, ge=0)
     compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
+    # A group member that stops answering (killed, hung) loses its partitions after this long.
+    session_timeout_s: float = Field(default=10.0, ge=1, le=300)
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -69,6 +71,9 @@ class ModelSettings(BaseModel):
     quantize: Literal["none", "int8"] = "int8"
     device: Literal["cpu", "cuda"] = "cpu"
     batch_size: int = Field(default=64, ge=1, le=4096)
+    # int8 on the CPU: single-threaded encoder sessions run side by side, one text each;
+    # None = one per core (toxicity.encoder explains why).
+    encoder_workers: int | None = Field(default=None, ge=1, le=256)
     # Severity thresholds; None = the ones stored with the model (0.3 / 0.5 / 0.7 by default).
     low_threshold: float | None = Field(default=None, ge=0, le=1)
     medium_threshold: float | None = Field(default=None, ge=0, le=1)
@@ -163,7 +168,7 @@ class ScorerSettings(BaseModel):
     # Verdicts at or above this severity are "flagged" for the actioner.
     flag_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     # A micro-batch closes at max_batch messages or after max_wait_ms, whichever comes first.
-    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_batch: int = Field(default=128, ge=1, le=4096)
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
     # Text-side results kept per worker for repeated lines (0 = no cache).
     cache_size: int = Field(default=20_000, ge=0)
