@@ -7,6 +7,7 @@ Layout (all keys expire 8 days after their last update, so memory stays bounded)
                                               last = epoch seconds of the latest message;
                                               c:<channel> = 1 once the user wrote there
     wf:c:<platform:community:channel>   hash  n:<day>, bad:<day>
+    (both)                                    pruned = the day old day fields were last dropped
 
 A batch costs two round trips, each one Lua script: a read before scoring that sums the window
 server-side and answers a few numbers per user, channel and message (parsing 20-odd day fields
@@ -38,32 +39,29 @@ WINDOW_DAYS = 7
 TTL_SECONDS = (WINDOW_DAYS + 1) * 86_400
 
 # KEYS: the batch's user hashes, then its channel hashes. ARGV: first day of the window, today,
-# the number of users, then per message: its user's position in KEYS and its channel's name.
-# Answers per user n, bad, violations, last (a string, or false); per channel n, bad; then per
-# message 1 if its user wrote in its channel before, else 0.
+# the number of users, then per distinct (user, channel) pair: the user's position in KEYS and
+# the channel's name. Answers per user n, bad, violations, last (a string, or false); per
+# channel n, bad; then per pair 1 if the user wrote in the channel before, else 0. The window's
+# field names are built once per call: every hash of a batch asks for the same days.
 _READ = """
 local first, today, users = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local span = today - first + 1
+local user_fields, channel_fields = {}, {}
+for _, kind in ipairs({'n', 'bad', 'v'}) do
+  for d = first, today do user_fields[#user_fields + 1] = kind .. ':' .. d end
+end
+for i = 1, 2 * span do channel_fields[i] = user_fields[i] end
+user_fields[#user_fields + 1] = 'last'
 local out = {}
-local function window(key, kinds)
-  local fields = {}
-  for _, kind in ipairs(kinds) do
-    for d = first, today do fields[#fields + 1] = kind .. ':' .. d end
-  end
-  local values = redis.call('HMGET', key, unpack(fields))
-  local span = today - first + 1
-  for k = 0, #kinds - 1 do
+for i = 1, #KEYS do
+  local is_user = i <= users
+  local values = redis.call('HMGET', KEYS[i], unpack(is_user and user_fields or channel_fields))
+  for k = 0, (is_user and 2 or 1) do
     local total = 0
-    for j = 1, span do total = total + (tonumber(values[k * span + j]) or 0) end
+    for j = k * span + 1, (k + 1) * span do total = total + (tonumber(values[j]) or 0) end
     out[#out + 1] = total
   end
-end
-for i = 1, #KEYS do
-  if i <= users then
-    window(KEYS[i], {'n', 'bad', 'v'})
-    out[#out + 1] = redis.call('HGET', KEYS[i], 'last')
-  else
-    window(KEYS[i], {'n', 'bad'})
-  end
+  if is_user then out[#out + 1] = values[3 * span + 1] end
 end
 for i = 4, #ARGV, 2 do
   out[#out + 1] = redis.call('HEXISTS', KEYS[tonumber(ARGV[i])], 'c:' .. ARGV[i + 1])
@@ -95,10 +93,13 @@ while i <= #ARGV do
 end
 for key in pairs(touched) do
   redis.call('EXPIRE', key, ttl)
-  local fields = redis.call('HKEYS', key)
-  for _, field in ipairs(fields) do
-    local d = tonumber(string.match(field, '^%a+:(%d+)$'))
-    if d and d < cutoff then redis.call('HDEL', key, field) end
+  -- Day fields that left the window go once a day per hash, not on every batch.
+  if redis.call('HGET', key, 'pruned') ~= ARGV[2] then
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      local d = tonumber(string.match(field, '^%a+:(%d+)$'))
+      if d and d < cutoff then redis.call('HDEL', key, field) end
+    end
+    redis.call('HSET', key, 'pruned', ARGV[2])
   end
 end
 return #ARGV
@@ -140,15 +141,17 @@ class FeatureStore:
         channels = list(dict.fromkeys(channel_key(m) for m in messages))
         user_slot = {user: i for i, user in enumerate(users)}
         channel_slot = {channel: i for i, channel in enumerate(channels)}
+        pairs = list(dict.fromkeys((m.key, m.channel) for m in messages))
         args: list[Any] = [today - WINDOW_DAYS + 1, today, len(users)]
-        for message in messages:
-            args += [user_slot[message.key] + 1, message.channel]
+        for user, channel in pairs:
+            args += [user_slot[user] + 1, channel]
         reply = await self._read(
             keys=[*(f"wf:u:{u}" for u in users), *(f"wf:c:{c}" for c in channels)], args=args
         )
         seen_at = 4 * len(users) + 2 * len(channels)
+        seen = {pair: reply[seen_at + i] for i, pair in enumerate(pairs)}
         contexts = []
-        for i, message in enumerate(messages):
+        for message in messages:
             u = 4 * user_slot[message.key]
             n, bad, violations, last = reply[u : u + 4]
             c = 4 * len(users) + 2 * channel_slot[channel_key(message)]
@@ -161,7 +164,7 @@ class FeatureStore:
                     "hours_since_last_msg": (
                         max(0.0, (now - float(last)) / 3600) if last is not None else None
                     ),
-                    "is_new_to_channel": 0.0 if reply[seen_at + i] else 1.0,
+                    "is_new_to_channel": 0.0 if seen[message.key, message.channel] else 1.0,
                 }
             )
         return contexts
