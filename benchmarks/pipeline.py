@@ -23,7 +23,6 @@ import logging
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
 from warden.clients import kafka_consumer, kafka_producer
 from warden.metrics import percentile
+from warden.net import free_port
 from warden.settings import Settings
 from warden.topics import topic_size
 
@@ -111,12 +111,6 @@ def workload(kind: str, count: int, prefix: str) -> list[dict[str, Any]]:
 def stamped(record: dict[str, Any]) -> ChatMessage:
     now = datetime.now(UTC).isoformat()
     return ChatMessage.model_validate({**record, "sent_at": now, "received_at": now})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- 1. the model alone -------------------------------------------------------------------

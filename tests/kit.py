@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,15 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from warden.clients import kafka_consumer
+from warden.net import free_port
 from warden.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
