@@ -131,10 +131,6 @@ class Encoder:
         )
         self._lock = threading.Lock()
 
-    @property
-    def workers(self) -> int:
-        return len(self._sessions)
-
     @classmethod
     def load(
         cls,
@@ -234,14 +230,13 @@ class Encoder:
                 return np.empty((0, 0), dtype=np.float32)
             # Texts arrive sorted by length: dealing them out in turn evens the sessions' work.
             shares = [feeds[k :: len(self._sessions)] for k in range(len(self._sessions))]
-            if self._pool is None:
-                parts = [_run_int8(self._session, feeds)]
-            else:
-                others = [
-                    self._pool.submit(_run_int8, session, share)
-                    for session, share in zip(self._sessions[1:], shares[1:], strict=True)
-                ]
-                parts = [_run_int8(self._session, shares[0]), *(f.result() for f in others)]
+            pool = self._pool
+            others = [
+                pool.submit(_run_int8, session, share)
+                for session, share in zip(self._sessions[1:], shares[1:], strict=True)
+                if pool is not None
+            ]
+            parts = [_run_int8(self._session, shares[0]), *(f.result() for f in others)]
             out = np.empty((len(feeds), parts[0].shape[1]), dtype=np.float32)
             for k, part in enumerate(parts):
                 if len(part):

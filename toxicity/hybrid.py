@@ -175,15 +175,16 @@ class HybridScorer:
         hits = self.lexicon.scan(normalize(word))
         return bool(hits.profanity or hits.hard_slurs)
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.embed([self.model_text(t) for t in texts], batch_size=self.batch_size)
-
     def score_text_side(self, texts: Sequence[str]) -> TextSide:
-        return self.text_side(texts, self.embed_texts(texts))
+        read = [self.model_text(t) for t in texts]
+        return self._text_side(read, self.encoder.embed(read, batch_size=self.batch_size))
 
     def text_side(self, texts: Sequence[str], embeddings: np.ndarray) -> TextSide:
         """Text-side results from embeddings computed elsewhere (a cache, an evaluation)."""
-        texts = [self.model_text(t) for t in texts]
+        return self._text_side([self.model_text(t) for t in texts], embeddings)
+
+    def _text_side(self, texts: list[str], embeddings: np.ndarray) -> TextSide:
+        """``texts`` already as the model reads them (:meth:`model_text`)."""
         static, hits = feature_matrix(texts, self.lexicon)
         if self._text_heads:
             text_heads = head_features(self._text_heads, texts, embeddings)
