@@ -63,6 +63,19 @@ def _reason(request: ActionRequest) -> str:
     return request.reason[:AUDIT_REASON_MAX]
 
 
+def _guild_user_route(method: str, collection: str, request: ActionRequest) -> Route:
+    """``/guilds/{guild_id}/<collection>/{user_id}`` for the request's community and user
+    (``members`` or ``bans``; the template is what discord.py keys its rate-limit buckets on)."""
+    from discord.http import Route
+
+    return Route(
+        method,
+        f"/guilds/{{guild_id}}/{collection}/{{user_id}}",
+        guild_id=request.community,
+        user_id=request.user,
+    )
+
+
 def nonce(action_id: str) -> str:
     """Discord keeps a message nonce of at most 25 characters."""
     return reference(action_id, 25)
@@ -192,16 +205,9 @@ class DiscordExecutor:
         return Outcome.done(f"bulk deleted with {len(ids) - 1} other messages")
 
     async def _timeout(self, request: ActionRequest) -> Outcome:
-        from discord.http import Route
-
         seconds = request.duration_s or 600
         until = request.requested_at + timedelta(seconds=seconds)
-        route = Route(
-            "PATCH",
-            "/guilds/{guild_id}/members/{user_id}",
-            guild_id=request.community,
-            user_id=request.user,
-        )
+        route = _guild_user_route("PATCH", "members", request)
         _, left = await self._call(
             route,
             json={"communication_disabled_until": until.isoformat()},
@@ -213,28 +219,14 @@ class DiscordExecutor:
         return Outcome.done(f"timed out until {until.isoformat()}")
 
     async def _kick(self, request: ActionRequest) -> Outcome:
-        from discord.http import Route
-
-        route = Route(
-            "DELETE",
-            "/guilds/{guild_id}/members/{user_id}",
-            guild_id=request.community,
-            user_id=request.user,
-        )
+        route = _guild_user_route("DELETE", "members", request)
         _, gone = await self._call(route, reason=_reason(request), tolerate=(UNKNOWN_MEMBER,))
         if gone:
             return Outcome.done("not a member (already gone)")
         return Outcome.done("kicked")
 
     async def _reconcile_kick(self, request: ActionRequest, started_at: datetime | None) -> Outcome:
-        from discord.http import Route
-
-        route = Route(
-            "GET",
-            "/guilds/{guild_id}/members/{user_id}",
-            guild_id=request.community,
-            user_id=request.user,
-        )
+        route = _guild_user_route("GET", "members", request)
         member, gone = await self._call(route, tolerate=(UNKNOWN_MEMBER,))
         if gone or not isinstance(member, dict):
             return Outcome.done("not a member: kicked before the restart, or left")
@@ -244,26 +236,12 @@ class DiscordExecutor:
         return await self._kick(request)
 
     async def _ban(self, request: ActionRequest) -> Outcome:
-        from discord.http import Route
-
-        route = Route(
-            "PUT",
-            "/guilds/{guild_id}/bans/{user_id}",
-            guild_id=request.community,
-            user_id=request.user,
-        )
+        route = _guild_user_route("PUT", "bans", request)
         await self._call(route, json={"delete_message_seconds": 0}, reason=_reason(request))
         return Outcome.done("banned")
 
     async def _reconcile_ban(self, request: ActionRequest) -> Outcome:
-        from discord.http import Route
-
-        route = Route(
-            "GET",
-            "/guilds/{guild_id}/bans/{user_id}",
-            guild_id=request.community,
-            user_id=request.user,
-        )
+        route = _guild_user_route("GET", "bans", request)
         _, unknown = await self._call(route, tolerate=(UNKNOWN_BAN,))
         if not unknown:
             return Outcome.done("already banned")
