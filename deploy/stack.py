@@ -41,6 +41,7 @@ from typing import TypedDict
 from pydantic import SecretStr
 
 from warden.errors import StackError
+from warden.net import ephemeral_port_range, is_ephemeral
 from warden.settings import KafkaSettings, Settings, StackSettings, env_name
 
 logger = logging.getLogger(__name__)
@@ -257,6 +258,25 @@ def _ports(stack: StackSettings, server: str) -> dict[str, int]:
             "kafka_controller_port": stack.kafka_controller_port,
         }
     return {f"{server}_port": getattr(stack, f"{server}_port")}
+
+
+def refuse_ephemeral_ports(stack: StackSettings, ephemeral: tuple[int, int] | None = None) -> None:
+    """Refuse a configured port inside the kernel's ephemeral range (see warden.net).
+
+    There a client retrying a server that is down can connect to itself on the server's port,
+    and the restarted server then fails to bind: one broker restart takes the stack down.
+    """
+    low, high = ephemeral or ephemeral_port_range()
+    for server in SERVERS:
+        for field, port in _ports(stack, server).items():
+            if is_ephemeral(port, (low, high)):
+                raise StackError(
+                    f"{server}: port {port} ({env_name(('stack', field))}) is inside the "
+                    f"kernel's ephemeral port range {low}-{high} "
+                    f"(net.ipv4.ip_local_port_range), where a reconnecting client can take it "
+                    f"as its own source port and keep the server from binding after a restart; "
+                    f"choose a port below {low} or above {high}"
+                )
 
 
 def _refuse_foreign(stack: StackSettings, paths: Paths, server: str) -> None:
@@ -777,10 +797,12 @@ def _wait_until(
 def up(settings: Settings) -> None:
     """Install, start and prepare the local Kafka, Redis and PostgreSQL; harmless when running.
 
-    Servers already running from this stack dir are left alone; a port taken by anything else
-    is an error. Then the migrations run and the topics are created.
+    Servers already running from this stack dir are left alone; a port taken by anything else,
+    or inside the kernel's ephemeral port range, is an error. Then the migrations run and the
+    topics are created.
     """
     stack = settings.stack
+    refuse_ephemeral_ports(stack)
     # Before Paths.of: whether the postgres user can enter the stack dir decides where
     # PostgreSQL's data goes, so the dir must exist with its final permissions.
     stack.dir.expanduser().resolve().mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import random
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from warden.settings import KafkaSettings, PostgresSettings, RedisSettings
@@ -13,11 +17,69 @@ if TYPE_CHECKING:
     from aiokafka.admin import AIOKafkaAdminClient
 
 
+# Back-off after failed metadata refreshes; set by install_reconnect_backoff (one process has
+# one Settings, so process-wide values are enough).
+_reconnect_backoff = {"base_s": 0.1, "max_s": 2.0}
+_rng = random.Random()  # noqa: S311 - jitter, not a secret
+
+
+def reconnect_delay(
+    failures: int, base_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row: base * 2^(n-1), capped at
+    ``max_s``, times a random factor in [0.8, 1.2] so that many clients do not retry in step."""
+    delay = min(max_s, base_s * 2 ** min(max(failures - 1, 0), 30))
+    return delay * (rng or _rng).uniform(0.8, 1.2)
+
+
+def install_reconnect_backoff(kafka: KafkaSettings) -> None:
+    """Make every aiokafka client in this process back off after a failed metadata refresh.
+
+    Why: aiokafka (0.12-0.14) has no reconnect back-off. When the broker goes away, the last
+    metadata it sent names no partition leaders, so the producer's sender and the consumer's
+    fetcher each force a metadata refresh and wait for it; the refresh fails at once
+    (connection refused) and they force the next: a loop without a sleep that logged
+    ~6,700 ERROR lines a second for one producer and one consumer. ``retry_backoff_ms`` does
+    not bound it. Here a failed refresh (``AIOKafkaClient._metadata_update`` returning False)
+    waits ``reconnect_delay`` before it reports, and everything waiting for it waits too.
+
+    Class-wide, so that it also covers the clients faust builds itself; idempotent. The
+    refresh task is cancelled on close(), and the sleep with it: no delay on shutdown.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    _reconnect_backoff["base_s"] = kafka.reconnect_backoff_ms / 1000
+    _reconnect_backoff["max_s"] = kafka.reconnect_backoff_max_ms / 1000
+    current: Callable[..., Awaitable[bool]] = AIOKafkaClient._metadata_update
+    if getattr(current, "_warden_backoff", False):
+        return
+
+    @functools.wraps(current)
+    async def _metadata_update(self: Any, *args: Any, **kwargs: Any) -> bool:
+        updated = await current(self, *args, **kwargs)
+        if updated:
+            self._warden_failures = 0
+            return updated
+        failures = getattr(self, "_warden_failures", 0) + 1
+        self._warden_failures = failures
+        await asyncio.sleep(
+            reconnect_delay(failures, _reconnect_backoff["base_s"], _reconnect_backoff["max_s"])
+        )
+        return updated
+
+    _metadata_update._warden_backoff = True  # type: ignore[attr-defined]
+    AIOKafkaClient._metadata_update = _metadata_update
+
+
 def kafka_common(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection arguments shared by aiokafka producers, consumers and admin clients."""
+    install_reconnect_backoff(kafka)
     args: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_list,
         "security_protocol": kafka.security_protocol,
+        # Between retries of a failed request (fetch, coordinator look-up, produce), which
+        # repeat for as long as the broker is away.
+        "retry_backoff_ms": kafka.retry_backoff_ms,
     }
     if kafka.sasl_mechanism:
         args["sasl_mechanism"] = kafka.sasl_mechanism

@@ -48,6 +48,11 @@ READY = Gauge(
     "1 once the service has joined its consumer group and consumes; 0 while it rebalances.",
     ["service"],
 )
+DEPENDENCY_UP = Gauge(
+    "warden_dependency_up",
+    "1 while the service reaches the dependency (kafka, redis, postgres); 0 while it is away.",
+    ["service", "dependency"],
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -116,6 +121,16 @@ INGEST_REJECTED = Counter(
 INGEST_DROPPED = Counter(
     "warden_ingest_dropped_total",
     "Messages dropped on purpose before anything was stored, by reason (opt_out).",
+    ["adapter", "reason"],
+)
+INGEST_FAILED = Counter(
+    "warden_ingest_failed_total",
+    "Accepted records the broker refused for good (undeliverable), by reason.",
+    ["adapter", "reason"],
+)
+INGEST_PRODUCER_RESTARTS = Counter(
+    "warden_ingest_producer_restarts_total",
+    "Producers replaced after a fatal producer error (unacknowledged records resent), by error.",
     ["adapter", "reason"],
 )
 INGEST_BUFFERED = Gauge(

@@ -11,7 +11,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warden.errors import ConfigError
@@ -22,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class KafkaSettings(BaseModel):
-    bootstrap_servers: str = "127.0.0.1:39092"
+    bootstrap_servers: str = "127.0.0.1:29092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -36,6 +43,12 @@ class KafkaSettings(BaseModel):
     compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
     # A group member that stops answering (killed, hung) loses its partitions after this long.
     session_timeout_s: float = Field(default=10.0, ge=1, le=300)
+    # Pause between retries of a failed request (fetch, produce, coordinator look-up).
+    retry_backoff_ms: int = Field(default=250, ge=1, le=60_000)
+    # After a failed metadata refresh (broker unreachable) clients wait this long, doubling per
+    # failure up to the max, with +-20 % jitter (warden.clients.install_reconnect_backoff).
+    reconnect_backoff_ms: int = Field(default=100, ge=1, le=60_000)
+    reconnect_backoff_max_ms: int = Field(default=2000, ge=1, le=600_000)
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -46,19 +59,45 @@ class KafkaSettings(BaseModel):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> KafkaSettings:
+        # Half a SASL configuration would otherwise connect without credentials (faust falls
+        # back to PLAINTEXT) and fail later with an authorization error far from its cause.
+        var = f"{ENV_PREFIX}KAFKA{NESTED_DELIMITER}"
+        sasl = self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        if sasl and (
+            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs {var}SASL_MECHANISM, "
+                f"{var}SASL_USERNAME and {var}SASL_PASSWORD"
+            )
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs {var}SECURITY_PROTOCOL "
+                "SASL_PLAINTEXT or SASL_SSL"
+            )
+        return self
+
     @property
     def bootstrap_list(self) -> list[str]:
         return [host.strip() for host in self.bootstrap_servers.split(",")]
 
 
 class RedisSettings(BaseModel):
-    url: SecretStr = SecretStr("redis://127.0.0.1:36379/0")
+    url: SecretStr = SecretStr("redis://127.0.0.1:26379/0")
     socket_timeout_s: float = Field(default=0.5, gt=0)
 
 
 class PostgresSettings(BaseModel):
-    dsn: SecretStr = SecretStr("postgresql://warden@127.0.0.1:35432/warden")
+    dsn: SecretStr = SecretStr("postgresql://warden@127.0.0.1:25432/warden")
     pool_max: int = Field(default=4, ge=1)
+    # A connection attempt that takes longer counts as PostgreSQL being away.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # While PostgreSQL is away, services reconnect with exponential back-off and full jitter:
+    # each wait drawn from [0, min(reconnect_max_s, reconnect_base_s * 2^attempt)].
+    reconnect_base_s: float = Field(default=0.1, gt=0)
+    reconnect_max_s: float = Field(default=5.0, gt=0)
 
 
 class ModelSettings(BaseModel):
@@ -131,6 +170,32 @@ class PlatformSettings(BaseModel):
     twitch: TwitchSettings = TwitchSettings()
 
 
+# The platforms a chat message can come from (schemas.events.Platform).
+PlatformName = Literal["discord", "slack", "twitch", "webhook", "replay"]
+
+
+def _webhook_only() -> list[PlatformName]:
+    return ["webhook"]
+
+
+class WebhookCredential(BaseModel):
+    """One webhook caller and what it may speak for (``WARDEN_INGEST__WEBHOOK_CREDENTIALS``)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    token: SecretStr | None = None
+    hmac_secret: SecretStr | None = None
+    # Items naming another platform or community are refused (422, dead-lettered).
+    platforms: list[PlatformName] = Field(default_factory=_webhook_only, min_length=1)
+    communities: list[str] | None = None  # None: any community
+
+    @model_validator(mode="after")
+    def _has_a_secret(self) -> WebhookCredential:
+        secrets = [s for s in (self.token, self.hmac_secret) if s is not None]
+        if not secrets or any(len(s.get_secret_value()) < 8 for s in secrets):
+            raise ValueError(f"credential {self.name!r} needs a token or an hmac_secret (8+ chars)")
+        return self
+
+
 class IngestSettings(BaseModel):
     """The adapters' shared publisher and the inbound webhook (`warden ingest ...`)."""
 
@@ -150,6 +215,26 @@ class IngestSettings(BaseModel):
     webhook_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # Signed requests older (or newer) than this are refused: no replays of captured requests.
     signature_tolerance_s: int = Field(default=300, ge=1)
+    # Within that window each signature is accepted once; at most this many are remembered
+    # (beyond it signed requests get 503 until the oldest expire, rather than forgetting one).
+    webhook_replay_cache_size: int = Field(default=100_000, ge=1)
+    # Bodies nested deeper than this are refused (400) before they are parsed.
+    webhook_max_json_depth: int = Field(default=32, ge=2, le=1000)
+    # What the token / HMAC secret above may speak for: items naming another platform or
+    # community are refused. Only "webhook" by default, so a caller cannot claim the users (or
+    # the moderator roles) of Discord, Slack or Twitch. Communities: None = any.
+    webhook_platforms: list[PlatformName] = Field(default_factory=_webhook_only, min_length=1)
+    webhook_communities: list[str] | None = None
+    # More callers, each with its own secret and scope: a JSON list of
+    # {"name", "token" and/or "hmac_secret", "platforms", "communities"}.
+    webhook_credentials: list[WebhookCredential] = Field(default_factory=list)
+    # The webhook answers 503 instead of accepting more once the broker has not answered for
+    # this long (what it took would only wait in memory).
+    unavailable_after_s: float = Field(default=30.0, gt=0)
+    # Between attempts to reach the broker, and between producers replaced after fatal producer
+    # errors: exponential back-off from reconnect_base_s to reconnect_max_s, with jitter.
+    reconnect_base_s: float = Field(default=0.25, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
     # Users who opted out are dropped before anything is stored: "none", or a Redis set of
     # "platform:community:user" keys, re-read every opt_out_refresh_s.
     opt_out: Literal["none", "redis"] = "none"
@@ -212,14 +297,20 @@ class ActionerSettings(BaseModel):
 
 
 class StackSettings(BaseModel):
-    """Where `warden stack` keeps the local servers' data, logs and pids."""
+    """Where `warden stack` keeps the local servers' data, logs and pids, and their ports.
+
+    The ports stay below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+    default): a client reconnecting in a tight loop to a port inside that range can be given
+    the very port as its own source port and connect to itself (TCP self-connect), after which
+    a restarted server cannot bind. `warden stack up` refuses a port inside the range.
+    """
 
     dir: Path = REPO_ROOT / ".stack"
     cache_dir: Path = Path.home() / ".cache" / "chatwarden"
-    kafka_port: int = Field(default=39092, ge=1, le=65535)
-    kafka_controller_port: int = Field(default=39093, ge=1, le=65535)
-    redis_port: int = Field(default=36379, ge=1, le=65535)
-    postgres_port: int = Field(default=35432, ge=1, le=65535)
+    kafka_port: int = Field(default=29092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=29093, ge=1, le=65535)
+    redis_port: int = Field(default=26379, ge=1, le=65535)
+    postgres_port: int = Field(default=25432, ge=1, le=65535)
 
 
 class Settings(BaseSettings):

@@ -13,8 +13,8 @@ from warden.settings import load_settings
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    assert settings.kafka.bootstrap_list == ["127.0.0.1:39092"]
-    assert settings.redis.url.get_secret_value().startswith("redis://127.0.0.1:36379")
+    assert settings.kafka.bootstrap_list == ["127.0.0.1:29092"]
+    assert settings.redis.url.get_secret_value().startswith("redis://127.0.0.1:26379")
 
 
 def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,3 +60,46 @@ def test_cli_exits_non_zero_naming_the_variable() -> None:
     )
     assert done.returncode == 2
     assert "WARDEN_REDIS__SOCKET_TIMEOUT_S" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"WARDEN_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+            "WARDEN_KAFKA__SASL_PASSWORD",
+        ),
+        (
+            {
+                "WARDEN_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                "WARDEN_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+                "WARDEN_KAFKA__SASL_USERNAME": "scorer",
+            },
+            "WARDEN_KAFKA__SASL_PASSWORD",
+        ),
+        ({"WARDEN_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512"}, "WARDEN_KAFKA__SECURITY_PROTOCOL"),
+    ],
+)
+def test_half_a_sasl_configuration_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert named in str(info.value)
+
+
+def test_a_complete_scram_configuration_reaches_the_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warden.clients import kafka_common
+
+    monkeypatch.setenv("WARDEN_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("WARDEN_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("WARDEN_KAFKA__SASL_USERNAME", "scorer")
+    monkeypatch.setenv("WARDEN_KAFKA__SASL_PASSWORD", "pw-1")
+    args = kafka_common(load_settings().kafka)
+    assert args["security_protocol"] == "SASL_PLAINTEXT"
+    assert args["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (args["sasl_plain_username"], args["sasl_plain_password"]) == ("scorer", "pw-1")
