@@ -4,17 +4,53 @@ Validation is strict on what a field holds (types are not coerced, required fiel
 present, timestamps carry a zone) and tolerant of fields it does not know, so that adding an
 optional field within a version never breaks an older consumer. A breaking change is a new class
 and a new ``.v2`` topic.
+
+What a string may hold is decided here, once, because every consumer downstream trusts it
+(Postgres refuses NUL in ``text`` and in ``jsonb``; a NUL id used to stop the actioner):
+
+- Ids (``Id``: message, channel, model and action ids) are 1-200 characters with no control
+  character (U+0000-U+001F, U+007F-U+009F): an id is a name, never content, so a control
+  character in one means a forged or broken event, and the whole event is rejected (it goes to
+  the dead-letter topic with the reason).
+- Key parts (``KeyPart``: ``community`` and ``user``) are ids that also exclude ``:``, the
+  separator of the partition key ``platform:community:user``, so that two users never share a
+  key (and with it a partition, strike counts and Redis context).
+- Labels (``Label``: user roles, model labels, content types) follow the id rule, up to 100
+  characters.
+- Free text (``Text``: message text, names, reasons, file names) keeps every character but NUL,
+  which validation replaces with U+FFFD: dropping a message for a NUL would let anyone hide a
+  line from moderation, and nothing downstream can store NUL.
+- Lists are bounded, so that a verdict built from any valid message stays far below the broker's
+  1,000,000-byte record limit (40,000 characters of text are at most 240 kB JSON-escaped).
+- A dead letter bounds itself (``DeadLetter``): the raw payload, key and error are cut to a fixed
+  JSON-encoded size, and the payload's original size and SHA-256 are kept.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+# Character classes that pydantic-core checks with its Rust regex engine, without a Python call.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]+$"
+_NO_CONTROL_NO_COLON = r"^[^\x00-\x1f\x7f-\x9f:]+$"
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CONTROL)]
+KeyPart = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CONTROL_NO_COLON)]
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=_NO_CONTROL)]
+
+
+def _without_nul(value: str) -> str:
+    # The membership test runs at C speed; only the rare string holding a NUL is copied.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 # Timestamps and enums arrive as strings in JSON and in dicts parsed from it: those two are the
 # only fields that accept a string for their type; everything else is strict.
@@ -55,9 +91,9 @@ class Severity(enum.StrEnum):
 
 
 class Attachment(Event):
-    url: str = Field(min_length=1, max_length=2000)
-    content_type: str | None = None
-    filename: str | None = None
+    url: str = Field(min_length=1, max_length=2000, pattern=_NO_CONTROL)
+    content_type: Label | None = None
+    filename: Text | None = Field(default=None, max_length=1000)
 
 
 class ChatMessage(Event):
@@ -65,14 +101,14 @@ class ChatMessage(Event):
 
     message_id: Id
     platform: Annotated[Platform, LAX]
-    community: Id = Field(description="Discord guild, Slack workspace, Twitch channel.")
+    community: KeyPart = Field(description="Discord guild, Slack workspace, Twitch channel.")
     channel: Id
-    user: Id = Field(description="The author's platform user id.")
-    user_name: str | None = None
-    user_roles: list[str] = Field(default_factory=list)
-    text: str = Field(max_length=40_000)
-    attachments: list[Attachment] = Field(default_factory=list)
-    reply_to: str | None = None
+    user: KeyPart = Field(description="The author's platform user id.")
+    user_name: Text | None = Field(default=None, max_length=200)
+    user_roles: list[Label] = Field(default_factory=list, max_length=256)
+    text: Text = Field(max_length=40_000)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    reply_to: Id | None = None
     edited: bool = Field(default=False, description="True when this event is an edit.")
     sent_at: Timestamp
     received_at: Timestamp
@@ -92,17 +128,17 @@ class Verdict(Event):
 
     message_id: Id
     platform: Annotated[Platform, LAX]
-    community: Id
+    community: KeyPart
     channel: Id
-    user: Id
-    user_roles: list[str] = Field(default_factory=list)
-    text: str = Field(max_length=40_000)
+    user: KeyPart
+    user_roles: list[Label] = Field(default_factory=list, max_length=256)
+    text: Text = Field(max_length=40_000)
     p_toxic: Probability
     severity: Annotated[Severity, LAX]
     flagged: bool = Field(description="True when the actioner should consider an action.")
-    labels: list[str] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list, max_length=64)
     model_version: Id
-    policy_version: str | None = None
+    policy_version: Id | None = None
     features: dict[str, float | None] = Field(
         default_factory=dict, description="The feature snapshot the model saw; null = missing."
     )
@@ -136,19 +172,19 @@ class ActionRequest(Event):
     action_id: Id = Field(description="Deterministic: message id + action kind.")
     message_id: Id
     platform: Annotated[Platform, LAX]
-    community: Id
+    community: KeyPart
     channel: Id
-    user: Id
+    user: KeyPart
     kind: Annotated[ActionKind, LAX]
     duration_s: int | None = Field(default=None, ge=1)
-    reason: str
+    reason: Text
     severity: Annotated[Severity, LAX]
     p_toxic: Probability
     model_version: Id
     policy_version: Id
     sent_at: Timestamp
     requested_at: Timestamp
-    notice: str | None = Field(
+    notice: Text | None = Field(
         default=None,
         max_length=4000,
         description="Text shown to the user (a warning), from the community's templates.",
@@ -160,19 +196,24 @@ class ActionRequest(Event):
 
 
 class ActionResult(Event):
-    """What became of an action request (``moderation.actions.v1``)."""
+    """What became of an action request (``moderation.actions.v1``).
+
+    Delivered at least once: a crash between the broker's acknowledgement and the ledger
+    recording it as published publishes the same result again after the restart. Consumers
+    de-duplicate by ``action_id`` (deterministic: message id + action kind), keeping the first.
+    """
 
     action_id: Id
     message_id: Id
     platform: Annotated[Platform, LAX]
-    community: Id
+    community: KeyPart
     channel: Id
-    user: Id
+    user: KeyPart
     kind: Annotated[ActionKind, LAX]
     status: Annotated[ActionStatus, LAX]
     executor: Id
-    detail: str = ""
-    reason: str
+    detail: Text = ""
+    reason: Text
     severity: Annotated[Severity, LAX]
     p_toxic: Probability
     model_version: Id
@@ -188,7 +229,7 @@ class ActionResult(Event):
 
 
 class TokenWeight(Event):
-    token: str
+    token: Text
     weight: float
 
 
@@ -220,7 +261,7 @@ class Feedback(Event):
     platform: Annotated[Platform, LAX]
     community: Id
     user: Id = Field(description="Who disputes (the author) or who reviews (the moderator).")
-    reason: str = ""
+    reason: Text = ""
     label_toxic: bool | None = Field(default=None, description="Review decision: is it toxic?")
     created_at: Timestamp
 
@@ -231,23 +272,70 @@ class Feedback(Event):
         return self
 
 
+# What a dead letter keeps, in bytes of its JSON encoding (escapes included: a control
+# character takes six). The whole letter stays under 80 kB, far below the broker's 1,000,000-byte
+# record limit, whatever it was built from.
+RAW_LIMIT = 64 * 1024
+KEY_LIMIT = 1024
+ERROR_LIMIT = 8 * 1024
+
+
 class DeadLetter(Event):
-    """An event a service could not process, with what it needs to be replayed (``.deadletter``)."""
+    """An event a service could not process, with what it needs to be replayed (``.deadletter``).
+
+    Bounded whoever builds it (validation cuts ``raw``, ``key`` and ``error``): a dead letter
+    that the broker refused for its size used to crash the worker at the same offset on every
+    restart. A cut payload says so in ``raw_truncated``; ``raw_bytes`` and ``raw_sha256`` describe
+    the original, so a cut letter can still be matched with the record at ``partition``/``offset``.
+    """
 
     source_topic: str
     partition: int | None = None
     offset: int | None = None
-    key: str | None = None
-    raw: str = Field(description="The payload as text (undecodable bytes escaped).")
-    error: str
+    key: str | None = Field(default=None, description="The record's key, cut to 1 KiB.")
+    raw: str = Field(
+        description="The payload as text (undecodable bytes escaped), cut to 64 KiB of JSON."
+    )
+    raw_bytes: int | None = Field(
+        default=None, ge=0, description="The original payload's size in bytes (null: unknown)."
+    )
+    raw_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 of the original payload's bytes (null: unknown).",
+    )
+    raw_truncated: bool = Field(default=False, description="True when raw is a prefix.")
+    error: str = Field(description="Why it failed, cut to 8 KiB.")
     error_type: str
     service: str
     failed_at: Timestamp
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        raw = data.get("raw")
+        if isinstance(raw, str):
+            cut, truncated = json_prefix(raw, RAW_LIMIT)
+            if truncated:
+                if data.get("raw_bytes") is None:
+                    original = raw.encode("utf-8", "backslashreplace")
+                    data["raw_bytes"] = len(original)
+                    data["raw_sha256"] = hashlib.sha256(original).hexdigest()
+                data["raw"] = cut
+                data["raw_truncated"] = True
+        for field, limit in (("key", KEY_LIMIT), ("error", ERROR_LIMIT)):
+            value = data.get(field)
+            if isinstance(value, str):
+                data[field] = json_prefix(value, limit)[0]
+        return data
+
     @classmethod
     def from_error(
         cls,
-        error: Exception,
+        error: Exception | str,
         raw: bytes | None,
         *,
         service: str,
@@ -255,6 +343,7 @@ class DeadLetter(Event):
         partition: int | None = None,
         offset: int | None = None,
         key: bytes | None = None,
+        error_type: str | None = None,
     ) -> DeadLetter:
         """The dead letter for ``raw`` bytes that failed with ``error``, stamped now."""
         return cls(
@@ -263,8 +352,10 @@ class DeadLetter(Event):
             offset=offset,
             key=raw_text(key) if key is not None else None,
             raw=raw_text(raw),
+            raw_bytes=len(raw) if raw is not None else None,
+            raw_sha256=hashlib.sha256(raw).hexdigest() if raw is not None else None,
             error=str(error),
-            error_type=type(error).__name__,
+            error_type=error_type or type(error).__name__,
             service=service,
             failed_at=utcnow(),
         )
@@ -275,6 +366,30 @@ def raw_text(payload: bytes | None) -> str:
     if payload is None:
         return ""
     return payload.decode("utf-8", errors="backslashreplace")
+
+
+def json_prefix(text: str, limit: int) -> tuple[str, bool]:
+    """(prefix, cut): the longest prefix of ``text`` whose JSON string encoding, quotes left
+    out, takes at most ``limit`` bytes (as pydantic writes it: UTF-8, control characters
+    escaped), and whether anything was cut. Lone surrogates, which no JSON encoder writes,
+    become ``\\udXXX`` text.
+    """
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) * 6 <= limit:  # even all-escapes would fit: nothing to measure
+        return text, False
+    encoded = json.dumps(text, ensure_ascii=False).encode()
+    if len(encoded) - 2 <= limit:
+        return text, False
+    # Cut the encoding, not the text: one character is 1-6 bytes once encoded. The cut may
+    # split a UTF-8 sequence (dropped by "ignore") or an escape (at most 5 characters, dropped
+    # one at a time until the rest decodes).
+    cut = encoded[1 : limit + 1].decode("utf-8", "ignore")
+    for end in range(len(cut), max(len(cut) - 6, 0) - 1, -1):
+        try:
+            return json.loads(f'"{cut[:end]}"'), True
+        except ValueError:
+            continue
+    return text[: limit // 6], True  # not reached: every escape is at most 6 characters
 
 
 PAYLOADS: tuple[type[Event], ...] = (

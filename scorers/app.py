@@ -24,10 +24,11 @@ from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
 from scorers.features import ContextReader, FeatureStore
+from scorers.readiness import Readiness, Worker, watch
 from scorers.stages import Stages
 from toxicity.base import TextScorer
 from warden import metrics
-from warden.clients import group_id, redis_client
+from warden.clients import group_id, install_reconnect_backoff, redis_client
 from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,12 @@ def build_scorer(settings: Settings, model: TextScorer) -> BatchScorer:
     return BatchScorer(model, Severity(settings.scorer.flag_severity), cache)
 
 
-def build_app(settings: Settings, model: TextScorer) -> faust.App:
+def build_app(
+    settings: Settings, model: TextScorer, readiness: Readiness | None = None
+) -> faust.App:
+    # faust builds its aiokafka clients itself, outside warden.clients' factories: give them
+    # the same back-off while the broker is away (no tight reconnect loop, no log flood).
+    install_reconnect_backoff(settings.kafka)
     suffix = settings.kafka.topic_suffix
     app_id = group_id(settings.kafka, SERVICE)
     datadir = settings.stack.dir / "faust" / app_id
@@ -124,13 +130,19 @@ def build_app(settings: Settings, model: TextScorer) -> faust.App:
         # decoding, scoring a cached text and serialising it together (~130 us, measured).
         return await app.producer.send(topic, key, value, None, None, None)
 
+    state = readiness or Readiness(SERVICE)
+
     @app.on_rebalance_complete.connect
     async def ready(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        metrics.READY.labels(SERVICE).set(1)
+        state.set(joined=True)
 
     @app.on_partitions_revoked.connect
     async def rebalancing(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        metrics.READY.labels(SERVICE).set(0)
+        state.set(joined=False)
+
+    @app.task
+    async def probe() -> None:
+        await watch(state, settings.kafka.bootstrap_list, redis_client(settings.redis))
 
     @app.agent(source, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
@@ -188,6 +200,12 @@ def run_worker(settings: Settings) -> None:
 
     model = load_model(settings.model)
     metrics.serve(settings.metrics.scorer_port, settings.metrics.host)
-    app = build_app(settings, model)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    readiness = Readiness(SERVICE)
+    readiness.set()  # 0 until the first rebalance completes
+    app = build_app(settings, model, readiness)
+    # override_logging=False: keep warden.logs.configure's handlers, which rate-limit repeated
+    # records; faust would replace the root handlers with its own.
+    worker = Worker(
+        app, loglevel=settings.log_level, quiet=True, readiness=readiness, override_logging=False
+    )
     worker.execute_from_commandline()

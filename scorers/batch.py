@@ -74,8 +74,12 @@ class BatchScorer:
         self.flag_severity = flag_severity
         self.cache = cache
 
-    def decode(self, events: Sequence[RawEvent]) -> tuple[list[ChatMessage], list[DeadLetter]]:
+    def decode(
+        self, events: Sequence[RawEvent]
+    ) -> tuple[list[ChatMessage], list[RawEvent], list[DeadLetter]]:
+        """(messages, the record each came from, dead letters for the rest)."""
         messages: list[ChatMessage] = []
+        sources: list[RawEvent] = []
         dead: list[DeadLetter] = []
         for event in events:
             decoded = decode(event)
@@ -90,7 +94,8 @@ class BatchScorer:
                 dead.append(decoded)
             else:
                 messages.append(decoded)
-        return messages, dead
+                sources.append(event)
+        return messages, sources, dead
 
     def score(
         self,

@@ -221,6 +221,7 @@ class ContextReader:
     def _failed(self, op: str, exc: Exception) -> None:
         if self._down_until == 0.0:
             logger.warning("Redis %s failed (%s); scoring without context", op, exc)
+        metrics.DEPENDENCY_UP.labels(SERVICE, "redis").set(0)
         self._down_until = time.monotonic() + self.retry_after_s
 
     async def read(
@@ -240,6 +241,7 @@ class ContextReader:
         metrics.REDIS_SECONDS.labels(SERVICE, "read").observe(time.perf_counter() - started)
         if self._down_until:
             logger.info("Redis answers again; context features are back")
+            metrics.DEPENDENCY_UP.labels(SERVICE, "redis").set(1)
             self._down_until = 0.0
         return contexts, False
 

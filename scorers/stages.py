@@ -7,7 +7,15 @@
 
 Batches pass both stages in the order they were taken. Events are acknowledged in that order,
 and only once their verdicts (or dead letters) are on the broker: a crash replays a batch and
-never loses one. Batch N's counters are in Redis before batch N+1 reads them, as when one batch
+never loses one.
+
+No single record can stop the stream (a record refused forever used to crash the worker at the
+same offset on every restart). A record the broker refuses for itself (too large, corrupt) or
+that cannot be serialised is replaced by a small dead letter that says why, and the batch goes
+on; if even that minimal letter is refused, the fault is not the record's and the worker stops.
+A send that fails because the broker is away (time-out, connection, retriable errors) is sent
+again, with growing pauses, for as long as it takes: nothing is dropped and nothing acknowledged
+meanwhile. Batch N's counters are in Redis before batch N+1 reads them, as when one batch
 ran at a time; a crash between that update and the delivery counts the replayed batch twice.
 The queues between the stages hold one batch each, so a slow broker holds the consumer back
 instead of filling memory.
@@ -20,12 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
 from schemas.events import DeadLetter, Verdict
@@ -38,6 +56,53 @@ logger = logging.getLogger(__name__)
 
 # (topic, key, value) -> a future that resolves once the broker has the record
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+
+# The broker refuses these for the record itself: sending it again can never succeed.
+RECORD_ERRORS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+)
+# Between attempts to send records while the broker is away (seconds, doubled, with jitter).
+RETRY_BACKOFF_S = (0.2, 5.0)
+# A broker away this long gets one warning, then one per this period (not one per record).
+RETRY_WARN_EVERY_S = 30.0
+
+
+def kafka_cause(exc: BaseException) -> BaseException:
+    """The KafkaError behind ``exc`` (faust wraps aiokafka's errors), or ``exc`` itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaError):
+            return seen
+        seen = seen.__cause__
+    return exc
+
+
+def is_record_error(exc: BaseException) -> bool:
+    return isinstance(kafka_cause(exc), RECORD_ERRORS)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The broker is away or busy: sending the same record later can succeed."""
+    cause = kafka_cause(exc)
+    if isinstance(cause, KafkaError):
+        return cause.retriable or isinstance(cause, KafkaTimeoutError)
+    return isinstance(cause, (OSError, TimeoutError))
+
+
+@dataclass
+class Outgoing:
+    """One record to deliver, and what replaces it if the broker refuses it for itself."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    verdict: Verdict | None = None
+    source: RawEvent | None = None  # the consumed record a verdict was made from
+    letter: DeadLetter | None = None
+    minimal: bool = False  # already the smallest dead letter: refusing it is not the record's fault
 
 
 class RowCache(Protocol):
@@ -55,6 +120,7 @@ class Delivery:
     events: Sequence[Any]
     started: float
     verdicts: list[Verdict]
+    sources: list[RawEvent]  # the consumed record of each verdict, in the same order
     dead: list[DeadLetter]
     computed: dict[str, Row]
 
@@ -129,7 +195,7 @@ class Stages:
             started = time.perf_counter()
             metrics.MESSAGES_IN.labels(SERVICE, self.source_topic).inc(len(raw))
             metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
-            messages, dead = self.scorer.decode(raw)
+            messages, sources, dead = self.scorer.decode(raw)
             context, degraded = await self.contexts.read(messages)
             if degraded:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
@@ -141,32 +207,149 @@ class Stages:
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
             await self.contexts.update(messages, [outcome(v) for v in scored.verdicts])
             await self._to_deliver.put(
-                Delivery(events, started, scored.verdicts, dead, scored.computed)
+                Delivery(events, started, scored.verdicts, sources, dead, scored.computed)
             )
 
     async def _deliver_loop(self) -> None:
         while True:
             batch = await self._to_deliver.get()
-            pending = [
-                await self.send(self.verdicts_topic, v.key.encode(), v.to_json_bytes())
-                for v in batch.verdicts
-            ]
-            pending += [
-                await self.send(self.dead_letter_topic, d.source_topic.encode(), d.to_json_bytes())
-                for d in batch.dead
-            ]
-            await asyncio.gather(*pending)
+            delivered = await self._deliver(self._outgoing(batch))
             done = time.time()
             await self.ack(batch.events)
             await self._share(batch.computed)
-            metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(len(batch.verdicts))
+            refused = len(batch.verdicts) - delivered
+            metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(delivered)
+            if batch.dead or refused:
+                metrics.DEAD_LETTERS.labels(SERVICE).inc(len(batch.dead) + refused)
             if batch.dead:
-                metrics.DEAD_LETTERS.labels(SERVICE).inc(len(batch.dead))
                 metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(batch.dead))
             metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - batch.started)
             end_to_end = metrics.END_TO_END_SECONDS.labels(SERVICE)
             for verdict in batch.verdicts:
                 end_to_end.observe(done - verdict.sent_at.timestamp())
+
+    def _outgoing(self, batch: Delivery) -> list[Outgoing]:
+        records: list[Outgoing] = []
+        for verdict, source in zip(batch.verdicts, batch.sources, strict=True):
+            try:
+                value = verdict.to_json_bytes()
+            except (PydanticSerializationError, ValueError) as exc:
+                records.append(self._letter_for(verdict, source, exc))
+                continue
+            records.append(
+                Outgoing(self.verdicts_topic, verdict.key.encode(), value, verdict, source)
+            )
+        records += [self._letter(letter) for letter in batch.dead]
+        return records
+
+    def _letter(self, letter: DeadLetter, *, minimal: bool = False) -> Outgoing:
+        key = letter.source_topic.encode()
+        return Outgoing(
+            self.dead_letter_topic, key, letter.to_json_bytes(), letter=letter, minimal=minimal
+        )
+
+    def _letter_for(self, verdict: Verdict, source: RawEvent, exc: BaseException) -> Outgoing:
+        """The dead letter that replaces a verdict the broker refused or that did not serialise."""
+        cause = kafka_cause(exc)
+        logger.warning(
+            "verdict for %s[%s]@%s refused (%s); sending a dead letter instead",
+            source.topic,
+            source.partition,
+            source.offset,
+            type(cause).__name__,
+        )
+        metrics.ERRORS.labels(SERVICE, "undeliverable").inc()
+        letter = DeadLetter.from_error(
+            f"verdict for message {verdict.message_id!r} not delivered: {cause}",
+            source.value,
+            service=SERVICE,
+            source_topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+            key=source.key,
+            error_type=type(cause).__name__,
+        )
+        return self._letter(letter)
+
+    def _replacement(self, record: Outgoing, exc: BaseException) -> Outgoing:
+        """What to send instead of a record the broker refused for itself."""
+        if record.verdict is not None and record.source is not None:
+            return self._letter_for(record.verdict, record.source, exc)
+        if record.letter is None or record.minimal:
+            raise exc  # even the smallest letter refused: a broker or topic fault, not the record
+        cause = kafka_cause(exc)
+        logger.warning("dead letter refused (%s); sending it without its payload", cause)
+        # Size and hash stay, so the payload can still be found at its partition and offset.
+        letter = record.letter.model_copy(
+            update={
+                "raw": "",
+                "raw_truncated": True,
+                "error": f"{record.letter.error[:1000]} (dead letter refused: {cause})"[:2000],
+            }
+        )
+        return self._letter(letter, minimal=True)
+
+    async def _deliver(self, records: list[Outgoing]) -> int:
+        """Send ``records`` until the broker has each of them or its replacement.
+
+        Returns how many verdicts the broker has. Raises when a record cannot be delivered for a
+        reason that is neither the record's own nor transient. A record sent again may land after
+        later records of its batch; consumers de-duplicate by ``message_id`` and the batch is
+        acknowledged only once all of them are on the broker.
+        """
+        delivered = 0
+        pause = RETRY_BACKOFF_S[0]
+        away_since: float | None = None
+        warned_at = 0.0
+        todo = records
+        while todo:
+            again: list[Outgoing] = []
+            transient: BaseException | None = None
+            sent: list[tuple[Outgoing, Awaitable[Any]]] = []
+            for record in todo:
+                try:
+                    sent.append((record, await self.send(record.topic, record.key, record.value)))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises the rest
+                    transient = self._sort(record, exc, again) or transient
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            for (record, _), result in zip(sent, results, strict=True):
+                if isinstance(result, asyncio.CancelledError):
+                    # The record's future, not this task, was cancelled (a producer that is
+                    # being replaced or closed): send it again; a closed one will say so.
+                    again.append(record)
+                    transient = transient or TimeoutError("delivery cancelled")
+                elif isinstance(result, Exception):
+                    transient = self._sort(record, result, again) or transient
+                elif record.verdict is not None:
+                    delivered += 1
+            todo = again
+            if transient is None:
+                continue
+            now = time.monotonic()
+            away_since = away_since or now
+            if now - warned_at >= RETRY_WARN_EVERY_S:
+                warned_at = now
+                logger.warning(
+                    "broker did not take %d record(s) for %.0f s (%s); sending again",
+                    len(todo),
+                    now - away_since,
+                    kafka_cause(transient),
+                )
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            pause = min(pause * 2, RETRY_BACKOFF_S[1])
+        return delivered
+
+    def _sort(self, record: Outgoing, exc: Exception, again: list[Outgoing]) -> Exception | None:
+        """File a failed record under ``again``: itself (transient) or its replacement."""
+        if is_transient(exc):
+            again.append(record)
+            return exc
+        if is_record_error(exc):
+            again.append(self._replacement(record, exc))
+            return None
+        raise exc
 
     async def _shared_rows(self, texts: list[str]) -> dict[str, Row]:
         cache = self.scorer.cache

@@ -1,12 +1,16 @@
-"""The scoring stream on the real stack: features, degradation without Redis, scale-out."""
+"""The scoring stream on the real stack: features, degradation without Redis, scale-out,
+poison records, and a prompt stop whatever state the broker is in."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,11 +18,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kit import Service, consume, free_port
+from kit import Service, ThrowawayKafka, consume, free_port
 
 from schemas.events import ChatMessage
-from schemas.topics import CHAT_MESSAGES, VERDICTS
+from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 from warden.settings import Settings
+from warden.topics import create_topics
 
 Start = Callable[..., Service]
 
@@ -209,3 +214,145 @@ async def test_a_killed_worker_loses_no_verdict(
     for message_id, count in ids.items():  # replayed batches repeat the same decision
         if count > 1:
             assert len({r["p_toxic"] for r in records if r["message_id"] == message_id}) == 1
+
+
+def chat_payload(community: str, n: int, **fields: object) -> bytes:
+    """A chat message's JSON as a client could write it, bypassing our own validation."""
+    payload = json.loads(chat(community, "u", f"line {n}", n).to_json_bytes())
+    payload.update(fields)
+    return json.dumps(payload).encode()
+
+
+async def test_poison_records_become_dead_letters_and_the_scorer_goes_on(
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Start
+) -> None:
+    """A 1 MB text, 300 KB of quotes and a NUL id once crashed the worker at the same offset
+    on every restart: each is now a bounded dead letter with its reason, and the rest is scored."""
+    community = f"poison{settings.kafka.topic_suffix}".replace(".", "-")
+    source = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
+    poison = {
+        f"{community}-big": chat_payload(
+            community, 1, message_id=f"{community}-big", text="x" * 950_000
+        ),
+        f"{community}-quotes": chat_payload(
+            community, 2, message_id=f"{community}-quotes", text='"' * 300_000
+        ),
+        f"{community}-nul": chat_payload(
+            community, 3, message_id=f"{community}-nul", user="u\x00x"
+        ),
+    }
+    scorer = service_factory("scorer")
+    good = [chat(community, f"user{i % 5}", f"hello {i}", 100 + i) for i in range(30)]
+    await publish(producer, source, good[:10])
+    for value in poison.values():
+        await producer.send(source, value, key=f"twitch:{community}:u".encode())
+    await publish(producer, source, good[10:])
+
+    seen = await verdicts_for(settings, len(good), [scorer])
+    assert set(seen) == {m.message_id for m in good}
+    dead = await consume(
+        settings,
+        DEADLETTER.name_for(settings.kafka.topic_suffix),
+        count=len(poison),
+        services=[scorer],
+    )
+    assert len(dead) == len(poison)
+    for letter in dead:
+        assert len(json.dumps(letter).encode()) < 100_000
+        assert letter["service"] == "scorer" and letter["error_type"] == "ValidationError"
+    big = next(d for d in dead if f"{community}-big" in d["raw"])
+    assert big["raw_truncated"] and big["raw_bytes"] == len(poison[f"{community}-big"])
+    assert big["raw_sha256"] == hashlib.sha256(poison[f"{community}-big"]).hexdigest()
+    assert "text" in big["error"]
+    quotes = next(d for d in dead if f"{community}-quotes" in d["raw"])
+    assert quotes["raw_truncated"] and "text" in quotes["error"]
+    nul = next(d for d in dead if f"{community}-nul" in d["raw"])
+    assert not nul["raw_truncated"] and "user" in nul["error"]
+    # Alive, and not restarted: one process scored all of it and goes on scoring.
+    assert scorer.alive()
+    late = [chat(community, "late", "still here", 500)]
+    await publish(producer, source, late)
+    seen = await verdicts_for(settings, len(good) + 1, [scorer])
+    assert f"{community}-500" in seen
+
+
+def scrape(port: int, name: str) -> float | None:
+    """One sample of ``name`` from a service's /metrics (None: not exposed, or no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def wait_metric(
+    port: int, name: str, value: float, service: Service, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(scrape, port, name) == value:
+            return
+        assert service.alive(), service.log.read_text()[-3000:]
+        await asyncio.sleep(0.5)
+    raise AssertionError(
+        f"{name} != {value} after {timeout_s} s:\n{service.log.read_text()[-3000:]}"
+    )
+
+
+READY = 'warden_ready{service="scorer"}'
+
+
+async def test_sigterm_stops_a_scorer_promptly_while_its_broker_is_down(
+    settings: Settings, service_factory: Start, tmp_path: Path
+) -> None:
+    """The scorer once ignored SIGTERM for minutes while the broker was away."""
+    broker = ThrowawayKafka(tmp_path / "kafka", settings)
+    await asyncio.to_thread(broker.start)
+    try:
+        kafka = broker.kafka.model_copy(update={"topic_suffix": settings.kafka.topic_suffix})
+        await create_topics(kafka)
+        port = free_port()
+        scorer = service_factory(
+            "scorer",
+            WARDEN_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
+            WARDEN_METRICS__SCORER_PORT=str(port),
+        )
+        await wait_metric(port, READY, 1.0, scorer, timeout_s=120)
+        assert await asyncio.to_thread(scrape, port, 'warden_dependency_up{dependency="kafka"') in (
+            None,
+            1.0,
+        )
+        await asyncio.to_thread(broker.stop)
+        await wait_metric(port, READY, 0.0, scorer, timeout_s=15)
+        await asyncio.sleep(5)  # let its clients settle into their reconnect loops
+
+        started = time.monotonic()
+        scorer.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(scorer.process.wait, 60)
+        elapsed = time.monotonic() - started
+        assert elapsed < 20, f"took {elapsed:.1f} s to stop"
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def test_sigterm_stops_a_running_scorer_cleanly(
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Start
+) -> None:
+    community = f"term{settings.kafka.topic_suffix}"
+    port = free_port()
+    scorer = service_factory("scorer", WARDEN_METRICS__SCORER_PORT=str(port))
+    await publish(
+        producer,
+        CHAT_MESSAGES.name_for(settings.kafka.topic_suffix),
+        [chat(community, "u", f"line {i}", i) for i in range(5)],
+    )
+    await verdicts_for(settings, 5, [scorer])
+    await wait_metric(port, READY, 1.0, scorer, timeout_s=30)
+    started = time.monotonic()
+    code = await asyncio.to_thread(scorer.stop)
+    assert time.monotonic() - started < 15
+    assert code == 0

@@ -1,4 +1,5 @@
-"""The scorer's stages: acknowledged in order, only after delivery; a failure stops them."""
+"""The scorer's stages: acknowledged in order, only after delivery; a record the broker refuses
+becomes a dead letter, a broker away delays the batch, and any other failure stops them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RecordTooLargeError,
+)
+from faust.exceptions import ProducerSendError
 
 from schemas.events import ChatMessage, Severity
 from scorers.batch import BatchScorer, RawEvent
@@ -118,5 +127,122 @@ async def test_a_failed_delivery_stops_the_stages_without_acknowledging() -> Non
         assert acked == []
         with pytest.raises(RuntimeError, match="broker refused"):
             await running.put(["e2"], [raw(2)])
+    finally:
+        await running.stop()
+
+
+class Refusing:
+    """A broker that answers each send from a script: refuse, fail for now, or take it.
+
+    ``plan`` maps a marker found in the record's value to the errors its successive sends meet
+    (None: taken). ``at`` says whether the error comes from ``send`` itself (aiokafka checks a
+    record's size before queueing it; faust wraps the error) or from the delivery future.
+    """
+
+    def __init__(self, plan: dict[str, list[BaseException | None]], at: str = "future") -> None:
+        self.plan = plan
+        self.at = at
+        self.taken: list[tuple[str, dict[str, Any]]] = []
+        self.attempts = 0
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.attempts += 1
+        error = None
+        for marker, errors in self.plan.items():
+            if marker.encode() in value and errors:
+                error = errors.pop(0)
+                break
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if error is None:
+            self.taken.append((topic, json.loads(value)))
+            future.set_result(None)
+        elif self.at == "send":
+            raise ProducerSendError(f"Error while sending: {error!r}") from error
+        else:
+            future.set_exception(error)
+        return future
+
+
+def run_with(broker: Any) -> tuple[Stages, list[Any], list[BaseException]]:
+    acked: list[Any] = []
+    failures: list[BaseException] = []
+    return stages(broker, acked, failures), acked, failures
+
+
+@pytest.mark.parametrize("at", ["send", "future"])
+@pytest.mark.parametrize("error", [MessageSizeTooLargeError(), RecordTooLargeError()])
+async def test_a_refused_verdict_becomes_a_dead_letter_and_the_stream_goes_on(
+    at: str, error: BaseException
+) -> None:
+    broker = Refusing({'"message_id":"m1"': [error]}, at=at)
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0", "e1", "e2"], [raw(0), raw(1), raw(2)])
+        await wait_for(lambda: acked == ["e0", "e1", "e2"])
+        verdicts = [r["message_id"] for t, r in broker.taken if t == "verdicts"]
+        letters = [r for t, r in broker.taken if t == "dead"]
+        assert verdicts == ["m0", "m2"]
+        assert len(letters) == 1
+        assert letters[0]["offset"] == 1
+        assert letters[0]["error_type"] == type(error).__name__
+        assert "m1" in letters[0]["error"] and "not delivered" in letters[0]["error"]
+        assert json.loads(letters[0]["raw"])["message_id"] == "m1"  # replayable
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+async def test_a_refused_dead_letter_is_sent_again_without_its_payload() -> None:
+    broker = Refusing({"not json": [RecordTooLargeError()]})
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0"], [RawEvent(b"not json", None, "chat", 0, 5)])
+        await wait_for(lambda: acked == ["e0"])
+        ((topic, letter),) = broker.taken
+        assert topic == "dead"
+        assert (letter["raw"], letter["raw_truncated"], letter["raw_bytes"]) == ("", True, 8)
+        assert letter["offset"] == 5
+        assert "dead letter refused" in letter["error"]
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+async def test_when_even_the_smallest_dead_letter_is_refused_the_stages_stop() -> None:
+    refusals: list[BaseException | None] = [RecordTooLargeError(), RecordTooLargeError()]
+    broker = Refusing({'"source_topic":"chat"': refusals})
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0"], [RawEvent(b"not json", None, "chat", 0, 5)])
+        await wait_for(lambda: failures)
+        assert isinstance(failures[0], RecordTooLargeError)
+        assert acked == []
+    finally:
+        await running.stop()
+
+
+@pytest.mark.parametrize("at", ["send", "future"])
+async def test_a_broker_away_delays_the_batch_and_drops_nothing(at: str) -> None:
+    away: list[BaseException | None] = [
+        KafkaConnectionError(),
+        KafkaTimeoutError(),
+        NotLeaderForPartitionError(),
+    ]
+    broker = Refusing({'"message_id":"m1"': away}, at=at)
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0", "e1"], [raw(0), raw(1)])
+        # m0 once, m1 refused twice so far: its third refusal and the pauses are still ahead.
+        await wait_for(lambda: broker.attempts >= 3)
+        assert acked == []
+        await wait_for(lambda: acked == ["e0", "e1"])
+        verdicts = sorted(r["message_id"] for t, r in broker.taken if t == "verdicts")
+        assert verdicts == ["m0", "m1"]
+        assert not [r for t, r in broker.taken if t == "dead"]
+        assert failures == []
     finally:
         await running.stop()
