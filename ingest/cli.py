@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,10 +40,27 @@ def _publisher(settings: Settings, adapter: str) -> Publisher:
     )
 
 
+def undelivered(publisher: Publisher) -> str | None:
+    """What a finished publisher did not deliver, in one line (None: everything).
+
+    ``failed``: records the broker refused for good; ``still buffered``: accepted but not
+    acknowledged when the publisher closed (the broker did not answer in time).
+    """
+    if not publisher.failed and not publisher.buffered:
+        return None
+    return (
+        f"{publisher.failed} failed (refused by the broker) and {publisher.buffered} still "
+        "buffered (not acknowledged) when the publisher closed; see the log for why"
+    )
+
+
 async def serve(
     settings: Settings, adapter: str, body: Callable[[Publisher], Coroutine[Any, Any, None]]
-) -> None:
-    """Run ``body`` with a publisher until it ends or a SIGINT/SIGTERM arrives, then flush."""
+) -> Publisher:
+    """Run ``body`` with a publisher until it ends or a SIGINT/SIGTERM arrives, then flush.
+
+    Returns the (closed) publisher, whose counts say what was delivered.
+    """
     from warden import metrics
 
     metrics.serve(settings.metrics.ingest_port, settings.metrics.host)
@@ -62,14 +80,17 @@ async def serve(
                 await work
         else:
             work.result()
-    logger.info(
-        "%s stopped: %d published, %d rejected, %d dropped, %d still buffered",
+    summary = logger.error if undelivered(publisher) else logger.info
+    summary(
+        "%s stopped: %d published, %d rejected, %d dropped, %d failed, %d still buffered",
         adapter,
         publisher.published,
         publisher.rejected,
         publisher.dropped,
+        publisher.failed,
         publisher.buffered,
     )
+    return publisher
 
 
 async def serve_http(app: web.Application, host: str, port: int, what: str) -> None:
@@ -116,8 +137,12 @@ def replay_command(
 
     CSV columns: message_id, user, text, sent_at (required); received_at, platform, community,
     channel, user_name, user_roles (a|b), reply_to, edited, attachments (space-separated URLs).
+
+    Exits 1 when not everything read was delivered (refused by the broker, or still buffered
+    when stopped), so that a script never takes a partial replay for a complete one.
     """
     from ingest.replay import ReplayStats, replay
+    from warden.errors import TransientError
 
     settings = settings_from(ctx)
     result = ReplayStats()
@@ -128,11 +153,21 @@ def replay_command(
             publisher, path, speed=speed, rate=rate, loops=loops, id_prefix=id_prefix
         )
 
-    asyncio.run(serve(settings, "replay", body))
+    try:
+        publisher = asyncio.run(serve(settings, "replay", body))
+    except TransientError as exc:
+        click.echo(f"warden: replay failed: {exc}", err=True)
+        sys.exit(1)
     click.echo(
         f"replayed {result.published} messages ({result.rejected} rejected) "
-        f"in {result.seconds:.1f} s"
+        f"in {result.seconds:.1f} s: {publisher.published} published, {publisher.rejected} "
+        f"rejected, {publisher.dropped} dropped, {publisher.failed} failed, "
+        f"{publisher.buffered} still buffered"
     )
+    problem = undelivered(publisher)
+    if problem is not None:
+        click.echo(f"warden: the replay did not deliver everything: {problem}", err=True)
+        sys.exit(1)
 
 
 @ingest.command("twitch")

@@ -12,6 +12,19 @@ buffer fills; once it holds ``buffer_max_bytes`` or ``buffer_max_messages``,
 Retry-After). When the broker answers again everything buffered is delivered, in order per
 partition; a clean shutdown waits ``shutdown_timeout_s`` for the buffer to drain.
 
+A broker that restarts can forget (or fence) the idempotent producer: the batches it holds
+then fail with ``OutOfOrderSequenceNumber``, ``UnknownProducerId``, ``InvalidProducerEpoch``
+or ``ProducerFenced``, and so does every later batch of that producer on the same partition.
+Nothing is wrong with those records, so the publisher *replaces the producer* (new producer id,
+sequences from zero) and sends again everything it had handed to the old one and not seen
+acknowledged, ahead of anything newer and in the order it was accepted, so one key's messages
+keep their order (a message may arrive twice; consumers de-duplicate by ``message_id``). The
+pump pauses while the producer is swapped, and consecutive swaps back off exponentially with
+jitter. Only records the broker refuses whatever producer sends them (too large, not
+authorised: :data:`REFUSED`) count as ``failed``; they are logged and counted in
+``warden_ingest_failed_total{reason}`` and in each adapter's summary, never dropped silently.
+Any other non-retriable error gets :data:`MAX_ATTEMPTS` producers before its record fails.
+
 Events an adapter cannot turn into a ChatMessage lose nothing either: they go to the dead-letter
 topic with the error (through the same buffer), so they can be inspected and replayed. Users who
 opted out are dropped here, before anything is stored (:mod:`ingest.optout`).
@@ -21,15 +34,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import random
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidProducerEpoch,
+    InvalidTopicError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnknownProducerId,
+    UnsupportedForMessageFormatError,
+)
 
 from ingest.optout import NoOptOut, OptOutFilter
 from schemas.events import ChatMessage, DeadLetter
@@ -41,8 +75,33 @@ from warden.settings import IngestSettings, KafkaSettings
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
-# Between attempts to reach a broker that does not answer; aiokafka retries on its own as well.
-RETRY_BACKOFF_S = (0.25, 10.0)
+# The broker no longer takes this producer's sequence numbers (it restarted, lost or fenced the
+# producer id; or the producer closed): the records are fine, a new producer delivers them.
+PRODUCER_STATE_ERRORS: tuple[type[KafkaError], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
+)
+# The broker refuses these records whatever producer sends them: they count as failed.
+REFUSED: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    InvalidTopicError,
+    CorruptRecordException,
+    UnsupportedForMessageFormatError,
+)
+# Producers a record may go through when some other non-retriable error fails its batch, before
+# it counts as failed (so that an unknown, persistent error cannot loop forever unseen).
+MAX_ATTEMPTS = 5
+# A replaced producer gets this long to settle its batches (acknowledged ones then count as
+# published); after it, its batches are abandoned and resent by the next producer.
+RETIRE_TIMEOUT_S = 10.0
 # No acknowledgement for this long while messages wait: say so (then every STALL_REPEAT_S).
 STALL_WARN_S = 5.0
 STALL_REPEAT_S = 30.0
@@ -57,6 +116,27 @@ class BufferFull(TransientError):
         self.buffered = buffered
 
 
+class Backoff:
+    """Exponential back-off with equal jitter: half the delay fixed, half random."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(delay * 2, self.max_s)
+        # Jitter so that many clients cut off by one broker restart do not return in lockstep.
+        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 (timing, not a secret)
+
+    def reset(self) -> None:
+        self._next = self.first_s
+
+
+_sequence = itertools.count()
+
+
 @dataclass(slots=True)
 class _Record:
     topic: str
@@ -64,6 +144,10 @@ class _Record:
     value: bytes
     chat: bool  # a chat message (counts as published) or a dead letter
     accepted: float  # perf_counter() when an adapter handed it over
+    # Accept order: records resent after a producer swap go back in this order.
+    seq: int = field(default_factory=lambda: next(_sequence))
+    attempts: int = 0  # producers that failed it with an error of no known kind
+    error: BaseException | None = None  # the last one
 
     @property
     def size(self) -> int:
@@ -75,7 +159,11 @@ class Publisher:
     """A buffered, idempotent, batching producer for chat messages (an async context manager).
 
     ``published`` counts chat messages the broker acknowledged, ``rejected`` events sent to the
-    dead-letter topic, ``dropped`` messages of opted-out users, ``buffered`` what waits.
+    dead-letter topic, ``dropped`` messages of opted-out users, ``failed`` records the broker
+    refused for good (undeliverable), ``buffered`` what waits.
+
+    ``producer_factory`` builds the replacement after a fatal producer error (default: one from
+    ``kafka``); a ``producer`` given without a factory is stopped and started again instead.
     """
 
     def __init__(
@@ -86,20 +174,29 @@ class Publisher:
         ingest: IngestSettings | None = None,
         adapter: str = "replay",
         opt_out: OptOutFilter | None = None,
+        producer_factory: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self.kafka = kafka
         self.ingest = ingest or IngestSettings()
         self.adapter = adapter
         self.topic = CHAT_MESSAGES.name_for(kafka.topic_suffix)
         self.deadletter_topic = DEADLETTER.name_for(kafka.topic_suffix)
-        self._own_producer = producer is None
+        self._factory = producer_factory
+        self._own_producer = producer is None or producer_factory is not None
         self.producer = producer or self._new_producer()
         self.opt_out: OptOutFilter = opt_out or NoOptOut()
         self.published = 0
         self.rejected = 0
         self.dropped = 0
         self.failed = 0
+        self.producer_restarts = 0
         self._queue: deque[_Record] = deque()
+        # Handed to the current producer, not yet acknowledged (by seq, in accept order).
+        self._in_flight: dict[int, _Record] = {}
+        self._generation = 0  # which producer; results of a replaced one are ignored
+        self._broken: BaseException | None = None  # why the current producer must be replaced
+        self._swap_backoff = self._backoff()
+        self._closing = False
         self._count = 0  # queued + in flight
         self._bytes = 0
         self._work = asyncio.Event()
@@ -117,11 +214,18 @@ class Publisher:
         self._received = metrics.INGEST_RECEIVED.labels(adapter)
         self._published_metric = metrics.INGEST_PUBLISHED.labels(adapter)
         self._latency = metrics.INGEST_PUBLISH_SECONDS.labels(adapter)
+        self._failed_metric = metrics.INGEST_FAILED
+        self._restarts_metric = metrics.INGEST_PRODUCER_RESTARTS
 
     # ----------------------------------------------------------------------------------------
     # Life cycle
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.ingest.reconnect_base_s, self.ingest.reconnect_max_s)
+
     def _new_producer(self) -> AIOKafkaProducer:
+        if self._factory is not None:
+            return self._factory()
         return kafka_producer(self.kafka, retry_backoff_ms=250)
 
     async def __aenter__(self) -> Publisher:
@@ -149,6 +253,7 @@ class Publisher:
 
     async def close(self) -> None:
         """Flush (up to ``shutdown_timeout_s``), then stop the producer and the opt-out filter."""
+        self._closing = True
         timeout = self.ingest.shutdown_timeout_s
         if self._pump_error is None and not await self.flush(within_s=timeout):
             logger.error(
@@ -166,6 +271,7 @@ class Publisher:
             await asyncio.wait_for(self.producer.stop(), timeout=max(timeout, 1.0))
         except (TimeoutError, KafkaError) as exc:
             logger.warning("producer did not stop cleanly: %r", exc)
+            await _abandon(self.producer)
         await self.opt_out.stop()
 
     async def _discard_producer(self) -> None:
@@ -195,6 +301,24 @@ class Publisher:
     @property
     def buffered_bytes(self) -> int:
         return self._bytes
+
+    def unavailable(self) -> str | None:
+        """Why nothing more should be accepted now (None: accept).
+
+        True when the publisher stopped or is shutting down, or when the broker has not
+        answered for ``unavailable_after_s`` (what is accepted then would only wait in memory,
+        and be lost with the process).
+        """
+        if self._pump_error is not None:
+            return "the publisher stopped"
+        if self._closing:
+            return "shutting down"
+        since = self._unreachable_since
+        if since is not None:
+            away = time.monotonic() - since
+            if away > self.ingest.unavailable_after_s:
+                return f"the broker has not answered for {away:.0f} s"
+        return None
 
     def has_room(self, size: int = 0, count: int = 1) -> bool:
         """Whether ``count`` more records of ``size`` bytes in all fit in the buffer now."""
@@ -334,51 +458,114 @@ class Publisher:
     # Delivery
 
     async def _pump(self) -> None:
-        """Move buffered records into the producer, one by one, for as long as it runs."""
-        backoff = RETRY_BACKOFF_S[0]
+        """Move buffered records into the producer, one by one, for as long as it runs.
+
+        Records leave the queue in accept order and stay in ``_in_flight`` until acknowledged;
+        when the producer breaks they go back to the front of the queue in that same order.
+        """
+        backoff = self._backoff()
         while True:
+            if self._broken is not None:
+                await self._replace_producer()
+                continue
+            if not self._started:
+                # Also with nothing queued, so that readiness (unavailable()) comes back.
+                await self._start_producer()
+                continue
             if not self._queue:
                 self._work.clear()
                 await self._work.wait()
                 continue
-            if not self._started:
-                await self._start_producer()
-                continue
             record = self._queue.popleft()
+            generation = self._generation
             try:
                 # Returns once the record is in aiokafka's batch; waits while that is full.
                 future = await self.producer.send(record.topic, record.value, key=record.key)
-            except (KafkaTimeoutError, KafkaConnectionError) as exc:
-                self._queue.appendleft(record)
-                self._note_unreachable(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_BACKOFF_S[1])
+            except REFUSED as exc:
+                # Refused before it got a sequence number (over max_request_size).
+                self._fail(record, exc)
                 continue
             except KafkaError as exc:
-                if exc.retriable:
-                    self._queue.appendleft(record)
+                self._queue.appendleft(record)
+                if isinstance(exc, KafkaTimeoutError | KafkaConnectionError) or exc.retriable:
                     self._note_unreachable(exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, RETRY_BACKOFF_S[1])
-                    continue
-                self._lost(record, exc)
+                    await asyncio.sleep(backoff.next())
+                else:
+                    # The producer is dead (its sender failed; send() re-raises that error).
+                    self._break(exc)
                 continue
-            backoff = RETRY_BACKOFF_S[0]
-            future.add_done_callback(lambda done, record=record: self._delivered(record, done))
+            backoff.reset()
+            self._in_flight[record.seq] = record
+            future.add_done_callback(
+                lambda done, record=record, generation=generation: self._delivered(
+                    record, generation, done
+                )
+            )
+
+    def _break(self, exc: BaseException) -> None:
+        """Have the pump replace the producer before it sends anything more."""
+        if self._broken is None:
+            self._broken = exc
+            self._work.set()
+
+    async def _replace_producer(self) -> None:
+        """Swap a producer the broker no longer accepts, and queue again what it did not deliver.
+
+        The old producer first gets ``RETIRE_TIMEOUT_S`` to settle its batches (an acknowledged
+        record counts as published, a refused one as failed); everything else it held goes
+        back to the front of the queue in accept order, ahead of newer records, so that the new
+        producer (new producer id, sequences from zero) sends each partition's records in their
+        original order.
+        """
+        cause = self._broken
+        reason = type(cause).__name__
+        self.producer_restarts += 1
+        self._restarts_metric.labels(self.adapter, reason).inc()
+        logger.warning(
+            "producer failed (%r); replacing it and resending %d unacknowledged records",
+            cause,
+            len(self._in_flight),
+        )
+        old = self.producer
+        self._started = False
+        await self._retire(old)
+        self._generation += 1  # from here on the old producer's results are ignored
+        resend: list[_Record] = []
+        for record in sorted(self._in_flight.values(), key=lambda r: r.seq):
+            if record.attempts >= MAX_ATTEMPTS:
+                self._fail(record, record.error or KafkaError("undeliverable"))
+            else:
+                resend.append(record)
+        self._in_flight.clear()
+        self._queue.extendleft(reversed(resend))
+        self._broken = None
+        self.producer = self._new_producer() if self._own_producer else old
+        self._work.set()
+        await asyncio.sleep(self._swap_backoff.next())
+
+    async def _retire(self, old: AIOKafkaProducer) -> None:
+        try:
+            # stop() flushes: batches still in the old producer are delivered or refused now.
+            await asyncio.wait_for(old.stop(), timeout=RETIRE_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as exc:
+            logger.warning("the replaced producer did not stop cleanly (%r); abandoning it", exc)
+            await _abandon(old)
 
     async def _start_producer(self) -> None:
-        delay = RETRY_BACKOFF_S[0]
+        backoff = self._backoff()
         while not self._started:
             try:
                 await self.producer.start()
-            except KafkaConnectionError as exc:
+            except KafkaError as exc:
+                # Unreachable, or reachable but not ready (no producer id yet): try again.
                 self._note_unreachable(exc)
                 await self._discard_producer()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_BACKOFF_S[1])
+                await asyncio.sleep(backoff.next())
             else:
                 self._started = True
-                logger.info("broker reachable; delivering %d buffered messages", self._count)
+                if self._unreachable_since is not None:
+                    self._unreachable_since = None
+                    logger.info("broker reachable; delivering %d buffered messages", self._count)
 
     def _note_unreachable(self, exc: BaseException) -> None:
         if self._unreachable_since is None:
@@ -408,17 +595,25 @@ class Publisher:
                     self.ingest.buffer_max_bytes,
                 )
 
-    def _delivered(self, record: _Record, future: asyncio.Future[object]) -> None:
+    def _delivered(self, record: _Record, generation: int, future: asyncio.Future[Any]) -> None:
+        if generation != self._generation:
+            return  # its producer was replaced: the record was queued again (or counted)
         exc = None if future.cancelled() else future.exception()
-        if future.cancelled() or (isinstance(exc, KafkaError) and exc.retriable):
-            # aiokafka gave up on this batch (for example: no leader for too long); resend.
-            self._queue.appendleft(record)
-            self._work.set()
+        if exc is not None or future.cancelled():
+            if isinstance(exc, REFUSED):
+                del self._in_flight[record.seq]
+                self._fail(record, exc)
+            elif exc is not None and not _resendable(exc):
+                record.attempts += 1
+                record.error = exc
+            # Any failed batch leaves a gap in the producer's sequence numbers for its
+            # partition: every later batch there would be refused too. A new producer resends
+            # this record (it stays in _in_flight) and everything after it, in order.
+            self._break(exc or KafkaError("delivery future cancelled"))
             return
-        if exc is not None:
-            self._lost(record, exc)
-            return
+        del self._in_flight[record.seq]
         self._last_progress = time.monotonic()
+        self._swap_backoff.reset()
         if self._unreachable_since is not None:
             logger.info(
                 "broker reachable again after %.1f s; delivering %d buffered messages",
@@ -433,9 +628,38 @@ class Publisher:
             self._latency.observe(time.perf_counter() - record.accepted)
         self._release(record)
 
-    def _lost(self, record: _Record, exc: BaseException) -> None:
+    def _fail(self, record: _Record, exc: BaseException) -> None:
         """A record the broker refuses for good (too large, not authorised): count and log it."""
         self.failed += 1
-        metrics.ERRORS.labels(SERVICE, type(exc).__name__).inc()
-        logger.error("the broker refused a record for %s: %r", record.topic, exc)
+        reason = type(exc).__name__
+        self._failed_metric.labels(self.adapter, reason).inc()
+        metrics.ERRORS.labels(SERVICE, reason).inc()
+        logger.error(
+            "undeliverable: the broker refused a record for %s (%d bytes): %r",
+            record.topic,
+            len(record.value),
+            exc,
+        )
         self._release(record)
+
+
+def _resendable(exc: BaseException) -> bool:
+    """Errors a new producer cures for certain: producer state, or retriable ones."""
+    return isinstance(exc, PRODUCER_STATE_ERRORS) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Stop a producer whose stop() hangs (it retries idempotent batches for ever).
+
+    Its batches are sent again by the next producer; left running, it could still deliver
+    them later, after newer records. aiokafka has no public call for this, hence the getattr.
+    """
+    sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if isinstance(sender_task, asyncio.Task) and not sender_task.done():
+        sender_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KafkaError, TimeoutError):
+            await asyncio.wait_for(sender_task, timeout=RETIRE_TIMEOUT_S)
+    client = getattr(producer, "client", None)
+    if client is not None:
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(client.close(), timeout=RETIRE_TIMEOUT_S)

@@ -109,8 +109,29 @@ async def test_authenticated_batches_partial_errors_and_moderation(
             "sent_at": "2024-06-15T18:00:01+00:00",
         }
         raw = json.dumps(single).encode()
-        status, reply, _ = await post(session, messages_url, raw, hmac_headers(raw))
+        signed = hmac_headers(raw)
+        status, reply, _ = await post(session, messages_url, raw, signed)
         assert (status, reply) == (202, {"accepted": ["w3"]})
+        # The same signed request captured and sent again within its window.
+        status, reply, _ = await post(session, messages_url, raw, signed)
+        assert (status, reply["error"]) == (401, "replayed request")
+
+        # A webhook credential cannot speak for a Discord user (nor claim a moderator role).
+        forged = {
+            "id": "forged",
+            "text": "ban me",
+            "platform": "discord",
+            "community": "guild-1",
+            "user": "victim",
+            "user_roles": ["moderator"],
+        }
+        status, reply, _ = await post(session, messages_url, forged)
+        assert status == 422 and reply["accepted"] == []
+        assert "may not publish for platform 'discord'" in reply["errors"][0]["errors"][0]
+
+        # 100k-deep JSON: a 400, not a crash.
+        status, reply, _ = await post(session, messages_url, b"[" * 100_000 + b"]" * 100_000)
+        assert status == 400 and "nested deeper" in reply["error"]
 
         # A batch with valid and invalid items: the valid ones still go through.
         mixed = {
@@ -157,8 +178,9 @@ async def test_authenticated_batches_partial_errors_and_moderation(
     assert set(by_id) == {"w0", "w1", "w2", "w3", "w4", "w5"}
     assert by_id["w0"].platform == "webhook" and by_id["w0"].key == "webhook:default:anonymous"
     assert by_id["w3"].key == "webhook:forum:u-42" and by_id["w3"].user_roles == ["member"]
-    dead = await consume(settings, DEADLETTER.name_for(suffix), count=3, services=[adapter])
+    dead = await consume(settings, DEADLETTER.name_for(suffix), count=4, services=[adapter])
     assert {d["source_topic"] for d in dead} == {"webhook"}
+    assert sum("may not publish for platform" in d["error"] for d in dead) == 1
     await asyncio.sleep(1.0)
     assert await topic_size(settings.kafka, CHAT_MESSAGES) == 6  # nothing from /v1/moderate
     assert await asyncio.to_thread(adapter.stop) == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,14 +35,24 @@ def chat(i: int, user: str = "u1") -> ChatMessage:
     )
 
 
+FAST = {"shutdown_timeout_s": 1.0, "reconnect_base_s": 0.01, "reconnect_max_s": 0.05}
+
+
 def publisher(producer: FakeProducer, **ingest: Any) -> Publisher:
-    settings = IngestSettings(**{"shutdown_timeout_s": 1.0, **ingest})
+    settings = IngestSettings(**{**FAST, **ingest})
     return Publisher(KAFKA, producer, ingest=settings, adapter="unit")
 
 
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool], what: str, within_s: float = 2.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.005)
 
 
 async def test_messages_count_as_buffered_until_the_broker_acknowledges(
@@ -107,8 +119,7 @@ async def test_a_batch_the_broker_gave_up_on_is_sent_again(producer: FakeProduce
         await pub.publish(chat(1))
         await settle()
         producer.sent[0][3].set_exception(NotLeaderForPartitionError())
-        await settle()
-        assert len(producer.sent) == 2, "a retriable failure must be resent"
+        await until(lambda: len(producer.sent) == 2, "a retriable failure must be resent")
         producer.ack_all()
         assert await pub.flush(within_s=1)
         assert pub.published == 1 and pub.failed == 0
