@@ -25,6 +25,14 @@ INSERT = (
 )
 
 
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL stores it: text columns refuse NUL and unpaired surrogates.
+
+    Platform answers end up in ``detail``; a hostile or broken one must not stop the books.
+    """
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def row(result: ActionResult) -> tuple[Any, ...]:
     return (
         result.action_id,
@@ -36,8 +44,8 @@ def row(result: ActionResult) -> tuple[Any, ...]:
         result.kind.value,
         result.status.value,
         result.executor,
-        result.detail,
-        result.reason,
+        storable(result.detail),
+        storable(result.reason),
         result.severity.value,
         result.p_toxic,
         result.model_version,

@@ -48,7 +48,7 @@ def actioner(ctx: click.Context) -> None:
 
 
 def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    from actioners.database import Database
+    from actioners.database import Database, DatabaseUnavailable
 
     async def go() -> T:
         db = await Database.connect(settings.postgres)
@@ -58,7 +58,30 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
         finally:
             await db.close()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except DatabaseUnavailable as exc:
+        raise click.ClickException(f"{exc} (WARDEN_POSTGRES__DSN says where)") from exc
+
+
+def _as_operator(
+    claimed: str | None, work: Callable[[Database, str], Awaitable[T]]
+) -> Callable[[Database], Awaitable[T]]:
+    """``work(db, author)`` with the author recorded as the authenticated operator (see
+    ``actioners.commands.operator``)."""
+    from actioners import commands
+
+    async def signed(db: Database) -> T:
+        return await work(db, await commands.operator(db, claimed))
+
+    return signed
+
+
+IDENTITY_HELP = (
+    "A display name, recorded as a claim next to the authenticated identity: the OS account "
+    "running the command and the PostgreSQL role, e.g. 'bob (claimed) via cli:alice (pg: "
+    "warden)'; without it, 'cli:alice (pg: warden)'."
+)
 
 
 def _echo_policy(stored: StoredPolicy) -> None:
@@ -113,7 +136,7 @@ def policy_show(ctx: click.Context, community: str, platform: str, history: bool
 @platform_option
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--note", default="", help="Why (kept with the version).")
-@click.option("--author", default="cli", show_default=True)
+@click.option("--author", default=None, help=IDENTITY_HELP)
 @click.pass_context
 def policy_set(
     ctx: click.Context,
@@ -122,7 +145,7 @@ def policy_set(
     platform: str,
     file: Path | None,
     note: str,
-    author: str,
+    author: str | None,
 ) -> None:
     """Change COMMUNITY's policy: KEY=VALUE changes (dotted paths, JSON values) or --file.
 
@@ -131,6 +154,8 @@ def policy_set(
       warden policy set 9812 shadow=true
       warden policy set 9812 thresholds.high=0.8 strike_decay_days=14
       warden policy set 9812 exempt_roles+=moderator channels.5551.monitored_only=true
+
+    The version records who stored it: the OS account and the PostgreSQL role (see --author).
     """
     from actioners import commands
     from actioners.policy import Policy, PolicyChangeError, parse_value
@@ -149,28 +174,37 @@ def policy_set(
             whole = Policy.model_validate_json(file.read_text())
             stored = _with_db(
                 settings,
-                lambda db: commands.replace_policy(
-                    db, platform, community, whole, author=author, note=note
+                _as_operator(
+                    author,
+                    lambda db, who: commands.replace_policy(
+                        db, platform, community, whole, author=who, note=note
+                    ),
                 ),
             )
             if parsed:
                 stored = _with_db(
                     settings,
-                    lambda db: commands.set_policy(
-                        db, platform, community, parsed, author=author, note=note
+                    _as_operator(
+                        author,
+                        lambda db, who: commands.set_policy(
+                            db, platform, community, parsed, author=who, note=note
+                        ),
                     ),
                 )
         else:
             stored = _with_db(
                 settings,
-                lambda db: commands.set_policy(
-                    db,
-                    platform,
-                    community,
-                    parsed,
-                    author=author,
-                    note=note,
-                    default_preset=settings.actioner.default_preset,
+                _as_operator(
+                    author,
+                    lambda db, who: commands.set_policy(
+                        db,
+                        platform,
+                        community,
+                        parsed,
+                        author=who,
+                        note=note,
+                        default_preset=settings.actioner.default_preset,
+                    ),
                 ),
             )
     except (PolicyChangeError, ValueError) as exc:
@@ -183,18 +217,26 @@ def policy_set(
 @click.argument("name", type=click.Choice(["lenient", "balanced", "strict"]))
 @platform_option
 @click.option("--note", default="")
-@click.option("--author", default="cli", show_default=True)
+@click.option("--author", default=None, help=IDENTITY_HELP)
 @click.pass_context
 def policy_preset(
-    ctx: click.Context, community: str, name: str, platform: str, note: str, author: str
+    ctx: click.Context, community: str, name: str, platform: str, note: str, author: str | None
 ) -> None:
-    """Set COMMUNITY's policy to a preset (a new version)."""
+    """Set COMMUNITY's policy to a preset (a new version).
+
+    The version records who stored it: the OS account and the PostgreSQL role (see --author).
+    """
     from actioners import commands
 
     settings = settings_from(ctx)
     stored = _with_db(
         settings,
-        lambda db: commands.apply_preset(db, platform, community, name, author=author, note=note),
+        _as_operator(
+            author,
+            lambda db, who: commands.apply_preset(
+                db, platform, community, name, author=who, note=note
+            ),
+        ),
     )
     click.echo(f"stored {stored.version_id} (preset {name})")
 
@@ -247,20 +289,31 @@ def strikes(
 @click.option("--community", required=True, help="Guild, workspace or channel id.")
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
 @platform_option
-@click.option("--by", "moderator", default="cli", show_default=True, help="Who pardons.")
+@click.option("--by", "moderator", default=None, help="Who pardons. " + IDENTITY_HELP)
 @click.pass_context
 def pardon(
-    ctx: click.Context, user: str, community: str, reason: str, platform: str, moderator: str
+    ctx: click.Context,
+    user: str,
+    community: str,
+    reason: str,
+    platform: str,
+    moderator: str | None,
 ) -> None:
-    """Clear USER's active strikes in a community."""
+    """Clear USER's active strikes in a community.
+
+    The pardon records who gave it: the OS account and the PostgreSQL role (see --by).
+    """
     from actioners import commands
 
     settings = settings_from(ctx)
     try:
         done = _with_db(
             settings,
-            lambda db: commands.pardon(
-                db, platform, community, user, moderator=moderator, reason=reason
+            _as_operator(
+                moderator,
+                lambda db, who: commands.pardon(
+                    db, platform, community, user, moderator=who, reason=reason
+                ),
             ),
         )
     except ValueError as exc:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,28 @@ from actioners.policy import Policy, Rung, apply_changes, preset
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import Pardon, Strike, StrikeBook
 from schemas.events import utcnow
+
+
+async def operator(db: Database, claimed: str | None = None) -> str:
+    """Who is changing something, as recorded in the policy history and the pardons.
+
+    The authenticated parts come first: the operating-system account running the command (from
+    the kernel's uid, not from an environment variable anyone can set) and the PostgreSQL role
+    the session logged in as (``current_user``), e.g. ``cli:alice (pg: warden)``. A name given
+    with ``--author``/``--by`` is only a claim and is recorded as one:
+    ``bob (claimed) via cli:alice (pg: warden)``.
+    """
+    async with db.transaction() as cur:
+        await cur.execute("SELECT current_user")
+        row = await cur.fetchone()
+    role = str(row[0]) if row else "?"
+    try:
+        account = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        account = f"uid {os.geteuid()}"
+    verified = f"cli:{account} (pg: {role})"
+    name = (claimed or "").strip()
+    return f"{name} (claimed) via {verified}" if name else verified
 
 
 async def show_policy(

@@ -12,6 +12,7 @@ in the same transaction as the final state; ``published`` records that the Actio
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -224,6 +225,13 @@ async def record_decisions(
 
 
 class Ledger:
+    """The ledger as the dispatcher and the actioner use it.
+
+    Every method goes through ``Database.run``: when PostgreSQL is away it waits and tries
+    again after a reconnect instead of failing, and every one of them is idempotent, since a
+    transaction cut off at its commit may have committed (see each method).
+    """
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -231,44 +239,55 @@ class Ledger:
         """Every entry of these messages, in the order they were decided."""
         if not message_ids:
             return []
-        async with self.db.transaction() as cur:
+
+        async def read(cur: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
             await cur.execute(
                 _SELECT + " WHERE message_id = ANY(%s) ORDER BY created_at, action_id",
                 (list(message_ids),),
             )
-            rows = await cur.fetchall()
-        return [_entry(row) for row in rows]
+            return await cur.fetchall()
+
+        return [_entry(row) for row in await self.db.run(read)]
 
     async def unfinished(self, topic: str, partitions: Sequence[int]) -> list[Entry]:
         """Entries of these partitions not finished or not yet published (after a restart)."""
-        async with self.db.transaction() as cur:
+
+        async def read(cur: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
             await cur.execute(
                 _SELECT + " WHERE source_topic = %s AND source_partition = ANY(%s)"
                 " AND (state IN ('pending', 'in_flight') OR NOT published)"
                 " ORDER BY source_partition, source_offset, created_at",
                 (topic, list(partitions)),
             )
-            rows = await cur.fetchall()
-        return [_entry(row) for row in rows]
+            return await cur.fetchall()
+
+        return [_entry(row) for row in await self.db.run(read)]
 
     async def start(self, entries: Sequence[Entry], executor: str) -> list[Entry]:
         """Mark entries in flight: from here on, a crash leaves them to be reconciled.
 
         Returns the entries to carry out: the pending ones this call moved to in flight, and
         those already in flight (to reconcile). A pending entry that is not pending in the
-        ledger any more was taken by someone else and is left out.
+        ledger any more was taken by someone else and is left out. The claim carries a token of
+        this call, so that trying again after a commit whose answer was lost still finds the
+        entries this call took.
         """
         pending = [e.action_id for e in entries if e.state is State.PENDING]
         started: set[str] = set()
         if pending:
-            async with self.db.transaction() as cur:
+            claim = f"in flight (claim {uuid.uuid4().hex})"
+
+            async def claim_pending(cur: psycopg.AsyncCursor[Any]) -> set[str]:
                 await cur.execute(
                     "UPDATE action_ledger SET state = 'in_flight', started_at = now(),"
-                    " executor = %s WHERE action_id = ANY(%s) AND state = 'pending'"
+                    " executor = %s, detail = %s WHERE action_id = ANY(%s)"
+                    " AND (state = 'pending' OR (state = 'in_flight' AND detail = %s))"
                     " RETURNING action_id",
-                    (executor, pending),
+                    (executor, claim, pending, claim),
                 )
-                started = {row[0] for row in await cur.fetchall()}
+                return {row[0] for row in await cur.fetchall()}
+
+            started = await self.db.run(claim_pending)
         now = utcnow()
         out: list[Entry] = []
         for entry in entries:
@@ -279,15 +298,18 @@ class Ledger:
         return out
 
     async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry:
-        """Record the outcome and its audit row together."""
+        """Record the outcome and its audit row together (once: an entry no longer in flight
+        keeps the outcome it has, and its audit row is written once)."""
         state = STATE_OF[result.status]
-        async with self.db.transaction() as cur:
+
+        async def record(cur: psycopg.AsyncCursor[Any]) -> None:
             await cur.execute(
                 "UPDATE action_ledger SET state = %s, detail = %s, executor = %s,"
-                " attempts = attempts + %s, completed_at = %s WHERE action_id = %s",
+                " attempts = attempts + %s, completed_at = %s"
+                " WHERE action_id = %s AND state = 'in_flight'",
                 (
                     state.value,
-                    result.detail,
+                    audit.storable(result.detail),
                     result.executor,
                     attempts,
                     result.completed_at,
@@ -295,6 +317,8 @@ class Ledger:
                 ),
             )
             await audit.insert(cur, [result])
+
+        await self.db.run(record)
         return replace(
             entry,
             state=state,
@@ -305,10 +329,15 @@ class Ledger:
         )
 
     async def mark_published(self, action_ids: Sequence[str]) -> None:
+        """Record that these results reached the broker (tried through reconnects, so that a
+        PostgreSQL outage after the send does not publish them again)."""
         if not action_ids:
             return
-        async with self.db.transaction() as cur:
+
+        async def mark(cur: psycopg.AsyncCursor[Any]) -> None:
             await cur.execute(
                 "UPDATE action_ledger SET published = true WHERE action_id = ANY(%s)",
                 (list(action_ids),),
             )
+
+        await self.db.run(mark)

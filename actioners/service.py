@@ -20,6 +20,14 @@ A crash anywhere loses nothing and repeats nothing: when partitions are assigned
 ledger holds unfinished or unpublished for them is settled first; entries left in flight are
 reconciled with the platform, never blindly repeated. When partitions are taken away (or on
 shutdown) the actions under way get ``drain_timeout_s`` to finish first.
+
+No single record stops the stream: a batch whose decision fails for its data (PostgreSQL
+refuses a value, the policy code raises) is decided again record by record, and only the
+records that fail become dead letters, with the reason. PostgreSQL or Kafka being away is not
+the data's fault: nothing is dead-lettered for it; the work waits, reconnecting with back-off
+(``actioners.database``, ``actioners.publisher``), readiness drops to 0 meanwhile, and no offset
+is committed for verdicts not in the ledger. SIGTERM is answered within ``drain_timeout_s``
+(plus a few seconds to close the clients) in every state.
 """
 
 from __future__ import annotations
@@ -27,36 +35,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
+import psycopg
 from aiokafka import (
     AIOKafkaConsumer,
-    AIOKafkaProducer,
     ConsumerRebalanceListener,
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from actioners import ledger as ledgers
 from actioners import strikes as strike_book
-from actioners.database import Database
+from actioners.database import Database, DatabaseUnavailable, is_unavailable
 from actioners.dispatch import Dispatcher
 from actioners.executors import Router
 from actioners.ledger import DecisionRow, Entry, Ledger, Source, State
 from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
+from actioners.publisher import Outgoing, Publisher
 from actioners.strikes import NewStrike
 from schemas.events import DeadLetter, Verdict, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden import metrics
 from warden.clients import group_id, kafka_consumer, kafka_producer
+from warden.errors import ConfigError
+from warden.net import reachable
 from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
 SERVICE = "actioner"
+T = TypeVar("T")
+Decoded = tuple[ConsumerRecord[bytes, bytes], Verdict]
+# Clients get this long each to close on shutdown (a broker that is away never answers).
+CLOSE_TIMEOUT_S = 3.0
 
 
 def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
@@ -71,37 +86,157 @@ def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLet
     )
 
 
-def failed_action_letter(entry: Entry) -> DeadLetter:
-    """A permanently failed action, with its request and the reason, for someone to look at."""
+def failed_action_letter(entry: Entry, error: str | None = None) -> DeadLetter:
+    """A permanently failed action (or one that could not be settled), with its request and
+    the reason, for someone to look at."""
     return DeadLetter(
         source_topic=entry.source.topic,
         partition=entry.source.partition,
         offset=entry.source.offset,
         key=entry.request.key,
         raw=entry.request.model_dump_json(),
-        error=f"{entry.request.kind.value} failed: {entry.detail}",
-        error_type="PermanentActionError",
+        error=error or f"{entry.request.kind.value} failed: {entry.detail}",
+        error_type="PermanentActionError" if error is None else "SettleError",
         service=SERVICE,
         failed_at=utcnow(),
     )
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether a batch that raised ``exc`` may hold a record that cannot be processed.
+
+    PostgreSQL or Kafka being away is not (the work waits for them); neither is SQL the
+    server does not understand (a bug or an unmigrated database: every record would fail, and
+    a crash says so better than dead-lettering the stream). Anything else may be one record's
+    fault: the batch is decided again record by record to find out.
+    """
+    if not isinstance(exc, Exception) or is_unavailable(exc):
+        return False
+    if isinstance(exc, KafkaError | ConfigError):
+        return False
+    return not isinstance(exc, psycopg.ProgrammingError | psycopg.NotSupportedError)
+
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+
+
+async def isolate(
+    items: Sequence[X],
+    work: Callable[[Sequence[X]], Awaitable[list[Y]]],
+    *,
+    describe: Callable[[X], str],
+) -> tuple[list[Y], list[tuple[X, Exception]]]:
+    """``work(items)``; if that fails for the data (``is_poison``), ``work([item])`` for each
+    item in order, keeping what succeeds and returning what fails with its error.
+
+    ``work`` must do all or nothing per call (one transaction), so that the retry of a failed
+    batch record by record neither repeats nor loses anything. Errors that are not the data's
+    (a dependency away, a bug in the SQL) propagate.
+    """
+    try:
+        return await work(items), []
+    except Exception as exc:
+        if not is_poison(exc):
+            raise
+        if len(items) == 1:
+            _log_poison(describe(items[0]), exc)
+            return [], [(items[0], exc)]
+        logger.warning(
+            "a batch of %d failed (%s); trying them one by one", len(items), type(exc).__name__
+        )
+    done: list[Y] = []
+    failed: list[tuple[X, Exception]] = []
+    for item in items:
+        try:
+            done.extend(await work([item]))
+        except Exception as exc:
+            if not is_poison(exc):
+                raise
+            _log_poison(describe(item), exc)
+            failed.append((item, exc))
+    return done, failed
+
+
+def _log_poison(where: str, exc: Exception) -> None:
+    logger.warning(
+        "cannot process %s (a dead letter): %s: %s", where, type(exc).__name__, str(exc)[:200]
+    )
+
+
+def where(record: ConsumerRecord[bytes, bytes]) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+class Readiness:
+    """``warden_ready{service="actioner"}``: 1 while partitions are assigned, PostgreSQL and
+    Kafka answer and no stop was asked for; 0 otherwise. ``warden_dependency_up`` says which
+    dependency is away."""
+
+    def __init__(self) -> None:
+        # PostgreSQL counts as up once connected; Kafka while the probe reaches a bootstrap
+        # server and the last send did not fail.
+        self._parts = {
+            "partitions": False,
+            "postgres": False,
+            "kafka": True,
+            "publishing": True,
+            "running": True,
+        }
+        self._publish()
+
+    def set(self, part: str, ok: bool) -> None:
+        self._parts[part] = ok
+        self._publish()
+
+    @property
+    def ready(self) -> bool:
+        return all(self._parts.values())
+
+    def _publish(self) -> None:
+        parts = self._parts
+        metrics.DEPENDENCY_UP.labels(SERVICE, "postgres").set(1 if parts["postgres"] else 0)
+        kafka = parts["kafka"] and parts["publishing"]
+        metrics.DEPENDENCY_UP.labels(SERVICE, "kafka").set(1 if kafka else 0)
+        metrics.READY.labels(SERVICE).set(1 if self.ready else 0)
+
+
+PROBE_EVERY_S = 2.0
+
+
+async def watch_broker(readiness: Readiness, hosts: Sequence[str]) -> None:
+    """Probe the brokers every ``PROBE_EVERY_S``: aiokafka's consumer hides a broker that is
+    away behind its own retries, and an idle actioner sends nothing that could fail."""
+    up = True
+    while True:
+        now_up = await reachable(hosts)
+        if now_up != up:
+            if now_up:
+                logger.info("Kafka answers again")
+            else:
+                logger.warning("Kafka unreachable (%s); not ready", ",".join(hosts))
+            up = now_up
+        readiness.set("kafka", up)
+        await asyncio.sleep(PROBE_EVERY_S)
 
 
 class ReadyListener(ConsumerRebalanceListener):
     """Publishes readiness (``warden_ready``), remembers new partitions to settle, and lets the
     actions of partitions taken away finish before another actioner gets them."""
 
-    def __init__(self) -> None:
+    def __init__(self, readiness: Readiness | None = None) -> None:
+        self.readiness = readiness or Readiness()
         self.assigned: set[int] = set()
         self.on_revoke: Callable[[], Awaitable[None]] | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        metrics.READY.labels(SERVICE).set(0)
+        self.readiness.set("partitions", False)
         if revoked and self.on_revoke is not None:
             await self.on_revoke()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned.update(tp.partition for tp in assigned)
-        metrics.READY.labels(SERVICE).set(1)
+        self.readiness.set("partitions", True)
 
 
 class Actioner:
@@ -110,7 +245,7 @@ class Actioner:
         settings: Settings,
         executor: Router,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        publisher: Publisher,
         db: Database,
         listener: ReadyListener | None = None,
     ) -> None:
@@ -118,7 +253,7 @@ class Actioner:
         self.settings = settings
         self.executor = executor
         self.consumer = consumer
-        self.producer = producer
+        self.publisher = publisher
         self.db = db
         self.listener = listener or ReadyListener()
         self.listener.on_revoke = self.drain
@@ -133,8 +268,9 @@ class Actioner:
         # Entries being settled by this process, and the tasks settling them.
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
         self._paused = False
+        # Set when a stop is asked for: every wait from then on ends by this time.
+        self._deadline: float | None = None
 
     @property
     def pending(self) -> int:
@@ -142,9 +278,13 @@ class Actioner:
         return len(self._active)
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Decide a batch and record it; its actions are settled in the background."""
+        """Decide a batch and record it; its actions are settled in the background.
+
+        Returns once every verdict of the batch is in the ledger or in the dead letters (so the
+        offsets may be committed), however long PostgreSQL or Kafka take to come back.
+        """
         started = time.perf_counter()
-        verdicts: list[tuple[ConsumerRecord[bytes, bytes], Verdict]] = []
+        verdicts: list[Decoded] = []
         dead: list[DeadLetter] = []
         for record in records:
             try:
@@ -165,9 +305,42 @@ class Actioner:
             metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
             await self.publish([], dead)
 
-        entries = await self.decide(verdicts)
+        entries, poisoned = await self.decide_batch(verdicts)
+        if poisoned:
+            metrics.ERRORS.labels(SERVICE, "unprocessable").inc(len(poisoned))
+            await self.publish([], [dead_letter(item[0], exc) for item, exc in poisoned])
         self.spawn(entries)
         metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
+
+    async def decide_batch(
+        self, verdicts: Sequence[Decoded]
+    ) -> tuple[list[Entry], list[tuple[Decoded, Exception]]]:
+        """Decide a batch; if it fails for its data, record by record (see ``isolate``)."""
+        return await isolate(verdicts, self.decide_durably, describe=lambda item: where(item[0]))
+
+    async def decide_durably(self, verdicts: Sequence[Decoded]) -> list[Entry]:
+        """``decide``, tried again through PostgreSQL outages until it is in the ledger.
+
+        A transaction cut off at its commit may have committed: tried again, ``decide`` finds
+        the verdicts decided and creates nothing, so their unsettled entries are read back from
+        the ledger to be settled here (those settled already are left alone).
+        """
+        attempt = 0
+        while True:
+            try:
+                entries = await self.decide(verdicts)
+            except DatabaseUnavailable:
+                attempt += 1
+                await asyncio.sleep(self.db.backoff(attempt))
+                continue
+            if not attempt:
+                return entries
+            ids = list(dict.fromkeys(v.message_id for _, v in verdicts))
+            found = {e.action_id: e for e in entries}
+            for entry in await self.ledger.entries(ids):
+                if entry.action_id not in found and (entry.open or not entry.published):
+                    found[entry.action_id] = entry
+            return list(found.values())
 
     async def decide(
         self, verdicts: Sequence[tuple[ConsumerRecord[bytes, bytes], Verdict]]
@@ -278,37 +451,51 @@ class Actioner:
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)
             self._active.difference_update(ids)
-            if not finished.cancelled() and finished.exception() is not None:
-                # Postgres or Kafka failed under us: stop; a restart settles from the ledger.
-                self._failure = finished.exception()
 
         task.add_done_callback(done)
 
     async def settle(self, entries: Sequence[Entry]) -> None:
-        """Carry out the open entries, then publish every result not published yet."""
-        finished = await self.dispatcher.run(entries)
-        unpublished = [e for e in finished if not e.published and not e.open]
-        letters = [failed_action_letter(e) for e in unpublished if e.state is State.FAILED]
-        await self.publish(unpublished, letters)
-        await self.ledger.mark_published([e.action_id for e in unpublished])
+        """Carry out the open entries, then publish every result not published yet.
+
+        PostgreSQL and Kafka outages are waited out inside (the ledger's and the publisher's
+        retries). Anything else that fails here is this batch's alone: it is logged and its
+        entries dead-lettered with the reason; they stay unsettled in the ledger, to be settled
+        when their partition is next assigned. The stream goes on either way.
+        """
+        try:
+            finished = await self.dispatcher.run(entries)
+            unpublished = [e for e in finished if not e.published and not e.open]
+            letters = [failed_action_letter(e) for e in unpublished if e.state is State.FAILED]
+            await self.publish(unpublished, letters)
+            # Retried through reconnects: a result published is recorded as such before this
+            # process moves on, so only a crash right here publishes it a second time.
+            await self.ledger.mark_published([e.action_id for e in unpublished])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the per-batch boundary of the background work
+            logger.exception("settling %d actions failed; left to the ledger", len(entries))
+            metrics.ERRORS.labels(SERVICE, "settle_failed").inc(len(entries))
+            error = f"settling failed: {type(exc).__name__}: {exc}"[:2000]
+            await self.publish([], [failed_action_letter(e, error) for e in entries])
 
     async def publish(self, entries: Sequence[Entry], letters: Sequence[DeadLetter]) -> None:
-        """Produce the results and dead letters, and wait until the broker has them all."""
-        pending: list[asyncio.Future[Any]] = []
+        """Produce the results and dead letters, and wait until the broker has them all
+        (through broker outages; see ``actioners.publisher``)."""
+        outgoing: list[Outgoing] = []
         for entry in entries:
             result = entry.result()
-            pending.append(
-                await self.producer.send(
-                    self.actions_topic, result.to_json_bytes(), key=result.key.encode()
-                )
+            outgoing.append(
+                Outgoing(self.actions_topic, result.to_json_bytes(), result.key.encode())
             )
         for letter in letters:
-            pending.append(
-                await self.producer.send(
-                    self.deadletter_topic, letter.to_json_bytes(), key=letter.source_topic.encode()
+            outgoing.append(
+                Outgoing(
+                    self.deadletter_topic, letter.to_json_bytes(), letter.source_topic.encode()
                 )
             )
-        await asyncio.gather(*pending)
+        if not outgoing:
+            return
+        await self.publisher.send_all(outgoing)
         now = time.time()
         metrics.MESSAGES_OUT.labels(SERVICE, self.actions_topic).inc(len(entries))
         metrics.DEAD_LETTERS.labels(SERVICE).inc(len(letters))
@@ -329,13 +516,21 @@ class Actioner:
             )
             self.spawn(leftovers)
 
+    def _time_left(self) -> float:
+        """Seconds the actions under way may still take: ``drain_timeout_s``, or what is left
+        of it once a stop was asked for."""
+        timeout = self.settings.actioner.drain_timeout_s
+        if self._deadline is None:
+            return timeout
+        return max(0.0, self._deadline - time.monotonic())
+
     async def drain(self) -> None:
         """Let the actions under way finish (up to ``drain_timeout_s``); cancel the rest."""
         if not self._tasks:
             return
-        timeout = self.settings.actioner.drain_timeout_s
+        timeout = self._time_left()
         logger.info("waiting up to %.0f s for %d actions under way", timeout, self.pending)
-        _, left = await asyncio.wait(set(self._tasks), timeout=timeout or None)
+        _, left = await asyncio.wait(set(self._tasks), timeout=timeout)
         for task in left:
             task.cancel()
         if left:
@@ -357,57 +552,165 @@ class Actioner:
             self.consumer.resume(*partitions)
             self._paused = False
 
+    async def _unless_stopped(
+        self, work: Coroutine[Any, Any, T], stopping: asyncio.Future[Any], *, grace: bool
+    ) -> tuple[bool, T | None]:
+        """Run ``work`` until it ends or a stop is asked for; then, with ``grace``, give it
+        until the shutdown deadline. Returns (finished, its result)."""
+        task = asyncio.ensure_future(work)
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and grace:
+            self._stopping_now()
+            await asyncio.wait({task}, timeout=self._time_left())
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False, None
+        return True, task.result()
+
+    def _stopping_now(self) -> None:
+        if self._deadline is None:
+            timeout = self.settings.actioner.drain_timeout_s
+            logger.info("stopping: work under way gets up to %.0f s to finish", timeout)
+            self.listener.readiness.set("running", False)
+            self._deadline = time.monotonic() + timeout
+
+    async def _commit(self) -> None:
+        try:
+            await self.consumer.commit()
+        except CommitFailedError as exc:
+            logger.warning("offsets not committed (a rebalance): %s", exc)
+        except KafkaError as exc:
+            # The next commit covers these offsets; a redelivery finds the verdicts decided.
+            logger.warning("offsets not committed (Kafka: %r); committed with the next batch", exc)
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Read, decide and commit until ``stop``; then drain, within ``drain_timeout_s``."""
         max_records = self.settings.actioner.max_batch
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                if self._failure is not None:
-                    raise self._failure
                 self._back_pressure()
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=max_records)
                 if self.listener.assigned:
                     partitions = sorted(self.listener.assigned)
                     self.listener.assigned.clear()
-                    await self.recover(partitions)
+                    done, _ = await self._unless_stopped(
+                        self.recover(partitions), stopping, grace=False
+                    )
+                    if not done:
+                        break
                 records = [record for batch in batches.values() for record in batch]
                 if not records:
                     continue
-                await self.handle(records)
+                done, _ = await self._unless_stopped(self.handle(records), stopping, grace=True)
+                if not done:
+                    # Not all in the ledger: no commit; the next owner decides the batch again
+                    # and finds what was decided.
+                    break
                 # After the decisions and their intents are in the ledger: a crash before
                 # this line decides the batch again, which finds them and adds nothing.
-                try:
-                    await self.consumer.commit()
-                except CommitFailedError as exc:
-                    logger.warning("offsets not committed (a rebalance): %s", exc)
+                done, _ = await self._unless_stopped(self._commit(), stopping, grace=True)
+                if not done:
+                    break
         finally:
+            stopping.cancel()
+            self._stopping_now()
             await self.drain()
-        if self._failure is not None:
-            raise self._failure
+
+
+async def _retrying(
+    what: str, start: Callable[[], Awaitable[T]], backoff: Callable[[int], float]
+) -> T:
+    """``start()`` tried again with back-off while its dependency is away (cancel to give up)."""
+    attempt = 0
+    while True:
+        try:
+            return await start()
+        except (DatabaseUnavailable, KafkaError) as exc:
+            attempt += 1
+            wait = backoff(attempt)
+            log = logger.warning if attempt == 1 else logger.debug
+            log("%s: %r; trying again in %.1f s", what, exc, wait)
+            await asyncio.sleep(wait)
+
+
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
+    """``work`` unless ``stop`` comes first (then it is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False, None
+    return True, task.result()
+
+
+async def _close(what: str, closing: Awaitable[Any]) -> None:
+    """Wait up to ``CLOSE_TIMEOUT_S`` for a client to close, whatever it raises: a client
+    closing while its server is away may fail in any way (aiokafka's consumer re-raises the
+    CancelledError of its own fetch task), and the process is on its way out."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+    if not done:
+        task.cancel()
+        logger.warning("%s did not close within %.0f s", what, CLOSE_TIMEOUT_S)
+    elif task.cancelled():
+        logger.warning("%s did not close cleanly (cancelled inside)", what)
+    elif task.exception() is not None:
+        logger.warning("%s did not close cleanly: %r", what, task.exception())
 
 
 async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> None:
-    """Run one actioner until ``stop`` is set."""
-    db = await Database.connect(settings.postgres)
-    try:
-        await db.check_schema()
-        await executor.start()
-        listener = ReadyListener()
-        consumer = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
-        consumer.subscribe([VERDICTS.name_for(settings.kafka.topic_suffix)], listener=listener)
-        producer = kafka_producer(settings.kafka)
-        await producer.start()
-        await consumer.start()
+    """Run one actioner until ``stop`` is set.
+
+    PostgreSQL and Kafka may be away at start-up as later: the actioner waits for them (not
+    ready meanwhile) rather than exiting, and a stop ends the wait.
+    """
+    readiness = Readiness()
+    db = Database(settings.postgres, on_change=lambda ok: readiness.set("postgres", ok))
+    publisher = Publisher(
+        lambda: kafka_producer(settings.kafka),
+        service=SERVICE,
+        on_change=lambda ok: readiness.set("publishing", ok),
+    )
+    topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    listener = ReadyListener(readiness)
+    consumer: AIOKafkaConsumer | None = None
+
+    async def start_consumer() -> AIOKafkaConsumer:
+        candidate = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
+        candidate.subscribe([topic], listener=listener)
         try:
-            actioner = Actioner(settings, executor, consumer, producer, db, listener)
-            logger.info(
-                "actioner consuming %s, acting through %s",
-                VERDICTS.name_for(settings.kafka.topic_suffix),
-                executor.name,
-            )
-            await actioner.run(stop)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+            await candidate.start()
+        except BaseException:
+            await _close("a consumer that did not start", candidate.stop())
+            raise
+        return candidate
+
+    async def start() -> AIOKafkaConsumer:
+        await _retrying("PostgreSQL", db.check_schema, db.backoff)
+        await executor.start()
+        await publisher.start()
+        return await _retrying("Kafka consumer", start_consumer, db.backoff)
+
+    probe = asyncio.create_task(watch_broker(readiness, settings.kafka.bootstrap_list))
+    try:
+        started, consumer = await _until(stop, start())
+        if not started or consumer is None:
+            return
+        actioner = Actioner(settings, executor, consumer, publisher, db, listener)
+        logger.info("actioner consuming %s, acting through %s", topic, executor.name)
+        await actioner.run(stop)
     finally:
-        await executor.close()
-        await db.close()
+        readiness.set("running", False)
+        probe.cancel()
+        if consumer is not None:
+            await _close("the Kafka consumer", consumer.stop())
+        await _close("the Kafka producer", publisher.stop())
+        await _close("the executor", executor.close())
+        await _close("PostgreSQL", db.close())

@@ -129,3 +129,56 @@ class ThrowawayKafka:
         if self.pid is not None:
             stack._terminate(self.pid)
             self.pid = None
+
+
+class ThrowawayPostgres:
+    """A second PostgreSQL in its own directory on a free port below the ephemeral range, for
+    tests that stop and restart the database; the shared stack's server is never touched.
+
+    Initialised and started by the same helpers as `warden stack up` (deploy/stack.py), with a
+    ``warden`` role and database, migrated. ``start``/``stop`` block (a second or two); call them
+    through ``asyncio.to_thread`` from async code. ``remove`` stops it and deletes its data.
+    """
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        from pydantic import SecretStr
+
+        from deploy.stack import Paths, _pg_root
+
+        root = root.resolve()
+        self.stack = settings.stack.model_copy(update={"dir": root, "postgres_port": free_port()})
+        self.paths = Paths(root=root, libs=root / "libs", pg_root=_pg_root(root))
+        self.dsn = f"postgresql://warden@127.0.0.1:{self.stack.postgres_port}/warden"
+        self.settings = settings.model_copy(
+            update={"postgres": settings.postgres.model_copy(update={"dsn": SecretStr(self.dsn)})}
+        )
+        self.pid: int | None = None
+        self._prepared = False
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        from deploy import migrations, stack
+
+        root = self.paths.root
+        root.mkdir(parents=True, exist_ok=True)
+        self.pid = stack._start_postgres(self.stack, self.paths)
+        stack._wait_until(
+            "postgres", lambda: stack._postgres_answers(self.stack), self.paths, self.pid, timeout_s
+        )
+        if not self._prepared:
+            stack._ensure_database(self.stack, "warden", "warden")
+            migrations.apply(self.settings)
+            self._prepared = True
+
+    def stop(self) -> None:
+        from deploy import stack
+
+        pid = self.pid or stack._read_pid(self.paths.pg_data / "postmaster.pid")
+        if pid is not None:
+            stack._stop_postgres(self.paths, pid)
+        self.pid = None
+
+    def remove(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.paths.pg_root, ignore_errors=True)

@@ -7,12 +7,16 @@ runs in the test, and counts what that platform was asked to do and actually did
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,7 +27,7 @@ from fakes.discord import TOKEN, FakeDiscord, Limit
 from fakes.slack import BOT_TOKEN, FakeSlack
 from fakes.webhook import SECRET as WEBHOOK_SECRET
 from fakes.webhook import FakeWebhook
-from kit import Service, consume
+from kit import Service, ThrowawayKafka, ThrowawayPostgres, consume
 
 from actioners import commands
 from actioners.bench import bench_actioner
@@ -31,8 +35,10 @@ from actioners.database import Database
 from deploy import migrations
 from schemas.events import Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from warden.clients import kafka_producer
+from warden.net import free_port
 from warden.settings import Settings
-from warden.topics import topic_size
+from warden.topics import create_topics, topic_size
 
 SENT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 P_TOXIC = {"LOW": 0.35, "MEDIUM": 0.6, "HIGH": 0.9}
@@ -473,3 +479,234 @@ async def test_the_bench_runs_the_actioner_against_the_fake_discord(migrated: Se
     assert numbers["actions_done"] == numbers["actions"]
     assert 0 < numbers["latency_p50_s"] <= numbers["latency_p99_s"] < 60
     assert numbers["actions_per_s"] > 0 and numbers["platform_requests"] >= numbers["actions"] / 2
+
+
+def raw_verdict(v: Verdict, **fields: str) -> bytes:
+    """``v`` as JSON with ``fields`` replaced, written as raw bytes (not built by our schema)."""
+    document = v.model_dump(mode="json")
+    document.update(fields)
+    return json.dumps(document).encode()
+
+
+async def test_records_that_cannot_be_stored_become_dead_letters_and_the_rest_is_acted_on(
+    migrated: Settings,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+    discord: FakeDiscord,
+) -> None:
+    guild = snowflake()
+    topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    good = [verdict(f"{guild}{i:02d}", community=guild, user=snowflake()) for i in range(12)]
+    template = verdict(f"{guild}bad", community=guild, user=snowflake())
+    # PostgreSQL refuses NUL in text and jsonb; an id of 200 characters is valid, but the
+    # action ids made from it (id + ":delete") are over the schema's 200.
+    poison = [
+        raw_verdict(template, message_id=f"{guild}\u0000nul"),
+        raw_verdict(template, message_id=f"{guild}nul-user", user="\u0000"),
+        raw_verdict(template, message_id=(guild + "x" * 200)[:200]),
+    ]
+    # All in before the actioner starts, so that they share its first batch.
+    for i, v in enumerate(good):
+        await producer.send(topic, v.to_json_bytes(), key=v.key.encode())
+        if i % 4 == 1:
+            await producer.send(topic, poison[i // 4], key=template.key.encode())
+    await producer.flush()
+
+    actioner = service_factory("actioner", **discord_env(discord))
+    dead = await consume(
+        settings,
+        DEADLETTER.name_for(settings.kafka.topic_suffix),
+        count=3,
+        services=[actioner],
+    )
+    assert len(dead) == 3, actioner.log.read_text()[-3000:]
+    assert {d["service"] for d in dead} == {"actioner"}
+    assert sorted(json.loads(d["raw"])["message_id"] for d in dead) == sorted(
+        json.loads(p)["message_id"] for p in poison
+    )
+    found = await results(settings, 24, [actioner])
+    assert {r["action_id"] for r in found} == {
+        f"{v.message_id}:{k}" for v in good for k in ("delete", "warn")
+    }
+    # The stream goes on after them, and the good ones were acted on exactly once.
+    later = verdict(f"{guild}99", community=guild, user=snowflake())
+    await publish(settings, producer, [later])
+    found = await results(settings, 26, [actioner])
+    assert {r["status"] for r in found} == {"done"} and len(found) == 26
+    effects = discord.effect_counts()
+    assert sorted(t for (k, t) in effects if k == "delete") == sorted(
+        v.message_id for v in [*good, later]
+    )
+    assert set(effects.values()) == {1}
+    assert actioner.alive()
+
+
+def ready(port: int) -> float | None:
+    """warden_ready{service="actioner"} from the actioner's metrics port (None: no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('warden_ready{service="actioner"}'):
+            return float(line.split()[-1])
+    return None
+
+
+async def test_a_postgres_outage_is_ridden_out_without_loss_or_repeats(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    service_factory: Callable[..., Service],
+    tmp_path: Path,
+) -> None:
+    database = ThrowawayPostgres(tmp_path / "pg", settings)
+    fake = FakeDiscord(limits=ROOMY_DMS, global_limit=None, latency_s=0.01)
+    await fake.start()
+    try:
+        await asyncio.to_thread(database.start)
+        port = free_port()
+        actioner = service_factory(
+            "actioner",
+            **discord_env(
+                fake,
+                WARDEN_POSTGRES__DSN=database.dsn,
+                WARDEN_POSTGRES__RECONNECT_MAX_S="1",
+                WARDEN_METRICS__ACTIONER_PORT=str(port),
+                WARDEN_ACTIONER__DRAIN_TIMEOUT_S="5",
+            ),
+        )
+        guild = snowflake()
+        waves = [
+            [verdict(f"{guild}{w}{i:02d}", community=guild, user=snowflake()) for i in range(n)]
+            for w, n in enumerate((20, 20, 10))
+        ]
+        await publish(settings, producer, waves[0])
+        await results(settings, 10, [actioner])
+        readings: list[float | None] = [await asyncio.to_thread(ready, port)]
+
+        await asyncio.to_thread(database.stop)
+        await publish(settings, producer, waves[1])  # decided only once PostgreSQL is back
+        for _ in range(24):
+            await asyncio.sleep(0.5)
+            readings.append(await asyncio.to_thread(ready, port))
+            assert actioner.alive(), actioner.log.read_text()[-3000:]
+        await asyncio.to_thread(database.start)
+        await publish(settings, producer, waves[2])
+
+        verdicts = [v for wave in waves for v in wave]
+        expected = {f"{v.message_id}:{k}" for v in verdicts for k in ("delete", "warn")}
+        found = await results(settings, len(expected), [actioner], timeout_s=120)
+        for _ in range(20):
+            readings.append(await asyncio.to_thread(ready, port))
+            if readings[-1] == 1:
+                break
+            await asyncio.sleep(0.5)
+        # Ready before, not ready while PostgreSQL was away, ready again after.
+        assert readings[0] == 1 and 0 in readings and readings[-1] == 1, readings
+        assert {r["action_id"] for r in found} == expected
+        assert {r["status"] for r in found} == {"done"}
+        # No result twice: each was recorded as published before the actioner moved on.
+        assert len(found) == len(expected), Counter(r["action_id"] for r in found).most_common(3)
+        effects = fake.effect_counts()
+        assert sorted(t for (k, t) in effects if k == "delete") == sorted(
+            v.message_id for v in verdicts
+        )
+        assert set(effects.values()) == {1}
+        assert fake.count("message-create") == len(verdicts)  # one DM per warning
+        assert "PostgreSQL unavailable" in actioner.log.read_text()
+
+        # SIGTERM while PostgreSQL is away and a batch waits on it: out within the drain time.
+        await asyncio.to_thread(database.stop)
+        await publish(settings, producer, [verdict(f"{guild}9", community=guild, user="1")])
+        await asyncio.sleep(2)
+        assert actioner.alive()
+        began = time.monotonic()
+        code = await asyncio.to_thread(actioner.stop)
+        assert code == 0 and time.monotonic() - began < 5 + 8, actioner.log.read_text()[-2000:]
+    finally:
+        await fake.close()
+        await asyncio.to_thread(database.remove)
+
+
+async def test_a_kafka_outage_is_ridden_out_and_sigterm_is_prompt_while_it_lasts(
+    migrated: Settings,
+    settings: Settings,
+    service_factory: Callable[..., Service],
+    tmp_path: Path,
+) -> None:
+    broker = ThrowawayKafka(tmp_path / "kafka", settings)
+    fake = FakeDiscord(limits=ROOMY_DMS, global_limit=None, latency_s=0.01)
+    await fake.start()
+    await asyncio.to_thread(broker.start)
+    try:
+        kafka = broker.kafka.model_copy(update={"topic_suffix": settings.kafka.topic_suffix})
+        own = settings.model_copy(update={"kafka": kafka})
+        await create_topics(kafka)
+        port = free_port()
+        actioner = service_factory(
+            "actioner",
+            **discord_env(
+                fake,
+                WARDEN_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
+                WARDEN_METRICS__ACTIONER_PORT=str(port),
+                WARDEN_ACTIONER__DRAIN_TIMEOUT_S="5",
+            ),
+        )
+        guild = snowflake()
+        waves = [
+            [verdict(f"{guild}{w}{i:02d}", community=guild, user=snowflake()) for i in range(10)]
+            for w in range(2)
+        ]
+        sender = kafka_producer(kafka)
+        await sender.start()
+        try:
+            await publish(own, sender, waves[0])
+        finally:
+            await sender.stop()
+        await results(own, 20, [actioner])
+
+        # The second wave's actions are under way at the platform when the broker goes away:
+        # their results can only be published after it is back.
+        fake.latency_s = 2.0
+        asked = len(fake.requests)
+        sender = kafka_producer(kafka)
+        await sender.start()
+        try:
+            await publish(own, sender, waves[1])
+        finally:
+            await sender.stop()
+        for _ in range(100):
+            if len(fake.requests) > asked:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(broker.stop)
+        readings = []
+        for _ in range(16):
+            await asyncio.sleep(0.5)
+            readings.append(await asyncio.to_thread(ready, port))
+            assert actioner.alive(), actioner.log.read_text()[-3000:]
+        assert 0 in readings, readings
+        fake.latency_s = 0.01
+        await asyncio.to_thread(broker.start)
+        verdicts = [*waves[0], *waves[1]]
+        found = await results(own, 40, [actioner], timeout_s=120)
+        assert {r["action_id"] for r in found} == {
+            f"{v.message_id}:{k}" for v in verdicts for k in ("delete", "warn")
+        }
+        effects = fake.effect_counts()
+        assert sorted(t for (k, t) in effects if k == "delete") == sorted(
+            v.message_id for v in verdicts
+        )
+        assert set(effects.values()) == {1}
+
+        await asyncio.to_thread(broker.stop)
+        await asyncio.sleep(3)
+        assert actioner.alive()
+        began = time.monotonic()
+        code = await asyncio.to_thread(actioner.stop)
+        assert code == 0 and time.monotonic() - began < 5 + 10, actioner.log.read_text()[-2000:]
+    finally:
+        await fake.close()
+        await asyncio.to_thread(broker.stop)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 import pytest_asyncio
 from kit import REPO, service_env
@@ -18,7 +21,7 @@ from actioners import commands
 from actioners.database import Database
 from actioners.ledger import Entry, Ledger, Source, State, record_decisions, result_of
 from actioners.policy import PolicyChangeError, preset
-from actioners.policystore import PolicyStore
+from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import NewStrike, StrikeBook, add
 from deploy import migrations
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
@@ -219,13 +222,24 @@ async def test_a_database_without_the_tables_is_refused(migrated: Settings) -> N
         connection = await psycopg.AsyncConnection.connect(
             dsn, autocommit=True, options=f"-c search_path={schema}"
         )
-        database = Database(connection)
+        database = Database(migrated.postgres, connection)
         with pytest.raises(ConfigError, match="warden migrate"):
             await database.check_schema()
         await database.close()
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def await_history(settings: Settings, guild: str, limit: int) -> list[StoredPolicy]:
+    async def read() -> list[StoredPolicy]:
+        database = await Database.connect(settings.postgres)
+        try:
+            return await PolicyStore(database).history("discord", guild, limit=limit)
+        finally:
+            await database.close()
+
+    return asyncio.run(read())
 
 
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -269,6 +283,13 @@ def test_the_cli_shows_sets_presets_strikes_and_pardons(migrated: Settings) -> N
     assert "trial week" in shown.stdout.splitlines()[0]
     history = warden(migrated, "policy", "show", guild, "--history").stdout.splitlines()
     assert [line.split()[0] for line in history] == ["v2", "v1"]
+    # Who changed it is what the session authenticated as, not a name anyone can type.
+    account = pwd.getpwuid(os.geteuid()).pw_name
+    assert all(f"cli:{account} (pg: warden)" in line for line in history), history
+    claimed = warden(migrated, "policy", "preset", guild, "strict", "--author", "bob")
+    assert claimed.returncode == 0, claimed.stderr
+    (latest,) = await_history(migrated, guild, 1)
+    assert latest.author == f"bob (claimed) via cli:{account} (pg: warden)"
 
     bad = warden(migrated, "policy", "set", guild, "thresholds.high=2")
     assert bad.returncode == 2 and "thresholds.high" in bad.stderr
@@ -278,5 +299,12 @@ def test_the_cli_shows_sets_presets_strikes_and_pardons(migrated: Settings) -> N
     assert "0 active strike(s)" in strikes.stdout and "next strike: warn" in strikes.stdout
     no_reason = warden(migrated, "pardon", user, "--community", guild)
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
-    pardoned = warden(migrated, "pardon", user, "--community", guild, "--reason", "appeal ok")
+    pardoned = warden(
+        migrated, "pardon", user, "--community", guild, "--reason", "appeal ok", "--by", "mod-7"
+    )
     assert pardoned.returncode == 0 and "0 strike(s) cleared" in pardoned.stdout
+    with psycopg.connect(migrated.postgres.dsn.get_secret_value()) as conn:
+        row = conn.execute(
+            "SELECT moderator FROM pardons WHERE community = %s AND user_id = %s", (guild, user)
+        ).fetchone()
+    assert row == (f"mod-7 (claimed) via cli:{account} (pg: warden)",)
