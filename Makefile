@@ -3,7 +3,7 @@ VENV ?= $(HOME)/.cache/chatwarden/venv
 WARDEN := $(VENV)/bin/warden
 export WARDEN_VENV := $(VENV)
 
-.PHONY: install run test lint stack-up stack-down stack-status schemas
+.PHONY: install run test chaos lint stack-up stack-down stack-status schemas
 
 install:
 	@scripts/install.sh
@@ -14,6 +14,12 @@ run: install
 
 test: install
 	scripts/test.sh
+
+# The fault trials of tests/reliability at full size (9,000 messages, 30 s outages); the
+# README's "Failure behaviour" table comes from benchmarks/results/chaos.md.
+chaos: install
+	scripts/test.sh --no-lint tests/reliability --chaos-messages 9000 --chaos-rate 300 --chaos-outage-s 30 \
+		--chaos-report benchmarks/results/chaos.json
 
 lint: install
 	$(VENV)/bin/ruff check .

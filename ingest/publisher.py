@@ -71,6 +71,7 @@ from schemas.topics import CHAT_MESSAGES, DEADLETTER
 from warden import metrics
 from warden.clients import kafka_producer
 from warden.errors import TransientError
+from warden.net import reachable
 from warden.settings import IngestSettings, KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ class Publisher:
     async def close(self) -> None:
         """Flush (up to ``shutdown_timeout_s``), then stop the producer and the opt-out filter."""
         self._closing = True
+        metrics.READY.labels(SERVICE).set(0)
         timeout = self.ingest.shutdown_timeout_s
         if self._pump_error is None and not await self.flush(within_s=timeout):
             logger.error(
@@ -575,10 +577,14 @@ class Publisher:
             )
 
     async def _watch(self) -> None:
-        """Say when messages wait without any acknowledgement (aiokafka retries silently)."""
+        """Say when messages wait without any acknowledgement (aiokafka retries silently), and
+        publish readiness: ``warden_ready{service="ingest"}`` is 1 while the broker answers
+        (a TCP probe, since an idle adapter sends nothing that could fail) and nothing stands
+        in the way of delivery."""
         last_warning = 0.0
         while True:
             await asyncio.sleep(1.0)
+            await self._publish_readiness()
             now = time.monotonic()
             stalled = now - self._last_progress
             if self._count and stalled > STALL_WARN_S and now - last_warning > STALL_REPEAT_S:
@@ -594,6 +600,12 @@ class Publisher:
                     self.ingest.buffer_max_messages,
                     self.ingest.buffer_max_bytes,
                 )
+
+    async def _publish_readiness(self) -> None:
+        broker = await reachable(self.kafka.bootstrap_list)
+        metrics.DEPENDENCY_UP.labels(SERVICE, "kafka").set(1 if broker else 0)
+        ready = broker and self._unreachable_since is None and self.unavailable() is None
+        metrics.READY.labels(SERVICE).set(1 if ready else 0)
 
     def _delivered(self, record: _Record, generation: int, future: asyncio.Future[Any]) -> None:
         if generation != self._generation:

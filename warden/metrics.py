@@ -45,7 +45,8 @@ END_TO_END_SECONDS = Histogram(
 )
 READY = Gauge(
     "warden_ready",
-    "1 once the service has joined its consumer group and consumes; 0 while it rebalances.",
+    "1 while the service can do its work (joined its consumer group, its dependencies answer);"
+    " 0 while it rebalances, a dependency is away or it stops.",
     ["service"],
 )
 DEPENDENCY_UP = Gauge(

@@ -201,3 +201,25 @@ async def test_a_broker_away_for_too_long_makes_the_publisher_unavailable(
         assert "has not answered" in (pub.unavailable() or "")
         producer.fail_starts = 0
         await until(lambda: pub.unavailable() is None, "available again once the broker answers")
+
+
+async def test_readiness_follows_the_broker_and_drops_on_close() -> None:
+    """warden_ready{service="ingest"} is 1 while a broker answers, 0 while none does."""
+    from warden.net import free_port
+
+    port = free_port()
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", topic_suffix=".unit")
+    settings = IngestSettings(**FAST)
+    producers = FakeProducers()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    async with Publisher(kafka, ingest=settings, adapter="ready", producer_factory=producers):
+        await until(lambda: metric("warden_ready", service="ingest") == 1, "ready", 5)
+        server.close()
+        await server.wait_closed()
+        await until(lambda: metric("warden_ready", service="ingest") == 0, "not ready", 5)
+        assert metric("warden_dependency_up", service="ingest", dependency="kafka") == 0
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        await until(lambda: metric("warden_ready", service="ingest") == 1, "ready again", 5)
+    assert metric("warden_ready", service="ingest") == 0
+    server.close()
+    await server.wait_closed()

@@ -1,0 +1,436 @@
+"""The whole pipeline on a throwaway stack, for fault trials.
+
+A :class:`ChaosStack` is a second local stack (Kafka, Redis, PostgreSQL started by
+``deploy.stack`` in the test's own directory, on free ports below the ephemeral range) whose
+servers a trial may stop and start at will; the shared stack of the other tests is never
+touched. A :class:`Trial` runs ``warden scorer`` and ``warden actioner`` (against a fake Discord
+that counts every call) and ``warden ingest replay`` as real processes on one topic suffix,
+injects a fault while the replay runs, and then counts what came out:
+
+* every message the replay accepted has a verdict (``lost`` counts the ones that do not);
+* no platform action happened twice: every mutating call to the fake Discord (delete, DM,
+  timeout, kick, ban) is counted per target, and each stream user is unique, so a second call
+  for a target is a repeat;
+* no action result was published twice (``action_id`` on ``moderation.actions.v1``);
+* the services are alive and ready (``warden_ready 1``) afterwards, and stop promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from kit import REPO, Service, service_env
+from pydantic import SecretStr
+
+from actioners.fakeplatform import FakeDiscord, Limit
+from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from warden.clients import kafka_consumer, kafka_producer
+from warden.net import free_port
+from warden.settings import Settings
+
+SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
+DISCORD_TOKEN = "chaos-discord-token"
+# Buckets of the fake Discord that change something on the platform.
+MUTATING = {
+    "message-delete",
+    "bulk-delete",
+    "member-modify",
+    "member-kick",
+    "ban",
+    "message-create",
+}
+
+
+class ChaosStack:
+    """A throwaway Kafka + Redis + PostgreSQL whose servers a trial may stop and start."""
+
+    SERVERS = ("kafka", "redis", "postgres")
+
+    def __init__(self, root: Path, base: Settings) -> None:
+        from deploy.stack import local_settings
+
+        stack = base.stack.model_copy(
+            update={
+                "dir": root,
+                "kafka_port": free_port(),
+                "kafka_controller_port": free_port(),
+                "redis_port": free_port(),
+                "postgres_port": free_port(),
+            }
+        )
+        settings = base.model_copy(update={"stack": stack})
+        settings = local_settings(settings)
+        redis = settings.redis.model_copy(
+            update={"url": SecretStr(f"redis://127.0.0.1:{stack.redis_port}/0")}
+        )
+        self.settings = settings.model_copy(update={"redis": redis})
+
+    def up(self) -> None:
+        """Start whatever is not running and wait until every server answers (blocking)."""
+        from deploy import stack
+
+        stack.up(self.settings)
+
+    def down(self) -> None:
+        from deploy import stack
+
+        stack.down(self.settings)
+
+    def stop(self, server: str, *, kill: bool = False) -> None:
+        """Stop one server (SIGTERM, or SIGKILL with ``kill``); blocking."""
+        from deploy import stack
+
+        paths = stack.Paths.of(self.settings.stack)
+        pid = stack._running_pid(paths, server)
+        if pid is None:
+            raise AssertionError(f"{server} is not running")
+        if kill:
+            stack._signal(pid, signal.SIGKILL)
+            stack._wait_gone(pid, 10)
+            if server == "postgres":
+                # The postmaster's children outlive it for a moment; pg_ctl cleans up.
+                stack._stop_postgres(paths, pid)
+        elif server == "postgres":
+            stack._stop_postgres(paths, pid)
+        else:
+            stack._terminate(pid)
+        paths.pidfile(server).unlink(missing_ok=True)
+
+
+def stream(path: Path, count: int, *, prefix: str, guild: str) -> list[str]:
+    """Write ``count`` lines of the sample livestream as Discord chat; returns their ids.
+
+    Each line gets its own author, so that every platform action has its own target and a
+    second call for one target can only be a repeat.
+    """
+    sample = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+    ids = []
+    with path.open("w") as out:
+        for i in range(count):
+            record = dict(sample[i % len(sample)])
+            record.update(
+                message_id=f"{prefix}{i:06d}",
+                platform="discord",
+                community=guild,
+                channel=str(5000 + i % 4),
+                user=str(10**15 + i),
+                reply_to=None,
+            )
+            ids.append(record["message_id"])
+            out.write(json.dumps(record) + "\n")
+    return ids
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
+
+
+def is_ready(service: str, port: int) -> bool:
+    return f'warden_ready{{service="{service}"}} 1.0' in scrape(port)
+
+
+@dataclass
+class Outcome:
+    """What a trial measured; the report's row."""
+
+    trial: str
+    fault: str
+    messages: int
+    outage_s: float
+    replay_exit: int | None = None
+    replay_summary: str = ""
+    verdicts: int = 0
+    lost: int = 0
+    duplicate_verdicts: int = 0
+    conflicting_duplicates: int = 0
+    degraded_verdicts: int = 0
+    dead_letters: int = 0
+    actions_done: int = 0
+    platform_calls: int = 0
+    repeated_platform_calls: int = 0
+    results_published_twice: int = 0
+    longest_verdict_gap_s: float = 0.0
+    ready_after: dict[str, bool] = field(default_factory=dict)
+    alive_after: dict[str, bool] = field(default_factory=dict)
+    stop_seconds: dict[str, float] = field(default_factory=dict)
+    log_lines: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Fault = Callable[["Trial"], Awaitable[None]]
+
+
+class Trial:
+    """One pipeline run on a :class:`ChaosStack` with one fault injected while it runs."""
+
+    def __init__(
+        self,
+        name: str,
+        chaos: ChaosStack,
+        workdir: Path,
+        *,
+        messages: int,
+        rate: float,
+        outage_s: float,
+        fault_name: str,
+    ) -> None:
+        self.name = name
+        self.chaos = chaos
+        self.workdir = workdir
+        suffix = f".c{uuid.uuid4().hex[:10]}"
+        base = chaos.settings
+        self.settings = base.model_copy(
+            update={"kafka": base.kafka.model_copy(update={"topic_suffix": suffix})}
+        )
+        self.messages = messages
+        self.rate = rate
+        self.outage_s = outage_s
+        self.guild = str(900_000_000_000 + int(uuid.uuid4().hex[:8], 16))
+        self.prefix = f"{name}-{uuid.uuid4().hex[:6]}-"
+        self.discord = FakeDiscord(
+            DISCORD_TOKEN,
+            limits={"dm-create": Limit(10_000, 1.0), "message-create": Limit(10_000, 1.0)},
+            global_limit=None,
+        )
+        self.services: dict[str, Service] = {}
+        self.ports: dict[str, int] = {}
+        self.outcome = Outcome(name, fault_name, messages, outage_s)
+        self.fault_started: float | None = None
+        self.fault_ended: float | None = None
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _spawn(self, name: str, *args: str, **env: str) -> Service:
+        log = self.workdir / f"{self.name}-{name}.log"
+        port = free_port()
+        role = {"scorer": "SCORER", "actioner": "ACTIONER"}.get(name, "INGEST")
+        self.ports[name] = port
+        process = subprocess.Popen(
+            [sys.executable, "-m", "warden", *args],
+            env=service_env(self.settings, **{f"WARDEN_METRICS__{role}_PORT": str(port), **env}),
+            cwd=REPO,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        service = Service(name, process, log)
+        self.services[name] = service
+        return service
+
+    async def start(self) -> None:
+        from warden.topics import create_topics
+
+        await create_topics(self.settings.kafka, self.settings.kafka.topic_suffix)
+        await self.discord.start()
+        self._spawn("scorer", "scorer")
+        self._spawn(
+            "actioner",
+            "actioner",
+            WARDEN_ACTIONER__EXECUTOR="discord",
+            WARDEN_PLATFORMS__DISCORD__TOKEN=DISCORD_TOKEN,
+            WARDEN_PLATFORMS__DISCORD__API_BASE_URL=self.discord.base_url,
+            WARDEN_ACTIONER__BACKOFF_BASE_S="0.05",
+        )
+        await self.wait_ready(("scorer", "actioner"), timeout_s=240)
+
+    async def wait_ready(self, names: tuple[str, ...], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for name in names:
+                service = self.services[name]
+                if not service.alive():
+                    raise AssertionError(f"{name} died:\n{service.log.read_text()[-4000:]}")
+            if all(is_ready(name, self.ports[name]) for name in names):
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self, fault: Fault, *, fault_at: float = 0.3) -> Outcome:
+        """Replay the stream, inject ``fault`` at ``fault_at`` of the replay, count the rest."""
+        path = self.workdir / f"{self.name}.jsonl"
+        ids = stream(path, self.messages, prefix=self.prefix, guild=self.guild)
+        replay = self._spawn("replay", "ingest", "replay", str(path), "--rate", str(self.rate))
+        await asyncio.sleep(self.messages / self.rate * fault_at)
+        self.fault_started = time.monotonic()
+        await fault(self)
+        self.fault_ended = time.monotonic()
+        replay_timeout = self.messages / self.rate + self.outage_s + 240
+        code = await asyncio.to_thread(replay.process.wait, replay_timeout)
+        self.outcome.replay_exit = code
+        lines = replay.log.read_text().splitlines()
+        self.outcome.replay_summary = (
+            next(
+                (line for line in reversed(lines) if line.startswith("replayed")), lines[-1:] or ""
+            )
+            if lines
+            else ""
+        )
+        await self._count_verdicts(set(ids))
+        await self._settle_actions()
+        await self._count_actions()
+        await self._finish()
+        return self.outcome
+
+    async def inject_records(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Write raw (key, value) records straight to a topic, past every schema."""
+        producer: AIOKafkaProducer = kafka_producer(
+            self.settings.kafka, max_request_size=8 * 1024 * 1024
+        )
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(
+                    topic + self.settings.kafka.topic_suffix, value, key=key
+                )
+        finally:
+            await producer.stop()
+
+    async def _read(
+        self, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float
+    ) -> list[dict[str, Any]]:
+        consumer = kafka_consumer(self.settings.kafka, topic, group_id=None)
+        await consumer.start()
+        records: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                got = [r for batch in batches.values() for r in batch]
+                records.extend(json.loads(r.value) for r in got if r.value is not None)
+                if not got and until(records):
+                    break
+        finally:
+            await consumer.stop()
+        return records
+
+    async def _count_verdicts(self, expected: set[str]) -> None:
+        suffix = self.settings.kafka.topic_suffix
+
+        def complete(found: list[dict[str, Any]]) -> bool:
+            return expected <= {v["message_id"] for v in found}
+
+        found = await self._read(VERDICTS.name_for(suffix), complete, timeout_s=300)
+        mine = [v for v in found if v["message_id"] in expected]
+        ids = Counter(v["message_id"] for v in mine)
+        decisions: dict[str, set[tuple[str, bool]]] = {}
+        for v in mine:
+            decisions.setdefault(v["message_id"], set()).add((v["severity"], v["flagged"]))
+        out = self.outcome
+        out.verdicts = len(ids)
+        out.lost = len(expected - set(ids))
+        out.duplicate_verdicts = sum(n - 1 for n in ids.values())
+        out.conflicting_duplicates = sum(1 for d in decisions.values() if len(d) > 1)
+        out.degraded_verdicts = sum(1 for v in mine if v.get("degraded"))
+        scored = sorted(datetime.fromisoformat(v["scored_at"]).timestamp() for v in mine)
+        out.longest_verdict_gap_s = round(
+            max((b - a for a, b in itertools.pairwise(scored)), default=0.0), 2
+        )
+        dead = await self._read(DEADLETTER.name_for(suffix), lambda _: True, timeout_s=5)
+        out.dead_letters = len(dead)
+
+    async def _settle_actions(self, timeout_s: float = 180) -> None:
+        """Wait until the ledger holds nothing unfinished or unpublished for this guild."""
+        dsn = self.settings.postgres.dsn.get_secret_value()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=3) as conn:
+                    cur = await conn.execute(
+                        "SELECT count(*) FILTER (WHERE state IN ('pending', 'in_flight')"
+                        " OR NOT published), count(*) FROM action_ledger WHERE community = %s",
+                        (self.guild,),
+                    )
+                    row = await cur.fetchone()
+            except psycopg.OperationalError:
+                row = None
+            if row is not None and row[0] == 0 and row[1] > 0:
+                return
+            await asyncio.sleep(1)
+        self.outcome.notes.append(f"actions not settled after {timeout_s:.0f} s")
+
+    async def _count_actions(self) -> None:
+        suffix = self.settings.kafka.topic_suffix
+        results = await self._read(ACTIONS.name_for(suffix), lambda _: True, timeout_s=10)
+        mine = [r for r in results if r["community"] == self.guild]
+        per_action = Counter(r["action_id"] for r in mine)
+        out = self.outcome
+        out.results_published_twice = sum(n - 1 for n in per_action.values())
+        done = {r["action_id"] for r in mine if r["status"] == "done"}
+        out.actions_done = len(done)
+        targets: Counter[tuple[str, str]] = Counter()
+        for request in self.discord.requests:
+            if request.bucket not in MUTATING or request.status == 429 or request.status >= 500:
+                continue
+            if request.bucket == "bulk-delete":
+                for message in (request.body or {}).get("messages", []):
+                    targets[("delete", str(message))] += 1
+            elif request.bucket == "message-delete":
+                targets[("delete", request.path.rsplit("/", 1)[-1])] += 1
+            else:
+                # One member (or one DM channel) per stream user, each user acted on once.
+                targets[(request.bucket, request.path)] += 1
+        out.platform_calls = sum(targets.values())
+        out.repeated_platform_calls = sum(n - 1 for n in targets.values())
+
+    async def _finish(self) -> None:
+        out = self.outcome
+        for name in ("scorer", "actioner"):
+            out.alive_after[name] = self.services[name].alive()
+        ready = await self.wait_ready(("scorer", "actioner"), timeout_s=60)
+        for name in ("scorer", "actioner"):
+            out.ready_after[name] = ready or is_ready(name, self.ports[name])
+        for name, service in self.services.items():
+            if name == "replay":
+                continue
+            began = time.monotonic()
+            code = service.stop(signal.SIGTERM)
+            out.stop_seconds[name] = round(time.monotonic() - began, 1)
+            if code not in (0, -signal.SIGTERM):
+                out.notes.append(f"{name} exited with {code} on SIGTERM")
+        for name, service in self.services.items():
+            out.log_lines[name] = len(service.log.read_text(errors="replace").splitlines())
+
+    async def close(self) -> None:
+        for service in self.services.values():
+            service.stop(signal.SIGKILL)
+        await self.discord.close()
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def assert_nothing_lost(self) -> None:
+        out = self.outcome
+        logs = {n: s.log.read_text(errors="replace")[-3000:] for n, s in self.services.items()}
+        assert out.replay_exit == 0, f"replay exited {out.replay_exit}: {logs['replay']}"
+        assert out.lost == 0, f"{out.lost} of {out.messages} messages have no verdict"
+        assert out.conflicting_duplicates == 0, out
+        assert out.actions_done > 0, f"no action was done: {logs['actioner']}"
+        assert out.repeated_platform_calls == 0, out
+        assert out.results_published_twice == 0, out
+        assert all(out.alive_after.values()), (out.alive_after, logs)
+        assert all(out.ready_after.values()), (out.ready_after, logs)
+        assert not out.notes, out.notes
+        assert max(out.stop_seconds.values()) < 35, out.stop_seconds
