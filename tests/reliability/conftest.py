@@ -60,8 +60,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| trial | fault | messages | verdicts | lost | duplicate verdicts | dead letters |"
         " actions done | repeated platform calls | results published twice |"
-        " longest verdict gap | alive and ready after | notes |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        " longest verdict gap | replay exit | alive and ready after | SIGTERM stop (slowest) |"
+        " log lines (most) | notes |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n"
     )
     lines = []
     for r in rows:
@@ -70,7 +71,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['trial']} | {r['fault']} | {r['messages']} | {r['verdicts']} | {r['lost']} |"
             f" {r['duplicate_verdicts']} | {r['dead_letters']} | {r['actions_done']} |"
             f" {r['repeated_platform_calls']} | {r['results_published_twice']} |"
-            f" {r['longest_verdict_gap_s']:.1f} s | {'yes' if ok else 'NO'} |"
-            f" {'; '.join(r['notes'])} |"
+            f" {r['longest_verdict_gap_s']:.1f} s | {r['replay_exit']} |"
+            f" {'yes' if ok else 'NO'} | {max(r['stop_seconds'].values(), default=0):.1f} s |"
+            f" {max(r['log_lines'].values(), default=0)} | {'; '.join(r['notes'])} |"
         )
     return head + "\n".join(lines) + "\n"

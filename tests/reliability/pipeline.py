@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, service_env
 from pydantic import SecretStr
 
-from actioners.fakeplatform import FakeDiscord, Limit
+from actioners.fakeplatform import DISCORD_LIMITS, FakeDiscord, Limit
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 from warden.clients import kafka_consumer, kafka_producer
 from warden.net import free_port
@@ -88,9 +89,14 @@ class ChaosStack:
         stack.up(self.settings)
 
     def down(self) -> None:
+        """Stop every server and remove PostgreSQL's data, which may live outside the test's
+        directory (``deploy.stack._pg_root``: the postgres user must be able to enter it)."""
         from deploy import stack
 
         stack.down(self.settings)
+        paths = stack.Paths.of(self.settings.stack)
+        if not paths.pg_root.is_relative_to(paths.root):
+            shutil.rmtree(paths.pg_root, ignore_errors=True)
 
     def stop(self, server: str, *, kill: bool = False) -> None:
         """Stop one server (SIGTERM, or SIGKILL with ``kill``); blocking."""
@@ -210,9 +216,11 @@ class Trial:
         self.outage_s = outage_s
         self.guild = str(900_000_000_000 + int(uuid.uuid4().hex[:8], 16))
         self.prefix = f"{name}-{uuid.uuid4().hex[:6]}-"
+        # Rate limits are another test's subject (tests/integration/test_actioner.py): here
+        # they would only stretch the trial (Discord allows 10 timeouts per 10 s per guild).
         self.discord = FakeDiscord(
             DISCORD_TOKEN,
-            limits={"dm-create": Limit(10_000, 1.0), "message-create": Limit(10_000, 1.0)},
+            limits={bucket: Limit(10_000, 1.0) for bucket in DISCORD_LIMITS},
             global_limit=None,
         )
         self.services: dict[str, Service] = {}

@@ -60,14 +60,16 @@ async def run(
     return trial
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["stopped", "killed"])
 async def test_broker_restart_under_load_loses_nothing(
-    chaos_stack: ChaosStack, tmp_path: Path, chaos_options: dict[str, Any], report: Any
+    chaos_stack: ChaosStack, tmp_path: Path, chaos_options: dict[str, Any], report: Any, kill: bool
 ) -> None:
     seconds = chaos_options["outage_s"]
+    how = "killed (SIGKILL)" if kill else "stopped (SIGTERM)"
     trial = await run(
-        "broker-restart",
-        f"Kafka stopped for {seconds:g} s mid-replay, then started on the same port",
-        outage("kafka", seconds),
+        "broker-kill" if kill else "broker-restart",
+        f"Kafka {how} for {seconds:g} s mid-replay, then started on the same port",
+        outage("kafka", seconds, kill=kill),
         chaos_stack,
         tmp_path,
         chaos_options,
