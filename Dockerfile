@@ -20,6 +20,7 @@ deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
 subprocess.check_call([sys.executable, '-m', 'pip', 'install', *deps])"
 
 # Only the packages: never the local stack's data (.stack), virtualenvs or tests.
+COPY core/ core/
 COPY warden/ warden/
 COPY schemas/ schemas/
 COPY toxicity/ toxicity/

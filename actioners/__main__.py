@@ -1,5 +1,6 @@
 """``python -m actioners`` runs the actioner (the same as ``warden actioner``)."""
 
-from warden.cli import main
+from actioners.cli import actioner
+from core.commandline import run
 
-main(["actioner"])
+run(actioner, "python -m actioners")

@@ -24,13 +24,13 @@ from pydantic import SecretStr
 from actioners.fakeplatform import FakeDiscord
 from actioners.platforms import build_executor
 from actioners.service import serve
+from core.clients import kafka_consumer, kafka_producer
+from core.errors import StackError
+from core.metrics import percentile
+from core.settings import Settings
+from core.topics import create_topics
 from schemas.events import ActionResult, Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-from warden.clients import kafka_consumer, kafka_producer
-from warden.errors import StackError
-from warden.metrics import percentile
-from warden.settings import Settings
-from warden.topics import create_topics
 
 logger = logging.getLogger(__name__)
 BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the fake platform's

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 if TYPE_CHECKING:
     from actioners.database import Database
     from actioners.policystore import StoredPolicy
-    from warden.settings import Settings
+    from core.settings import Settings
 
 T = TypeVar("T")
 PLATFORMS = click.Choice(["discord", "slack", "twitch", "webhook", "replay"])
@@ -31,7 +31,7 @@ def actioner(ctx: click.Context) -> None:
     """Turn moderation.verdicts.v1 into platform actions, audit rows and ActionResults."""
     from actioners.platforms import build_executor
     from actioners.service import serve
-    from warden import metrics
+    from core import metrics
 
     settings = settings_from(ctx)
     executor = build_executor(settings)

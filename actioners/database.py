@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import pq
 
-from warden.clients import postgres_connection
-from warden.errors import ConfigError, TransientError
-from warden.settings import PostgresSettings
+from core.clients import postgres_connection
+from core.errors import ConfigError, TransientError
+from core.settings import PostgresSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

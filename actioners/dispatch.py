@@ -38,10 +38,10 @@ from prometheus_client import Counter, Histogram
 
 from actioners.executors import Outcome, RateLimited, Router
 from actioners.ledger import Entry, State, result_of
+from core.errors import ActionError, PermanentActionError, RetriableActionError
+from core.metrics import LATENCY_BUCKETS
+from core.settings import ActionerSettings
 from schemas.events import ActionKind, ActionResult, ActionStatus, utcnow
-from warden.errors import ActionError, PermanentActionError, RetriableActionError
-from warden.metrics import LATENCY_BUCKETS
-from warden.settings import ActionerSettings
 
 logger = logging.getLogger(__name__)
 

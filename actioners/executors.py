@@ -1,7 +1,7 @@
 """Executors carry out an action on a platform and say what became of it.
 
 An executor returns an ``Outcome`` (done, or skipped with why: an action the platform has no
-equivalent for, a message already gone) or raises from the tree in ``warden.errors``:
+equivalent for, a message already gone) or raises from the tree in ``core.errors``:
 ``RetriableActionError`` (``RateLimited`` when the platform said how long to wait) or
 ``PermanentActionError``. Retries, back-off and concurrency are the dispatcher's business.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from core.errors import RetriableActionError
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform
-from warden.errors import RetriableActionError
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from warden import metrics
+from core import metrics
 
 logger = logging.getLogger(__name__)
 

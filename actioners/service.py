@@ -58,13 +58,13 @@ from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.publisher import Outgoing, Publisher
 from actioners.strikes import NewStrike
+from core import metrics
+from core.clients import group_id, kafka_consumer, kafka_producer
+from core.errors import ConfigError
+from core.net import reachable
+from core.settings import Settings
 from schemas.events import DeadLetter, Verdict, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-from warden import metrics
-from warden.clients import group_id, kafka_consumer, kafka_producer
-from warden.errors import ConfigError
-from warden.net import reachable
-from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
 SERVICE = "actioner"

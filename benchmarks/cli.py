@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 
 @click.command()

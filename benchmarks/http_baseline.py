@@ -47,8 +47,8 @@ def build_app(model: TextScorer) -> FastAPI:
 def main() -> None:
     import uvicorn
 
+    from core.settings import get_settings
     from toxicity.loading import load_model
-    from warden.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)

@@ -33,14 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.clients import kafka_consumer, kafka_producer
+from core.metrics import percentile
+from core.net import free_port
+from core.settings import Settings
+from core.topics import topic_size
 from ingest.chatgen import load_messages
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
-from warden.clients import kafka_consumer, kafka_producer
-from warden.metrics import percentile
-from warden.net import free_port
-from warden.settings import Settings
-from warden.topics import topic_size
 
 logger = logging.getLogger(__name__)
 SEED = 42
@@ -310,8 +310,8 @@ async def redis_read_latency(settings: Settings, batches: int, batch_size: int) 
     """Feature reads as the scorer does them: one pipelined read per batch of messages."""
     from redis.asyncio import Redis
 
+    from core.clients import redis_client
     from scorers.features import FeatureStore, Outcome
-    from warden.clients import redis_client
 
     client: Redis = redis_client(settings.redis)
     store = FeatureStore(client)
@@ -396,7 +396,7 @@ def worker_env(settings: Settings, suffix: str) -> dict[str, str]:
 
 
 async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
-    from warden.topics import create_topics
+    from core.topics import create_topics
 
     report = Report()
     results = report.results

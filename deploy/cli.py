@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 if TYPE_CHECKING:
     from deploy.stack import ServerStatus
@@ -90,7 +90,7 @@ def topics() -> None:
 @click.pass_context
 def create(ctx: click.Context, suffix: str | None) -> None:
     """Create the topics that do not exist yet."""
-    from warden.topics import create_topics
+    from core.topics import create_topics
 
     settings = settings_from(ctx)
     created = asyncio.run(create_topics(settings.kafka, suffix))

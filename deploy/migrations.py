@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from warden.errors import StackError
-from warden.settings import Settings
+from core.errors import StackError
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from typing import TypedDict
 
 from pydantic import SecretStr
 
-from warden.errors import StackError
-from warden.net import ephemeral_port_range, is_ephemeral
-from warden.settings import KafkaSettings, Settings, StackSettings, env_name
+from core.errors import StackError
+from core.net import ephemeral_port_range, is_ephemeral
+from core.settings import KafkaSettings, Settings, StackSettings, env_name
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def _ports(stack: StackSettings, server: str) -> dict[str, int]:
 
 
 def refuse_ephemeral_ports(stack: StackSettings, ephemeral: tuple[int, int] | None = None) -> None:
-    """Refuse a configured port inside the kernel's ephemeral range (see warden.net).
+    """Refuse a configured port inside the kernel's ephemeral range (see core.net).
 
     There a client retrying a server that is down can connect to itself on the server's port,
     and the restarted server then fails to bind: one broker restart takes the stack down.
@@ -529,7 +529,7 @@ def _start_kafka(stack: StackSettings, paths: Paths) -> int:
 
 
 async def _kafka_answers(kafka: KafkaSettings) -> bool:
-    from warden.clients import kafka_admin
+    from core.clients import kafka_admin
 
     admin = kafka_admin(kafka)
     try:
@@ -849,8 +849,8 @@ def up(settings: Settings) -> None:
             START_TIMEOUT_S["kafka"],
         )
 
+        from core.topics import create_topics
         from deploy import migrations
-        from warden.topics import create_topics
 
         _, user, dbname = _local_postgres_dsn(settings)
         _ensure_database(stack, user, dbname)

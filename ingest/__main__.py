@@ -1,7 +1,6 @@
 """``python -m ingest replay FILE`` (the same as ``warden ingest replay FILE``)."""
 
-import sys
+from core.commandline import run
+from ingest.cli import ingest
 
-from warden.cli import main
-
-main(["ingest", *sys.argv[1:]])
+run(ingest, "python -m ingest")

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from warden.context import settings_from
-from warden.errors import ConfigError
+from core.commandline import settings_from
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from core.settings import Settings
     from ingest.publisher import Publisher
-    from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
 SAMPLE = Path(__file__).resolve().parent / "samples" / "livestream.jsonl"
@@ -61,7 +61,7 @@ async def serve(
 
     Returns the (closed) publisher, whose counts say what was delivered.
     """
-    from warden import metrics
+    from core import metrics
 
     metrics.serve(settings.metrics.ingest_port, settings.metrics.host)
     stop = asyncio.Event()
@@ -141,8 +141,8 @@ def replay_command(
     Exits 1 when not everything read was delivered (refused by the broker, or still buffered
     when stopped), so that a script never takes a partial replay for a complete one.
     """
+    from core.errors import TransientError
     from ingest.replay import ReplayStats, replay
-    from warden.errors import TransientError
 
     settings = settings_from(ctx)
     result = ReplayStats()

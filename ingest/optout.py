@@ -19,7 +19,7 @@ from schemas.events import ChatMessage
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from warden.settings import Settings
+    from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class RedisOptOut:
 def opt_out_filter(settings: Settings) -> OptOutFilter:
     """The filter the settings name (``WARDEN_INGEST__OPT_OUT``)."""
     if settings.ingest.opt_out == "redis":
-        from warden.clients import redis_client
+        from core.clients import redis_client
 
         return RedisOptOut(
             redis_client(settings.redis),

@@ -65,14 +65,14 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from core import metrics
+from core.clients import kafka_producer
+from core.errors import TransientError
+from core.net import reachable
+from core.settings import IngestSettings, KafkaSettings
 from ingest.optout import NoOptOut, OptOutFilter
 from schemas.events import ChatMessage, DeadLetter
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
-from warden import metrics
-from warden.clients import kafka_producer
-from warden.errors import TransientError
-from warden.net import reachable
-from warden.settings import IngestSettings, KafkaSettings
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"

@@ -99,8 +99,8 @@ def main(count: int, batch_size: int, threads: int, model_dir: Path | None) -> N
     """Measure fp32 vs int8 encoder speed and fidelity; optionally record them in a model."""
     import torch
 
+    from core.settings import get_settings
     from toxicity.encoder import Encoder
-    from warden.settings import get_settings
 
     torch.set_num_threads(threads)
     settings = get_settings()

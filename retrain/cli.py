@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 
 @click.group()
@@ -159,19 +159,3 @@ def evaluate(
     for line in margin_lines(result):
         click.echo(line)
     click.echo(f"written to {folder / 'MODEL_CARD.md'}")
-
-
-if __name__ == "__main__":
-    from warden.settings import get_settings
-
-    @click.group()
-    @click.pass_context
-    def _main(ctx: click.Context) -> None:
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        ctx.obj = get_settings()
-
-    for _command in (data, train, evaluate):
-        _main.add_command(_command)
-    _main()

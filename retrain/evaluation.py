@@ -22,7 +22,7 @@ from toxicity.artifacts import METADATA_FILE, load_meta
 from toxicity.hybrid import HybridScorer
 
 if TYPE_CHECKING:
-    from warden.settings import ModelSettings
+    from core.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 

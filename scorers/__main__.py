@@ -1,5 +1,6 @@
 """``python -m scorers`` runs one scoring worker (the same as ``warden scorer``)."""
 
-from warden.cli import main
+from core.commandline import run
+from scorers.cli import scorer
 
-main(["scorer"])
+run(scorer, "python -m scorers")

@@ -19,6 +19,9 @@ from typing import Any, cast
 import faust
 from faust.streams import Stream
 
+from core import metrics
+from core.clients import group_id, install_reconnect_backoff, redis_client
+from core.settings import Settings
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 from scorers.batch import SERVICE, BatchScorer, RawEvent
@@ -27,9 +30,6 @@ from scorers.features import ContextReader, FeatureStore
 from scorers.readiness import Readiness, Worker, watch
 from scorers.stages import Stages
 from toxicity.base import TextScorer
-from warden import metrics
-from warden.clients import group_id, install_reconnect_backoff, redis_client
-from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def build_scorer(settings: Settings, model: TextScorer) -> BatchScorer:
 def build_app(
     settings: Settings, model: TextScorer, readiness: Readiness | None = None
 ) -> faust.App:
-    # faust builds its aiokafka clients itself, outside warden.clients' factories: give them
+    # faust builds its aiokafka clients itself, outside core.clients' factories: give them
     # the same back-off while the broker is away (no tight reconnect loop, no log flood).
     install_reconnect_backoff(settings.kafka)
     suffix = settings.kafka.topic_suffix
@@ -203,7 +203,7 @@ def run_worker(settings: Settings) -> None:
     readiness = Readiness(SERVICE)
     readiness.set()  # 0 until the first rebalance completes
     app = build_app(settings, model, readiness)
-    # override_logging=False: keep warden.logs.configure's handlers, which rate-limit repeated
+    # override_logging=False: keep core.logs.configure's handlers, which rate-limit repeated
     # records; faust would replace the root handlers with its own.
     worker = Worker(
         app, loglevel=settings.log_level, quiet=True, readiness=readiness, override_logging=False

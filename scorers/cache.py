@@ -22,10 +22,10 @@ from typing import Protocol
 
 import numpy as np
 
+from core import metrics
 from toxicity.base import Context, Score
 from toxicity.hybrid import TextSide
 from toxicity.lexicon import Hits
-from warden import metrics
 
 
 class SplitScorer(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 
 @click.command()

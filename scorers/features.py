@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from core import metrics
 from schemas.events import ChatMessage
-from warden import metrics
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

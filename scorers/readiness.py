@@ -26,8 +26,8 @@ from typing import Any
 import faust
 from redis.exceptions import RedisError
 
-from warden import metrics
-from warden.net import reachable
+from core import metrics
+from core.net import reachable
 
 logger = logging.getLogger(__name__)
 

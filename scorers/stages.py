@@ -46,11 +46,11 @@ from aiokafka.errors import (
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
+from core import metrics
 from schemas.events import DeadLetter, Verdict
 from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
 from scorers.cache import Row
 from scorers.features import ContextReader
-from warden import metrics
 
 logger = logging.getLogger(__name__)
 

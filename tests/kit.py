@@ -12,9 +12,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from warden.clients import kafka_consumer
-from warden.net import free_port
-from warden.settings import Settings
+from core.clients import kafka_consumer
+from core.net import free_port
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

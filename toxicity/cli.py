@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from warden.context import settings_from
+from core.commandline import settings_from
 
 
 class InputError(click.ClickException):
@@ -105,15 +105,3 @@ def score(
             f"encoder {scorer.encoder.backend}, model {scorer.version})",
             err=True,
         )
-
-
-if __name__ == "__main__":
-    from warden.settings import get_settings
-
-    @click.group()
-    @click.pass_context
-    def _main(ctx: click.Context) -> None:
-        ctx.obj = get_settings()
-
-    _main.add_command(score)
-    _main()

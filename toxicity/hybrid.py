@@ -28,7 +28,7 @@ from toxicity.lexicon import Hits, Lexicon
 from toxicity.normalize import model_text, normalize
 
 if TYPE_CHECKING:
-    from warden.settings import ModelSettings
+    from core.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from toxicity.base import TextScorer
 
 if TYPE_CHECKING:
-    from warden.settings import ModelSettings
+    from core.settings import ModelSettings
 
 
 def load_scorer(model: ModelSettings, *, cache_dir: Path | None = None) -> TextScorer:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from core.settings import ModelSettings
 from toxicity.base import TextScorer, Thresholds
-from warden.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 

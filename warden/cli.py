@@ -1,59 +1,66 @@
-"""``warden``: one entry point with a subcommand per service and per operator task.
+"""``warden``: the composition root, one command per service and per operator task.
 
-Each package contributes its own click commands (``<package>/cli.py``); heavy imports (the model,
-faust) happen inside the commands, so ``warden --help`` stays fast.
+Each package keeps its own click commands (``<package>/cli.py``); the table below names them
+and they are imported only when run (or listed by ``--help``), so ``warden --help`` stays fast
+and nothing below this package imports it. Errors become one line and an exit code in
+``core.commandline``, the same for ``warden`` and ``python -m <package>``.
 """
 
 from __future__ import annotations
 
-import sys
+import importlib
 from typing import Any
 
 import click
 
-from warden.errors import ConfigError, StackError
-from warden.settings import get_settings
+from core.commandline import fail, load
+from core.errors import WardenError
+
+# name -> "module:attribute" of a click command.
+COMMANDS: dict[str, str] = {
+    "stack": "deploy.cli:stack",
+    "topics": "deploy.cli:topics",
+    "migrate": "deploy.cli:migrate",
+    "ingest": "ingest.cli:ingest",
+    "scorer": "scorers.cli:scorer",
+    "actioner": "actioners.cli:actioner",
+    "run": "warden.run:run",
+    "bench": "benchmarks.cli:bench",
+    "policy": "actioners.cli:policy",
+    "strikes": "actioners.cli:strikes",
+    "pardon": "actioners.cli:pardon",
+    "data": "retrain.cli:data",
+    "train": "retrain.cli:train",
+    "evaluate": "retrain.cli:evaluate",
+    "score": "toxicity.cli:score",
+}
 
 
 class WardenGroup(click.Group):
-    """Turns the errors an operator must act on into one clear line and a non-zero exit."""
+    """Finds commands in :data:`COMMANDS` and turns ChatWarden's errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"warden: {exc}", err=True)
-            sys.exit(2)
-        except StackError as exc:
-            click.echo(f"warden: {exc}", err=True)
-            sys.exit(3)
+        except WardenError as exc:
+            fail(exc)
 
 
 @click.group(cls=WardenGroup)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """ChatWarden: streaming moderation for high-volume chats."""
-    from warden import logs
-
-    settings = get_settings()
-    logs.configure(settings.log_level)
-    ctx.obj = settings
-
-
-def _register() -> None:
-    from actioners.cli import actioner, pardon, policy, strikes
-    from benchmarks.cli import bench
-    from deploy.cli import migrate, stack, topics
-    from ingest.cli import ingest
-    from retrain.cli import data, evaluate, train
-    from scorers.cli import scorer
-    from toxicity.cli import score
-    from warden.run import run
-
-    for command in (stack, topics, migrate, ingest, scorer, actioner, run, bench):
-        main.add_command(command)
-    for command in (policy, strikes, pardon, data, train, evaluate, score):
-        main.add_command(command)
-
-
-_register()
+    load(ctx)

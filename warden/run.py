@@ -25,9 +25,9 @@ from typing import Any
 
 import click
 
-from warden.context import settings_from
-from warden.metrics import percentile
-from warden.settings import Settings
+from core.commandline import settings_from
+from core.metrics import percentile
+from core.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
 
@@ -136,8 +136,8 @@ class Monitor:
     """Reads the verdict, action and dead-letter topics from their current end."""
 
     def __init__(self, settings: Settings, tally: Tally) -> None:
+        from core.clients import kafka_consumer
         from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-        from warden.clients import kafka_consumer
 
         suffix = settings.kafka.topic_suffix
         self.topics = {

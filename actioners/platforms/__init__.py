@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from actioners.executors import Executor, LogExecutor, Router
+from core.settings import Settings
 from schemas.events import Platform
-from warden.settings import Settings
 
 
 def build_executor(settings: Settings) -> Router:

@@ -35,9 +35,9 @@ import aiohttp
 
 from actioners.executors import Outcome, RateLimited
 from actioners.policy import reference
+from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.settings import DiscordSettings
 from schemas.events import ActionKind, ActionRequest
-from warden.errors import ConfigError, PermanentActionError, RetriableActionError
-from warden.settings import DiscordSettings
 
 if TYPE_CHECKING:
     from discord.http import HTTPClient, Route

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from actioners.executors import Outcome, RateLimited, unsupported
+from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.settings import SlackSettings
 from schemas.events import ActionKind, ActionRequest
-from warden.errors import ConfigError, PermanentActionError, RetriableActionError
-from warden.settings import SlackSettings
 
 if TYPE_CHECKING:
     from slack_sdk.web.async_client import AsyncWebClient

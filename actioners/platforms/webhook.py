@@ -24,9 +24,9 @@ from datetime import datetime
 import aiohttp
 
 from actioners.executors import Outcome, RateLimited
+from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.settings import WebhookSettings
 from schemas.events import ActionRequest
-from warden.errors import ConfigError, PermanentActionError, RetriableActionError
-from warden.settings import WebhookSettings
 
 SIGNATURE_HEADER = "X-Warden-Signature"
 TIMESTAMP_HEADER = "X-Warden-Timestamp"

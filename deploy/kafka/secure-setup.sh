@@ -8,7 +8,7 @@
 #   scorer    reads chat.messages.v1, writes moderation.verdicts.v1 and the dead letters,
 #             owns the topics and groups starting with <prefix>.scorer (faust's own topics)
 #   actioner  reads moderation.verdicts.v1, writes moderation.actions.v1 and the dead letters
-# Each service's consumer groups start with <prefix>.<service> (warden.clients.group_id).
+# Each service's consumer groups start with <prefix>.<service> (core.clients.group_id).
 #
 # Environment: KAFKA_ADMIN_PASSWORD, KAFKA_INGEST_PASSWORD, KAFKA_SCORER_PASSWORD,
 # KAFKA_ACTIONER_PASSWORD (all required), KAFKA_BOOTSTRAP (default kafka:9092),

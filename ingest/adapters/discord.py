@@ -33,10 +33,10 @@ import discord
 import yarl
 from discord.ext import commands
 
+from core.errors import ConfigError
+from core.settings import DiscordSettings
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
-from warden.errors import ConfigError
-from warden.settings import DiscordSettings
 
 logger = logging.getLogger(__name__)
 

@@ -40,10 +40,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.errors import ConfigError
+from core.settings import SlackSettings
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
-from warden.errors import ConfigError
-from warden.settings import SlackSettings
 
 logger = logging.getLogger(__name__)
 

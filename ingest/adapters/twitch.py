@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from core.errors import ConfigError
+from core.settings import TwitchSettings
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
-from warden.errors import ConfigError
-from warden.settings import TwitchSettings
 
 logger = logging.getLogger(__name__)
 

@@ -84,11 +84,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from core.errors import ConfigError, TransientError
+from core.settings import IngestSettings
 from ingest.publisher import BufferFull, Publisher
 from schemas.events import ChatMessage, Platform, Severity, utcnow
 from toxicity.base import TextScorer
-from warden.errors import ConfigError, TransientError
-from warden.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, service_env
 
-from warden.clients import kafka_producer
-from warden.settings import Settings, load_settings
-from warden.topics import create_topics
+from core.clients import kafka_producer
+from core.settings import Settings, load_settings
+from core.topics import create_topics
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,13 @@ from kit import Service, ThrowawayKafka, ThrowawayPostgres, consume
 from actioners import commands
 from actioners.bench import bench_actioner
 from actioners.database import Database
+from core.clients import kafka_producer
+from core.net import free_port
+from core.settings import Settings
+from core.topics import create_topics, topic_size
 from deploy import migrations
 from schemas.events import Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-from warden.clients import kafka_producer
-from warden.net import free_port
-from warden.settings import Settings
-from warden.topics import create_topics, topic_size
 
 SENT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 P_TOXIC = {"LOW": 0.35, "MEDIUM": 0.6, "HIGH": 0.9}

@@ -23,10 +23,10 @@ from actioners.ledger import Entry, Ledger, Source, State, record_decisions, res
 from actioners.policy import PolicyChangeError, preset
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import NewStrike, StrikeBook, add
+from core.errors import ConfigError
+from core.settings import Settings
 from deploy import migrations
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
-from warden.errors import ConfigError
-from warden.settings import Settings
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

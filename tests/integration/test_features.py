@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from core.clients import redis_client
+from core.settings import Settings
 from schemas.events import ChatMessage
 from scorers.features import TTL_SECONDS, ContextReader, FeatureStore, Outcome, channel_key
-from warden.clients import redis_client
-from warden.settings import Settings
 
 DAY = 86_400.0
 

@@ -21,10 +21,10 @@ from fakes.discord_gateway import (
 )
 from kit import Service, consume
 
+from core.settings import Settings
+from core.topics import topic_size
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
-from warden.settings import Settings
-from warden.topics import topic_size
 
 TOKEN = "MTEwMDAwMDAwMDAwMDAwMDAwMQ.fake.token"
 ALICE = "1500000000000000001"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from kit import REPO, ThrowawayKafka, consume, free_port, service_env
 
+from core.settings import Settings
+from core.topics import create_topics, topic_size
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
-from warden.settings import Settings
-from warden.topics import create_topics, topic_size
 
 CSV = """message_id,user,text,sent_at,received_at,platform,community,channel,user_roles
 c1,u1,first,2024-06-15T18:00:00+00:00,2024-06-15T18:00:00.020+00:00,twitch,stream,#main,vip

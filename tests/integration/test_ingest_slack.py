@@ -19,10 +19,10 @@ from fakes.slack_socket import (
 )
 from kit import Service, consume, free_port
 
+from core.settings import Settings
+from core.topics import topic_size
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
-from warden.settings import Settings
-from warden.topics import topic_size
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

@@ -10,9 +10,9 @@ import pytest_asyncio
 from fakes.twitch_irc import TwitchIrcServer, privmsg
 from kit import Service, consume, free_port
 
+from core.settings import Settings
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
-from warden.settings import Settings
 
 
 @pytest_asyncio.fixture

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from kit import Service, ThrowawayKafka, consume, free_port
 
+from core.settings import Settings
+from core.topics import create_topics, topic_size
 from ingest.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
-from warden.settings import Settings
-from warden.topics import create_topics, topic_size
 
 TOKEN = "webhook-test-token"
 SECRET = "webhook-test-hmac-secret"

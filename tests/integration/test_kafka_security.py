@@ -4,7 +4,7 @@ One throwaway broker per module, started with the very scripts docker-compose.ym
 apache/kafka image (deploy/kafka/secure-broker.sh, then deploy/kafka/secure-setup.sh), against a
 fake KAFKA_HOME whose bin/ wrappers run the cached jars of the local stack (the version pinned in
 deploy/pom.xml, the same as the compose image's). The topics are then created as admin, as the
-compose `init` job does. Every client below is built by warden.clients from KafkaSettings, as the
+compose `init` job does. Every client below is built by core.clients from KafkaSettings, as the
 services build theirs: each allowed operation of the ACL table must work and each forbidden one
 must fail with the broker's authorization error.
 """
@@ -36,12 +36,12 @@ from aiokafka.errors import (
 from kit import REPO, service_env
 from pydantic import SecretStr
 
+from core.clients import kafka_admin, kafka_consumer, kafka_producer
+from core.net import free_port
+from core.settings import KafkaSettings, Settings, load_settings
+from core.topics import create_topics
 from schemas.events import ChatMessage, Verdict
 from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, TOPICS, VERDICTS
-from warden.clients import kafka_admin, kafka_consumer, kafka_producer
-from warden.net import free_port
-from warden.settings import KafkaSettings, Settings, load_settings
-from warden.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

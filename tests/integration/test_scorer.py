@@ -20,10 +20,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kit import Service, ThrowawayKafka, consume, free_port
 
+from core.settings import Settings
+from core.topics import create_topics
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
-from warden.settings import Settings
-from warden.topics import create_topics
 
 Start = Callable[..., Service]
 

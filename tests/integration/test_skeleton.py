@@ -13,11 +13,11 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, consume, service_env
 
+from core.settings import Settings
+from core.topics import topic_size
 from schemas.events import ChatMessage, Verdict
 from schemas.export import JSON_DIR
 from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, VERDICTS
-from warden.settings import Settings
-from warden.topics import topic_size
 
 SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from reliability.pipeline import ChaosStack
 
-from warden.settings import load_settings
+from core.settings import load_settings
 
 REPORT: list[dict[str, Any]] = []
 

@@ -40,10 +40,10 @@ from kit import REPO, Service, service_env
 from pydantic import SecretStr
 
 from actioners.fakeplatform import DISCORD_LIMITS, FakeDiscord, Limit
+from core.clients import kafka_consumer, kafka_producer
+from core.net import free_port
+from core.settings import Settings
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
-from warden.clients import kafka_consumer, kafka_producer
-from warden.net import free_port
-from warden.settings import Settings
 
 SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
 DISCORD_TOKEN = "chaos-discord-token"
@@ -248,7 +248,7 @@ class Trial:
         return service
 
     async def start(self) -> None:
-        from warden.topics import create_topics
+        from core.topics import create_topics
 
         await create_topics(self.settings.kafka, self.settings.kafka.topic_suffix)
         await self.discord.start()

@@ -195,8 +195,8 @@ async def test_a_webhook_client_cannot_get_a_discord_user_punished(
 
     import aiohttp
 
+    from core.net import free_port
     from ingest.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-    from warden.net import free_port
 
     trial = Trial(
         "forged-identity",

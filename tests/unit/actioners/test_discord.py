@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from actioners.executors import RateLimited
 from actioners.platforms.discord import DiscordExecutor, dm_reference
+from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.settings import DiscordSettings
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
-from warden.errors import ConfigError, PermanentActionError, RetriableActionError
-from warden.settings import DiscordSettings
 
 REQUESTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

@@ -12,6 +12,8 @@ import pytest
 from actioners.dispatch import Dispatcher, PrioritySemaphore
 from actioners.executors import Outcome, RateLimited, Router
 from actioners.ledger import Entry, Source, State
+from core.errors import PermanentActionError, RetriableActionError
+from core.settings import ActionerSettings
 from schemas.events import (
     ActionKind,
     ActionRequest,
@@ -20,8 +22,6 @@ from schemas.events import (
     Platform,
     Severity,
 )
-from warden.errors import PermanentActionError, RetriableActionError
-from warden.settings import ActionerSettings
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 _offsets = iter(range(1_000_000))

@@ -21,8 +21,8 @@ from psycopg import pq
 from actioners.database import Database, DatabaseUnavailable, is_unavailable
 from actioners.publisher import PERMANENT_TRIES, Outgoing, Publisher
 from actioners.service import SERVICE, Readiness, is_poison, isolate
-from warden import metrics
-from warden.settings import PostgresSettings
+from core import metrics
+from core.settings import PostgresSettings
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:

@@ -17,9 +17,9 @@ from actioners.platforms import build_executor
 from actioners.platforms.discord import DiscordExecutor
 from actioners.platforms.slack import SlackExecutor, TierLimiter
 from actioners.platforms.webhook import WebhookExecutor, sign, verify
+from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.settings import Settings, SlackSettings, WebhookSettings
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
-from warden.errors import ConfigError, PermanentActionError, RetriableActionError
-from warden.settings import Settings, SlackSettings, WebhookSettings
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

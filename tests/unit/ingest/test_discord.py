@@ -17,8 +17,8 @@ from fakes.discord_gateway import (
     snowflake,
 )
 
+from core.settings import DiscordSettings
 from ingest.adapters.discord import build_bot, intents, to_chat_message
-from warden.settings import DiscordSettings
 
 
 def state_with_guild() -> tuple[discord.Guild, discord.abc.Messageable]:

@@ -13,10 +13,10 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from fakes.kafka_producer import FakeProducer
 
+from core.settings import IngestSettings, KafkaSettings
 from ingest.optout import RedisOptOut
 from ingest.publisher import BufferFull, Publisher
 from schemas.events import ChatMessage, Platform, utcnow
-from warden.settings import IngestSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_suffix=".unit")
 

@@ -22,9 +22,9 @@ from aiokafka.errors import (
 from fakes.kafka_producer import FakeProducer, FakeProducers
 from prometheus_client import REGISTRY
 
+from core.settings import IngestSettings, KafkaSettings
 from ingest.publisher import MAX_ATTEMPTS, Publisher
 from schemas.events import ChatMessage, Platform, utcnow
-from warden.settings import IngestSettings, KafkaSettings
 
 KAFKA = KafkaSettings(topic_suffix=".unit")
 FAST = {"shutdown_timeout_s": 1.0, "reconnect_base_s": 0.01, "reconnect_max_s": 0.05}
@@ -205,7 +205,7 @@ async def test_a_broker_away_for_too_long_makes_the_publisher_unavailable(
 
 async def test_readiness_follows_the_broker_and_drops_on_close() -> None:
     """warden_ready{service="ingest"} is 1 while a broker answers, 0 while none does."""
-    from warden.net import free_port
+    from core.net import free_port
 
     port = free_port()
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", topic_suffix=".unit")

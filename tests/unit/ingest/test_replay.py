@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fakes.kafka_producer import FakeProducer
 
+from core.settings import IngestSettings, KafkaSettings
 from ingest.publisher import Publisher
 from ingest.replay import csv_record, read_records, replay
-from warden.settings import IngestSettings, KafkaSettings
 
 HEADER = "message_id,user,text,sent_at,user_roles,platform,community,channel,reply_to,edited"
 CSV = (

@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from fakes.kafka_producer import FakeProducer
 from pydantic import SecretStr
 
+from core.errors import ConfigError
+from core.settings import IngestSettings, KafkaSettings, ModelSettings, WebhookCredential
 from ingest.adapters.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -28,8 +30,6 @@ from ingest.adapters.webhook import (
 from ingest.publisher import Publisher
 from schemas.events import utcnow
 from toxicity.loading import load_model
-from warden.errors import ConfigError
-from warden.settings import IngestSettings, KafkaSettings, ModelSettings, WebhookCredential
 
 SETTINGS = IngestSettings(
     webhook_token=SecretStr("tok"),

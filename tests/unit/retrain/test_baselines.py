@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.settings import load_settings
 from retrain.sources import is_fetched
-from warden.settings import load_settings
 
 CACHE = load_settings().stack.cache_dir
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.settings import Settings, load_settings
 from retrain.cli import evaluate, train
 from toxicity.artifacts import BOOSTER_FILE, CARD_FILE, METADATA_FILE, load_meta
 from toxicity.cli import score
-from warden.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

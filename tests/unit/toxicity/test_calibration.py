@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.settings import ModelSettings
 from schemas.events import Severity
 from toxicity.base import Thresholds
 from toxicity.calibration import (
@@ -14,7 +15,6 @@ from toxicity.calibration import (
     fit_calibrator,
 )
 from toxicity.hybrid import override_thresholds
-from warden.settings import ModelSettings
 
 
 def _overconfident(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.settings import ModelSettings
 from schemas.events import Severity
 from toxicity.artifacts import BOOSTER_FILE, METADATA_FILE, ModelFormatError, load_meta
 from toxicity.base import CONTEXT_FEATURES, TextScorer
 from toxicity.hybrid import HybridScorer, hard_slur_probability
 from toxicity.loader import load_scorer
-from warden.settings import ModelSettings
 
 FP32 = ModelSettings(kind="hybrid", quantize="none", batch_size=8)
 

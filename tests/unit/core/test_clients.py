@@ -6,9 +6,9 @@ import asyncio
 import random
 import time
 
-from warden.clients import install_reconnect_backoff, kafka_common, reconnect_delay
-from warden.net import free_port
-from warden.settings import KafkaSettings
+from core.clients import install_reconnect_backoff, kafka_common, reconnect_delay
+from core.net import free_port
+from core.settings import KafkaSettings
 
 
 def test_delays_double_up_to_the_cap_with_jitter() -> None:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from warden.errors import ConfigError
+from core.errors import ConfigError
 
 ENV_PREFIX = "WARDEN_"
 NESTED_DELIMITER = "__"
@@ -46,7 +46,7 @@ class KafkaSettings(BaseModel):
     # Pause between retries of a failed request (fetch, produce, coordinator look-up).
     retry_backoff_ms: int = Field(default=250, ge=1, le=60_000)
     # After a failed metadata refresh (broker unreachable) clients wait this long, doubling per
-    # failure up to the max, with +-20 % jitter (warden.clients.install_reconnect_backoff).
+    # failure up to the max, with +-20 % jitter (core.clients.install_reconnect_backoff).
     reconnect_backoff_ms: int = Field(default=100, ge=1, le=60_000)
     reconnect_backoff_max_ms: int = Field(default=2000, ge=1, le=600_000)
 

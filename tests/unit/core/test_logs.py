@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from warden.logs import RepeatFilter
+from core.logs import RepeatFilter
 
 
 class Clock:
@@ -119,7 +119,7 @@ def test_configure_installs_the_filter_on_the_root_handlers() -> None:
     # A fresh interpreter: configure() is basicConfig, a no-op where handlers exist (pytest's).
     code = (
         "import logging\n"
-        "from warden import logs\n"
+        "from core import logs\n"
         "logs.configure('INFO')\n"
         "log = logging.getLogger('aiokafka.client')\n"
         "for n in range(1000):\n"

@@ -6,8 +6,8 @@ import asyncio
 import socket
 from pathlib import Path
 
-from warden.net import ephemeral_port_range, free_port, is_ephemeral, reachable
-from warden.settings import StackSettings
+from core.net import ephemeral_port_range, free_port, is_ephemeral, reachable
+from core.settings import StackSettings
 
 
 def test_free_ports_are_outside_the_ephemeral_range_and_bindable() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from core.clients import kafka_admin
+from core.errors import StackError
+from core.settings import KafkaSettings
 from schemas.topics import TOPICS, TopicSpec
-from warden.clients import kafka_admin
-from warden.errors import StackError
-from warden.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def topic_size(kafka: KafkaSettings, spec: TopicSpec) -> int:
     """How many records the topic holds (its end offsets summed; for topics never compacted)."""
     from aiokafka import TopicPartition
 
-    from warden.clients import kafka_consumer
+    from core.clients import kafka_consumer
 
     consumer = kafka_consumer(kafka, group_id=None)
     await consumer.start()

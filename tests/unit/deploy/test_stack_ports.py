@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import StackError
+from core.settings import StackSettings
 from deploy.stack import refuse_ephemeral_ports
-from warden.errors import StackError
-from warden.settings import StackSettings
 
 
 def test_a_port_inside_the_range_names_its_variable() -> None:

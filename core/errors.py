@@ -1,15 +1,16 @@
-"""The one exception tree of ChatWarden.
+"""The one exception tree of ChatWarden, with the exit code each kind ends a command with.
 
-WardenError                      base; never raised itself
- +-- ConfigError                 bad settings; fatal at start-up (not retriable)
- +-- PayloadError                an event that fails its schema; goes to the dead-letter
- |                               topic (not retriable: the same bytes fail again)
- +-- StackError                  a local server failed to install or start (not retriable)
- +-- TransientError              a dependency is briefly unavailable (retriable)
- +-- ActionError                 a platform action failed
+WardenError                      base; never raised itself                          exit 1
+ +-- ConfigError                 bad settings; fatal at start-up (not retriable)      exit 2
+ +-- PayloadError                an event that fails its schema; goes to the dead-     exit 4
+ |                               letter topic (not retriable: the same bytes fail again)
+ +-- StackError                  a local server failed to install or start            exit 3
+ +-- TransientError              a dependency is briefly unavailable (retriable)       exit 5
+ +-- ActionError                 a platform action failed                              exit 6
       +-- RetriableActionError   rate limit, 5xx, timeout (retriable with backoff)
       +-- PermanentActionError   missing permission, unknown message (not retriable)
-"""
+
+``core.commandline.fail`` turns any of them into one line on stderr and that exit code."""
 
 from __future__ import annotations
 
@@ -18,28 +19,38 @@ class WardenError(Exception):
     """Base of every error ChatWarden raises on purpose."""
 
     retriable: bool = False
+    exit_code: int = 1
 
 
 class ConfigError(WardenError):
     """Settings failed validation; the message names each bad variable."""
 
+    exit_code = 2
+
 
 class PayloadError(WardenError):
     """An event's bytes do not decode into its topic's schema."""
 
+    exit_code = 4
+
 
 class StackError(WardenError):
     """A local stack server could not be installed, started or reached."""
+
+    exit_code = 3
 
 
 class TransientError(WardenError):
     """A dependency (broker, Redis, Postgres) is briefly unavailable."""
 
     retriable = True
+    exit_code = 5
 
 
 class ActionError(WardenError):
     """A platform action did not happen."""
+
+    exit_code = 6
 
 
 class RetriableActionError(ActionError):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from warden.errors import ConfigError
-from warden.settings import load_settings
+from core.errors import ConfigError
+from core.settings import load_settings
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +93,7 @@ def test_half_a_sasl_configuration_is_refused(
 def test_a_complete_scram_configuration_reaches_the_clients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from warden.clients import kafka_common
+    from core.clients import kafka_common
 
     monkeypatch.setenv("WARDEN_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("WARDEN_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")

@@ -8,7 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from warden.settings import KafkaSettings, PostgresSettings, RedisSettings
+from core.settings import KafkaSettings, PostgresSettings, RedisSettings
 
 if TYPE_CHECKING:
     import psycopg
