@@ -31,6 +31,7 @@ COPY explainers/ explainers/
 COPY retrain/ retrain/
 COPY deploy/ deploy/
 COPY benchmarks/ benchmarks/
+COPY devkit/ devkit/
 # The shipped model (booster, calibrator, card); the int8 encoder is built on first use.
 COPY models/ models/
 # Editable, so the code runs from /app beside models/ (the shipped model is found there).

@@ -3,7 +3,7 @@ VENV ?= $(HOME)/.cache/chatwarden/venv
 WARDEN := $(VENV)/bin/warden
 export WARDEN_VENV := $(VENV)
 
-.PHONY: install run test chaos lint stack-up stack-down stack-status schemas
+.PHONY: install run test unit chaos lint stack-up stack-down stack-status schemas
 
 install:
 	@scripts/install.sh
@@ -14,6 +14,10 @@ run: install
 
 test: install
 	scripts/test.sh
+
+# The fast tier alone: tests/unit with no server started or needed (no lint, no stack).
+unit: install
+	$(VENV)/bin/python -m pytest tests/unit -m "not integration"
 
 # The fault trials of tests/reliability at full size (9,000 messages, 30 s outages); the
 # README's "Failure behaviour" table comes from benchmarks/results/chaos.md.

@@ -48,20 +48,51 @@ def actioner(ctx: click.Context) -> None:
 
 
 def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """``work(db)`` on a connection of its own; PostgreSQL's failures become one clear line."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     from actioners.database import Database, DatabaseUnavailable
+    from core.errors import ConfigError, TransientError, WardenError
 
     async def go() -> T:
-        db = await Database.connect(settings.postgres)
+        db = await Database.connect(settings.postgres, report_loss=False)
         try:
             await db.check_schema()
             return await work(db)
         finally:
             await db.close()
 
+    dsn = settings.postgres.dsn.get_secret_value()
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error as exc:
+        problem = _redacted(str(exc).strip(), dsn, None)
+        raise ConfigError(f"WARDEN_POSTGRES__DSN: {problem}") from exc
     try:
         return asyncio.run(go())
     except DatabaseUnavailable as exc:
-        raise click.ClickException(f"{exc} (WARDEN_POSTGRES__DSN says where)") from exc
+        raise TransientError(
+            _redacted(f"{exc} (WARDEN_POSTGRES__DSN={dsn})", dsn, password)
+        ) from exc
+    except psycopg.Error as exc:
+        # Refused rather than away (a missing grant, a constraint): trying again fails again.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        problem = f"PostgreSQL: {type(exc).__name__}: {first}"
+        raise WardenError(_redacted(problem, dsn, password)) from exc
+
+
+def _redacted(text: str, dsn: str, password: object) -> str:
+    """``text`` without the password of ``dsn`` (URL ``user:secret@`` or ``password=secret``)."""
+    import re
+
+    secrets = set(re.findall(r"://[^:/@]*:([^@]+)@", dsn))
+    secrets.update(re.findall(r"password\s*=\s*'?([^\s']+)", dsn))
+    if isinstance(password, str) and password:
+        secrets.add(password)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _as_operator(
@@ -171,7 +202,7 @@ def policy_set(
         parsed[key.strip()] = parse_value(value)
     try:
         if file is not None:
-            whole = Policy.model_validate_json(file.read_text())
+            whole = Policy.model_validate_json(file.read_bytes())
             stored = _with_db(
                 settings,
                 _as_operator(

@@ -75,11 +75,17 @@ class Database:
         self.on_change = on_change
         self.available = connection is not None
         self._lost_at: float | None = None
+        # Log an outage when it starts (a service); off where the caller reports it (a CLI).
+        self.report_loss = True
 
     @classmethod
-    async def connect(cls, settings: PostgresSettings) -> Database:
-        """Connected now, or ``DatabaseUnavailable`` (the CLI: fail fast with one line)."""
+    async def connect(cls, settings: PostgresSettings, *, report_loss: bool = True) -> Database:
+        """Connected now, or ``DatabaseUnavailable`` (the CLI: fail fast with one line).
+
+        ``report_loss=False``: the caller reports a failure itself, so it is not logged too.
+        """
         db = cls(settings)
+        db.report_loss = report_loss
         async with db._lock:
             await db._ensure()
         return db
@@ -114,7 +120,8 @@ class Database:
         first = self.available or self._lost_at is None
         if first:
             # Logged once per outage, not once per try (the retries are at debug level).
-            logger.warning("PostgreSQL unavailable: %s", _one_line(exc))
+            if self.report_loss:
+                logger.warning("PostgreSQL unavailable: %s", _one_line(exc))
             self._lost_at = time.monotonic()
         else:
             logger.debug("PostgreSQL still unavailable: %s", _one_line(exc))

@@ -1,6 +1,6 @@
 """One benchmark run on this machine: the model alone, the pipeline, the per-message HTTP design.
 
-Workloads come from ``ingest.chatgen`` with a fixed seed:
+Workloads come from ``devkit.chatgen`` with a fixed seed:
 - *unique*: every text distinct, so no cache can help (the honest throughput);
 - *livestream*: realistic chat with repetition (emote spam, copypasta) and raids.
 
@@ -12,7 +12,7 @@ Measurements, in order:
    stamped when published, latency = verdict read back by this process - ``sent_at``;
 4. the per-message HTTP design: a FastAPI ``/predict`` around the same model, called once per
    message, sequentially, as the seed consumers did;
-5. optionally the actioner: verdict -> action latency and actions/s against a fake platform.
+5. optionally the actioner: verdict -> action latency and actions/s against a local Discord.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,8 +36,9 @@ from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
 from core.net import free_port
 from core.settings import Settings
-from core.topics import topic_size
-from ingest.chatgen import load_messages
+from core.topic_admin import topic_size
+from devkit.chatgen import load_messages
+from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
 
@@ -133,52 +133,24 @@ def model_ceiling(settings: Settings, count: int) -> tuple[float, str]:
 # --- 2./3. the pipeline -------------------------------------------------------------------
 
 
-class Worker:
-    """A `warden scorer` process on this run's own topics."""
+class Worker(ServiceProcess):
+    """A `warden scorer` process on this run's own topics, with its counters."""
 
-    def __init__(self, settings: Settings, env: dict[str, str], log: Path) -> None:
-        self.port = int(env["WARDEN_METRICS__SCORER_PORT"])
-        self.host = settings.metrics.host
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "warden", "scorer"],
+    @classmethod
+    def start(cls, settings: Settings, env: dict[str, str], log: Path) -> Worker:
+        return cls.spawn(
+            "scorer",
             env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
+            log=log,
+            metrics_port=int(env["WARDEN_METRICS__SCORER_PORT"]),
+            host=settings.metrics.host,
         )
-
-    def metrics(self) -> str:
-        url = f"http://{self.host}:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return str(reply.read().decode())
 
     def counter(self, name: str, labels: str) -> float:
         for line in self.metrics().splitlines():
             if line.startswith(f"{name}{{") and labels in line:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
-
-    async def ready(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"scorer exited; see {self.log}")
-            try:
-                if 'warden_ready{service="scorer"} 1.0' in self.metrics():
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.5)
-        raise RuntimeError(f"scorer not ready after {timeout_s} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
@@ -223,7 +195,7 @@ async def drain_rate(
     await publish_all(settings, records)
     deadline = time.monotonic() + 600
     while await topic_size(settings.kafka, VERDICTS) < target:
-        if time.monotonic() > deadline or worker.process.poll() is not None:
+        if time.monotonic() > deadline or not worker.alive():
             raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
         await asyncio.sleep(0.5)
     verdicts = await read_verdicts(settings, prefix, len(records))
@@ -311,7 +283,7 @@ async def redis_read_latency(settings: Settings, batches: int, batch_size: int) 
     from redis.asyncio import Redis
 
     from core.clients import redis_client
-    from scorers.features import FeatureStore, Outcome
+    from scorers.context_store import FeatureStore, Outcome
 
     client: Redis = redis_client(settings.redis)
     store = FeatureStore(client)
@@ -396,7 +368,7 @@ def worker_env(settings: Settings, suffix: str) -> dict[str, str]:
 
 
 async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
-    from core.topics import create_topics
+    from core.topic_admin import create_topics
 
     report = Report()
     results = report.results
@@ -424,9 +396,9 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     )
     await create_topics(local.kafka, suffix)
     env = worker_env(settings, suffix)
-    worker = Worker(local, env, log_dir / "bench-scorer.log")
+    worker = Worker.start(local, env, log_dir / "bench-scorer.log")
     try:
-        await worker.ready()
+        await worker.wait_ready(180)
         logger.info("2/5 pipeline throughput: unique texts, then the livestream replay")
         unique = await drain_rate(
             local, worker, workload("unique", plan.unique_messages, "u-"), "u-"
@@ -462,9 +434,9 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     results["per_message_http_msgs_per_s"] = round(http_rate, 1)
 
     if plan.actioner_verdicts:
-        from actioners.bench import bench_actioner
+        from benchmarks.actioner import bench_actioner
 
-        logger.info("5/5 the actioner against a rate-limited fake Discord")
+        logger.info("5/5 the actioner against a rate-limited local Discord")
         results["actioner"] = await bench_actioner(settings, plan.actioner_verdicts)
 
     pipeline_unique = results["pipeline_unique_msgs_per_s"]

@@ -41,7 +41,9 @@ def load(ctx: click.Context) -> Settings:
 
 def fail(exc: WardenError) -> NoReturn:
     """The one place an error becomes a line on stderr and the exit code of its kind."""
-    click.echo(f"warden: {exc}", err=True)
+    # One line, even where a library's message brings its own (psycopg adds a hint line).
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    click.echo(f"warden: {message or type(exc).__name__}", err=True)
     sys.exit(exc.exit_code)
 
 

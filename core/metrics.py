@@ -18,6 +18,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from core.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 # Seconds; chat moderation cares about the 5 ms - 5 s range.
@@ -69,7 +71,13 @@ def serve(port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGI
     """Expose /metrics on host:port (port 0 disables it)."""
     if port == 0:
         return
-    start_http_server(port, addr=host, registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:  # most often a second instance on the same machine and port
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} (set this service's "
+            "WARDEN_METRICS__*_PORT to a free port, or 0 to turn metrics off)"
+        ) from exc
     logger.info("metrics on http://%s:%d/metrics", host, port)
 
 

@@ -7,19 +7,28 @@ stack (``warden stack up``); production differs only by environment.
 
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.errors import ConfigError
 
@@ -28,7 +37,15 @@ NESTED_DELIMITER = "__"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class KafkaSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section. Unknown keys are errors: pydantic-settings hands a misspelt nested
+    variable (``WARDEN_KAFKA__BOOTSTRAP_SERVER``) to its section as an extra key, and ignoring
+    it would run on the default while the operator believes it set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:29092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -84,12 +101,12 @@ class KafkaSettings(BaseModel):
         return [host.strip() for host in self.bootstrap_servers.split(",")]
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:26379/0")
     socket_timeout_s: float = Field(default=0.5, gt=0)
 
 
-class PostgresSettings(BaseModel):
+class PostgresSettings(Section):
     dsn: SecretStr = SecretStr("postgresql://warden@127.0.0.1:25432/warden")
     pool_max: int = Field(default=4, ge=1)
     # A connection attempt that takes longer counts as PostgreSQL being away.
@@ -100,7 +117,7 @@ class PostgresSettings(BaseModel):
     reconnect_max_s: float = Field(default=5.0, gt=0)
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     # "lexical" is the skeleton's word-list placeholder; "hybrid" is encoder + features + XGBoost.
     kind: Literal["lexical", "hybrid"] = "hybrid"
     # A model directory written by `warden train`; None = the default model shipped in models/.
@@ -119,7 +136,7 @@ class ModelSettings(BaseModel):
     high_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class DiscordSettings(BaseModel):
+class DiscordSettings(Section):
     token: SecretStr | None = None
     api_base_url: str = "https://discord.com/api/v10"
     # The gateway WebSocket; None = discord.py's own (wss://gateway.discord.gg/).
@@ -128,7 +145,7 @@ class DiscordSettings(BaseModel):
     request_timeout_s: float = Field(default=15.0, gt=0)
 
 
-class SlackSettings(BaseModel):
+class SlackSettings(Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     api_base_url: str = "https://slack.com/api/"
@@ -145,7 +162,7 @@ class SlackSettings(BaseModel):
     request_timeout_s: float = Field(default=15.0, gt=0)
 
 
-class TwitchSettings(BaseModel):
+class TwitchSettings(Section):
     """Twitch chat over IRC-on-WebSocket; without a token it reads anonymously (justinfan)."""
 
     irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
@@ -156,14 +173,14 @@ class TwitchSettings(BaseModel):
     reconnect_max_s: float = Field(default=30.0, gt=0)
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(Section):
     url: str | None = None
     secret: SecretStr | None = None
     # Actioner: seconds allowed per signed POST.
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class PlatformSettings(BaseModel):
+class PlatformSettings(Section):
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
     webhook: WebhookSettings = WebhookSettings()
@@ -178,7 +195,7 @@ def _webhook_only() -> list[PlatformName]:
     return ["webhook"]
 
 
-class WebhookCredential(BaseModel):
+class WebhookCredential(Section):
     """One webhook caller and what it may speak for (``WARDEN_INGEST__WEBHOOK_CREDENTIALS``)."""
 
     name: str = Field(min_length=1, max_length=100)
@@ -196,7 +213,7 @@ class WebhookCredential(BaseModel):
         return self
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     """The adapters' shared publisher and the inbound webhook (`warden ingest ...`)."""
 
     # Messages accepted while the broker is unreachable wait in memory up to these limits;
@@ -242,14 +259,14 @@ class IngestSettings(BaseModel):
     opt_out_refresh_s: float = Field(default=5.0, gt=0)
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(Section):
     host: str = "127.0.0.1"
     ingest_port: int = Field(default=9101, ge=0, le=65535)
     scorer_port: int = Field(default=9102, ge=0, le=65535)
     actioner_port: int = Field(default=9103, ge=0, le=65535)
 
 
-class ScorerSettings(BaseModel):
+class ScorerSettings(Section):
     # Verdicts at or above this severity are "flagged" for the actioner.
     flag_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     # A micro-batch closes at max_batch messages or after max_wait_ms, whichever comes first.
@@ -264,7 +281,7 @@ class ScorerSettings(BaseModel):
     redis_retry_after_s: float = Field(default=1.0, gt=0)
 
 
-class ActionerSettings(BaseModel):
+class ActionerSettings(Section):
     """The actioner: which executor acts, how hard it may push the platforms, and retries."""
 
     # "log" acts on nothing (dry run); "discord", "slack", "webhook" act through that platform
@@ -296,7 +313,7 @@ class ActionerSettings(BaseModel):
     drain_timeout_s: float = Field(default=30.0, ge=0)
 
 
-class StackSettings(BaseModel):
+class StackSettings(Section):
     """Where `warden stack` keeps the local servers' data, logs and pids, and their ports.
 
     The ports stay below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
@@ -313,12 +330,55 @@ class StackSettings(BaseModel):
     postgres_port: int = Field(default=25432, ge=1, le=65535)
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment, with a JSON value that does not parse named by its variable.
+
+    pydantic-settings reports such a value as "error parsing value for field 'platforms'",
+    which leaves the operator to guess which of the section's variables is wrong.
+    """
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            culprit = self._culprit(field_name, field)
+            raise ConfigError(f"invalid configuration: {culprit}: not valid JSON ({exc})") from exc
+
+    def _culprit(self, field_name: str, field: FieldInfo) -> str:
+        # Try the section's variables one at a time: the one that fails alone is the bad one.
+        whole = f"{self.env_prefix}{field_name}".lower()
+        for name, value in self.env_vars.items():
+            if name != whole and not name.startswith(whole + NESTED_DELIMITER):
+                continue
+            try:
+                if name == whole:
+                    self.decode_complex_value(field_name, field, value)
+                else:
+                    self.explode_env_vars(field_name, field, {name: value})
+            except ValueError:
+                return name.upper()
+        return env_name((field_name,))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=NESTED_DELIMITER,
         extra="forbid",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = KafkaSettings()
@@ -338,13 +398,42 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc)
 
 
+def _problem(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    index = next((i for i, part in enumerate(loc) if isinstance(part, int)), None)
+    if index is not None:
+        # Inside a JSON list: the variable holds the list, the rest is a path in its value.
+        inside = ".".join(str(part) for part in loc[index + 1 :])
+        where = f"item {loc[index]}" + (f", {inside}" if inside else "")
+        return f"{env_name(loc[:index])} ({where}): {error['msg']}"
+    name = env_name(loc)
+    if error["type"] != "extra_forbidden":
+        return f"{name}: {error['msg']}"
+    # A misspelt variable: say so, and which one was probably meant.
+    *section, _ = error["loc"]
+    known = [env_name((*section, field)) for field in _fields_at(tuple(section))]
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"{name}: no such setting" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the section at ``loc`` (empty when ``loc`` is not a section)."""
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate settings; raise ConfigError naming every bad variable."""
+    """Read and validate settings; raise ConfigError naming every bad variable, on one line."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc
+        problems = [_problem(err) for err in exc.errors()]
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
 
 
 @lru_cache(maxsize=1)

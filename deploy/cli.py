@@ -90,7 +90,7 @@ def topics() -> None:
 @click.pass_context
 def create(ctx: click.Context, suffix: str | None) -> None:
     """Create the topics that do not exist yet."""
-    from core.topics import create_topics
+    from core.topic_admin import create_topics
 
     settings = settings_from(ctx)
     created = asyncio.run(create_topics(settings.kafka, suffix))

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import StackError
+from core.errors import ConfigError, StackError, TransientError
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,11 @@ def apply(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise StackError(f"cannot connect to PostgreSQL for migrations: {exc}") from exc
+        raise TransientError(
+            f"cannot connect to PostgreSQL for migrations (WARDEN_POSTGRES__DSN): {exc}"
+        ) from exc
+    except psycopg.ProgrammingError as exc:  # the DSN does not parse
+        raise ConfigError(f"WARDEN_POSTGRES__DSN: {exc}") from exc
 
     applied: list[str] = []
     with conn:

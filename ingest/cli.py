@@ -101,7 +101,12 @@ async def serve_http(app: web.Application, host: str, port: int, what: str) -> N
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            raise ConfigError(
+                f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         logger.info("%s listening on http://%s:%d", what, host, port)
         await asyncio.Event().wait()
     finally:
@@ -142,9 +147,10 @@ def replay_command(
     when stopped), so that a script never takes a partial replay for a complete one.
     """
     from core.errors import TransientError
-    from ingest.replay import ReplayStats, replay
+    from ingest.replay import ReplayStats, check_source, replay
 
     settings = settings_from(ctx)
+    check_source(path)
     result = ReplayStats()
 
     async def body(publisher: Publisher) -> None:

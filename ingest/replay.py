@@ -43,7 +43,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.errors import PayloadError
 from ingest.publisher import Publisher
 from schemas.events import ChatMessage, utcnow
 
@@ -133,6 +134,35 @@ def csv_record(row: dict[str, str | None]) -> dict[str, Any]:
     }
 
 
+def check_source(path: Path) -> None:
+    """Fail before anything is published when ``path`` cannot be replayed at all.
+
+    A CSV log needs a UTF-8 header with the required columns; a bad row later is data (it goes
+    to the dead-letter topic), but a bad header would make every row one.
+    """
+    if path.suffix.lower() != ".csv":
+        return
+    with path.open("rb") as handle:
+        _check_header(csv.DictReader(_decoded(handle, path)).fieldnames, path)
+
+
+def _check_header(fieldnames: Sequence[str] | None, path: Path) -> None:
+    missing = [c for c in CSV_REQUIRED if c not in (fieldnames or [])]
+    if missing:
+        raise PayloadError(f"{path}:1: the CSV header lacks {', '.join(missing)}")
+
+
+def _decoded(lines: Iterable[bytes], path: Path) -> Iterator[str]:
+    """Each line as text; a line that is not UTF-8 stops the replay, named by its number."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(
+                f"{path}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+            ) from exc
+
+
 def read_records(path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | Exception]]:
     """(line number, raw bytes, record or the error that stops it being one) per message."""
     if path.suffix.lower() != ".csv":
@@ -146,11 +176,9 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | Exce
             else:
                 yield number, raw, record
         return
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CSV_REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: the CSV header lacks {', '.join(missing)}")
+    with path.open("rb") as handle:
+        reader = csv.DictReader(_decoded(handle, path))
+        _check_header(reader.fieldnames, path)
         for row in reader:
             number = reader.line_num
             out = io.StringIO()

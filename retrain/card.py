@@ -1,6 +1,6 @@
 """The model card (``MODEL_CARD.md``), written from the model's metadata.
 
-``warden train`` writes it; ``warden evaluate`` and ``retrain/bench_encoder.py`` add their
+``warden train`` writes it; ``warden evaluate`` and ``benchmarks/encoder.py`` add their
 results to ``model.json`` and write it again, so the card always matches the metadata.
 """
 
@@ -133,7 +133,7 @@ def model_card(meta: ModelMeta) -> str:
     if bench:
         lines += [
             "",
-            "## Speed (`python -m retrain.bench_encoder`)",
+            "## Speed (`python -m benchmarks.encoder`)",
             "",
             f"{bench.get('n')} short chat messages, batch {bench.get('batch_size')}, "
             f"{bench.get('threads')} threads on {bench.get('cpu', 'this CPU')}"

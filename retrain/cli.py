@@ -28,14 +28,12 @@ def data() -> None:
 @click.pass_context
 def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
     """Download and verify the training sources into <cache_dir>/data."""
-    from retrain.sources import FetchError, data_dir
+    from retrain.sources import data_dir
     from retrain.sources import fetch as fetch_sources
 
     settings = settings_from(ctx)
-    try:
-        fetch_sources(settings.stack.cache_dir, only or None, force=force)
-    except FetchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # A FetchError is a WardenError: the CLI prints it as one line.
+    fetch_sources(settings.stack.cache_dir, only or None, force=force)
     click.echo(f"data ready in {data_dir(settings.stack.cache_dir)}")
 
 
@@ -96,7 +94,7 @@ def train(
     settings = settings_from(ctx)
     cache_dir = settings.stack.cache_dir
     if pool_csv is None and hatexplain_dir is None and not is_fetched(cache_dir):
-        raise click.ClickException("training data is not fetched: run `warden data fetch` first")
+        raise FetchError("training data is not fetched: run `warden data fetch` first")
     config = TrainConfig(
         cache_dir=cache_dir,
         out=out or MODELS_DIR,
@@ -110,10 +108,7 @@ def train(
         pool_csv=pool_csv,
         hatexplain_dir=hatexplain_dir,
     )
-    try:
-        folder = run_training(config, echo=click.echo)
-    except FetchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    folder = run_training(config, echo=click.echo)
     click.echo(str(folder))
 
 
@@ -139,12 +134,11 @@ def evaluate(
     """ROC-AUC, PR-AUC, F1 on HateXplain dev and test, ours vs the comparison models."""
     from retrain.card import evaluation_table, margin_lines
     from retrain.evaluation import evaluate as run_evaluation
-    from retrain.sources import FetchError
-    from toxicity.artifacts import default_model_dir
+    from toxicity.artifacts import default_model_dir, naming_model_source
 
     settings = settings_from(ctx)
     folder = model_dir or settings.model.path or default_model_dir()
-    try:
+    with naming_model_source(model_dir, settings.model.path):
         result = run_evaluation(
             folder,
             settings.stack.cache_dir,
@@ -153,8 +147,6 @@ def evaluate(
             model_settings=settings.model,
             echo=click.echo,
         )
-    except FetchError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(evaluation_table(result))
     for line in margin_lines(result):
         click.echo(line)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrain.classification_metrics import best_f1_threshold, binary_metrics
 from retrain.datasets import dedupe, hatexplain_path, read_hatexplain
 from retrain.embeddings import EmbeddingCache, cache_folder
-from retrain.metrics import best_f1_threshold, binary_metrics
 from toxicity.artifacts import METADATA_FILE, load_meta
 from toxicity.hybrid import HybridScorer
 

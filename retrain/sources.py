@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import WardenError
+
 logger = logging.getLogger(__name__)
 
 
@@ -95,8 +97,8 @@ SOURCES: tuple[Source, ...] = (
 TRAINING_SOURCES = ("pool", "hatexplain")
 
 
-class FetchError(RuntimeError):
-    """A source could not be downloaded, or its bytes are not the pinned ones."""
+class FetchError(WardenError, RuntimeError):
+    """A source could not be downloaded, or its bytes are not the pinned ones (exit 1)."""
 
 
 def sha256_file(path: Path) -> str:

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from retrain.classification_metrics import binary_metrics, pick_thresholds
 from retrain.datasets import Example, Splits, load_splits
 from retrain.embeddings import EmbeddingCache, cache_folder, features_folder
-from retrain.heads import fit_heads
-from retrain.metrics import binary_metrics, pick_thresholds
+from retrain.head_fitting import fit_heads
 from retrain.sources import SOURCES, TRAINING_SOURCES
 from toxicity.artifacts import ModelMeta, model_version, save_model
 from toxicity.base import CONTEXT_FEATURES

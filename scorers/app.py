@@ -26,7 +26,7 @@ from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
-from scorers.features import ContextReader, FeatureStore
+from scorers.context_store import ContextReader, FeatureStore
 from scorers.readiness import Readiness, Worker, watch
 from scorers.stages import Stages
 from toxicity.base import TextScorer

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, utcnow
+from schemas.rules import is_flagged
 from scorers.cache import Row, TextSideCache
-from scorers.features import Outcome
+from scorers.context_store import Outcome
 from toxicity.base import Context, TextScorer
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class BatchScorer:
                 text=m.text,
                 p_toxic=s.p_toxic,
                 severity=s.severity,
-                flagged=s.severity.rank >= self.flag_severity.rank,
+                flagged=is_flagged(s.severity, self.flag_severity),
                 labels=list(s.labels),
                 model_version=self.model.version,
                 features=s.features,

@@ -77,7 +77,7 @@ async def watch(readiness: Readiness, hosts: list[str], redis: Any | None) -> No
         kafka_up.set(1 if up else 0)
         readiness.set(broker=up)
         if redis is not None:
-            # Transitions are logged by scorers.features.ContextReader, which acts on them.
+            # Transitions are logged by scorers.context_store.ContextReader, which acts on them.
             redis_up.set(1 if await redis_answers(redis) else 0)
         await asyncio.sleep(PROBE_EVERY_S)
 

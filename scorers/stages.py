@@ -50,7 +50,7 @@ from core import metrics
 from schemas.events import DeadLetter, Verdict
 from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
 from scorers.cache import Row
-from scorers.features import ContextReader
+from scorers.context_store import ContextReader
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from core.clients import kafka_consumer
 from core.net import free_port
 from core.settings import Settings
+from devkit.processes import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,24 +36,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-class Service:
-    def __init__(self, name: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log = log
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+# A `warden <service>` process: the helper `warden run` and `warden bench` use too (spawn with a
+# log file, ready by its metrics, stop with its exit code).
+Service = ServiceProcess
 
 
 async def consume(
@@ -87,7 +71,7 @@ class ThrowawayKafka:
     """A second single-node Kafka (KRaft) in its own directory on free ports, for tests that
     stop and restart a broker; the shared stack's broker is never touched.
 
-    Started from the same cached jars and templates as `warden stack up` (deploy/stack.py).
+    Started from the same cached jars and templates as `warden stack up` (deploy/stack/).
     ``start``/``stop`` block (seconds, a JVM starts); call them through ``asyncio.to_thread``
     from async code.
     """
@@ -109,14 +93,14 @@ class ThrowawayKafka:
     def start(self, timeout_s: float = 120.0) -> None:
         import asyncio
 
-        from deploy import stack
+        from deploy.stack import kafka_server, processes
 
-        self.pid = stack._start_kafka(self.stack, self.paths)
-        stack._wait_until(
+        self.pid = kafka_server.start(self.stack, self.paths)
+        processes.wait_until(
             "kafka",
             lambda: (
-                stack._port_open(self.stack.kafka_port)
-                and asyncio.run(stack._kafka_answers(self.kafka))
+                processes.port_open(self.stack.kafka_port)
+                and asyncio.run(kafka_server.answers(self.kafka))
             ),
             self.paths,
             self.pid,
@@ -124,10 +108,10 @@ class ThrowawayKafka:
         )
 
     def stop(self) -> None:
-        from deploy import stack
+        from deploy.stack import processes
 
         if self.pid is not None:
-            stack._terminate(self.pid)
+            processes.terminate(self.pid)
             self.pid = None
 
 
@@ -135,7 +119,7 @@ class ThrowawayPostgres:
     """A second PostgreSQL in its own directory on a free port below the ephemeral range, for
     tests that stop and restart the database; the shared stack's server is never touched.
 
-    Initialised and started by the same helpers as `warden stack up` (deploy/stack.py), with a
+    Initialised and started by the same helpers as `warden stack up` (deploy/stack/), with a
     ``warden`` role and database, migrated. ``start``/``stop`` block (a second or two); call them
     through ``asyncio.to_thread`` from async code. ``remove`` stops it and deletes its data.
     """
@@ -143,11 +127,11 @@ class ThrowawayPostgres:
     def __init__(self, root: Path, settings: Settings) -> None:
         from pydantic import SecretStr
 
-        from deploy.stack import Paths, _pg_root
+        from deploy.stack.paths import Paths, pg_root
 
         root = root.resolve()
         self.stack = settings.stack.model_copy(update={"dir": root, "postgres_port": free_port()})
-        self.paths = Paths(root=root, libs=root / "libs", pg_root=_pg_root(root))
+        self.paths = Paths(root=root, libs=root / "libs", pg_root=pg_root(root))
         self.dsn = f"postgresql://warden@127.0.0.1:{self.stack.postgres_port}/warden"
         self.settings = settings.model_copy(
             update={"postgres": settings.postgres.model_copy(update={"dsn": SecretStr(self.dsn)})}
@@ -156,25 +140,30 @@ class ThrowawayPostgres:
         self._prepared = False
 
     def start(self, timeout_s: float = 60.0) -> None:
-        from deploy import migrations, stack
+        from deploy import migrations
+        from deploy.stack import postgres_server, processes
 
         root = self.paths.root
         root.mkdir(parents=True, exist_ok=True)
-        self.pid = stack._start_postgres(self.stack, self.paths)
-        stack._wait_until(
-            "postgres", lambda: stack._postgres_answers(self.stack), self.paths, self.pid, timeout_s
+        self.pid = postgres_server.start(self.stack, self.paths)
+        processes.wait_until(
+            "postgres",
+            lambda: postgres_server.answers(self.stack),
+            self.paths,
+            self.pid,
+            timeout_s,
         )
         if not self._prepared:
-            stack._ensure_database(self.stack, "warden", "warden")
+            postgres_server.ensure_database(self.stack, "warden", "warden")
             migrations.apply(self.settings)
             self._prepared = True
 
     def stop(self) -> None:
-        from deploy import stack
+        from deploy.stack import postgres_server, processes
 
-        pid = self.pid or stack._read_pid(self.paths.pg_data / "postmaster.pid")
+        pid = self.pid or processes.read_pid(self.paths.pg_data / "postmaster.pid")
         if pid is not None:
-            stack._stop_postgres(self.paths, pid)
+            postgres_server.stop(self.paths, pid)
         self.pid = None
 
     def remove(self) -> None:

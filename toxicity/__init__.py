@@ -1,5 +1,5 @@
 """The toxicity model shared by the scorer, the explainers and retraining.
 
-``load_scorer(settings.model)`` returns a ``TextScorer``; every model (the skeleton's lexical
+``toxicity.loading.load_model(settings.model)`` returns a ``TextScorer``; every model (the lexical
 placeholder, the hybrid encoder + XGBoost model) implements that one protocol.
 """

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError
+from core.settings import env_name
 from toxicity.base import Thresholds
 from toxicity.calibration import Calibrator
 from toxicity.heads import EmbeddingHead, Head, TfidfHead
@@ -32,8 +36,25 @@ HEADS_FILE = "heads.npz"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-class ModelFormatError(ValueError):
-    """A model directory is missing files or holds metadata this code cannot read."""
+class ModelFormatError(ConfigError, ValueError):
+    """A model directory is missing files or holds metadata this code cannot read.
+
+    A configuration error (exit 2): the settings or ``--model`` point at the wrong directory.
+    """
+
+
+@contextmanager
+def naming_model_source(option: Path | None, configured: Path | None) -> Iterator[None]:
+    """Re-raise a :class:`ModelFormatError` saying where the directory came from (``--model``
+    or ``WARDEN_MODEL__PATH``), so the operator knows what to change."""
+    try:
+        yield
+    except ModelFormatError as exc:
+        if option is not None:
+            raise ModelFormatError(f"--model: {exc}") from exc
+        if configured is not None:
+            raise ModelFormatError(f"{env_name(('model', 'path'))}: {exc}") from exc
+        raise
 
 
 @dataclass
@@ -176,10 +197,18 @@ def save_model(
 
 
 def load_meta(folder: Path) -> ModelMeta:
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: no such directory")
     path = folder / METADATA_FILE
     if not path.is_file():
         raise ModelFormatError(f"{folder} is not a model directory (no {METADATA_FILE})")
-    return ModelMeta.from_dict(json.loads(path.read_text()), folder)
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object")
+    return ModelMeta.from_dict(data, folder)
 
 
 def load_booster_bytes(folder: Path) -> bytes:

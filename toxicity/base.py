@@ -1,4 +1,4 @@
-"""The protocol every toxicity model implements, and the severity mapping they share."""
+"""The protocol every toxicity model implements, and the thresholds that grade its scores."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.events import Severity
+from schemas.rules import severity_for
 
 # Context features the scorer reads from Redis; None means missing (no history known).
 CONTEXT_FEATURES: tuple[str, ...] = (
@@ -33,13 +34,8 @@ class Thresholds:
             raise ValueError(f"thresholds must rise within [0, 1]: {self}")
 
     def severity(self, p_toxic: float) -> Severity:
-        if p_toxic >= self.high:
-            return Severity.HIGH
-        if p_toxic >= self.medium:
-            return Severity.MEDIUM
-        if p_toxic >= self.low:
-            return Severity.LOW
-        return Severity.SAFE
+        """The grade of ``p_toxic`` (the shared rule, ``schemas.rules.severity_for``)."""
+        return severity_for(p_toxic, self.low, self.medium, self.high)
 
 
 @dataclass(frozen=True)

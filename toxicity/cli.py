@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.commandline import settings_from
+from core.errors import PayloadError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from toxicity.hybrid import HybridScorer
 
 
-class InputError(click.ClickException):
+class InputError(PayloadError):
     """A bad input line; the message names the file and line number."""
 
 
 def read_messages(path: Path) -> list[tuple[Any, str]]:
     """(id, text) of every non-blank line; InputError names the first bad line."""
     out: list[tuple[Any, str]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    # Bytes, decoded line by line, so that a line that is not UTF-8 is named like any other.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}:{number}: not UTF-8 (byte {exc.object[exc.start]:#04x} at column "
+                    f"{exc.start + 1})"
+                ) from exc
             if not line.strip():
                 continue
             try:
@@ -68,16 +81,15 @@ def score(
     """Score messages offline with the hybrid model."""
     import time
 
-    import torch
-
-    from toxicity.artifacts import default_model_dir
-    from toxicity.hybrid import HybridScorer
+    from toxicity.artifacts import default_model_dir, load_meta, naming_model_source
 
     settings = settings_from(ctx)
     messages = read_messages(input_path)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     folder = model_dir or settings.model.path or default_model_dir()
-    scorer = HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)
+    with naming_model_source(model_dir, settings.model.path):
+        # Checked before torch loads (seconds), so that a wrong directory fails at once.
+        load_meta(folder)
+        scorer = _load_scorer(folder, settings)
     started = time.monotonic()
     tmp = output_path.with_name(output_path.name + ".partial")
     chunk = 4096
@@ -105,3 +117,12 @@ def score(
             f"encoder {scorer.encoder.backend}, model {scorer.version})",
             err=True,
         )
+
+
+def _load_scorer(folder: Path, settings: Settings) -> HybridScorer:
+    import torch
+
+    from toxicity.hybrid import HybridScorer
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    return HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from toxicity.artifacts import ModelMeta, load_booster_bytes, load_meta
+from schemas.rules import HARD_SLUR
+from toxicity.artifacts import ModelFormatError, ModelMeta, load_booster_bytes, load_meta
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
@@ -131,7 +132,11 @@ class HybridScorer:
 
         meta = load_meta(model_dir)
         booster = xgb.Booster()
-        booster.load_model(bytearray(load_booster_bytes(model_dir)))
+        try:
+            booster.load_model(bytearray(load_booster_bytes(model_dir)))
+        except xgb.core.XGBoostError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelFormatError(f"{model_dir}: not an XGBoost booster ({first})") from exc
         booster.set_param({"nthread": _threads()})
         quantize = model_settings.quantize if model_settings else "int8"
         device = model_settings.device if model_settings else "cpu"
@@ -235,7 +240,7 @@ class HybridScorer:
             p_toxic = float(min(max(p[i], 0.0), 1.0))
             labels: list[str] = []
             if hits.hard_slurs:
-                labels.append("hard_slur")
+                labels.append(HARD_SLUR)
                 # Lifted into [high, 1], keeping the model's order among such messages.
                 p_toxic = hard_slur_probability(p_toxic, self.thresholds.high)
             if hits.profanity:

@@ -1,12 +1,15 @@
 """Load the configured toxicity model once per worker: the one place every service asks.
 
-Moved here from ``scorers/model.py`` so that a second service (the ingest webhook's synchronous
-``/v1/moderate``) can load the same model without importing the scorer.
+Here, in the model package, so that a second service (the ingest webhook's synchronous
+``/v1/moderate``) loads the same model as the scorer without importing it. ``load_model`` is what
+services call; ``load_scorer`` builds the trained (hybrid) model alone, for tools and tests that
+pass their own cache directory.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from core.settings import ModelSettings
 from toxicity.base import TextScorer, Thresholds
@@ -31,8 +34,27 @@ def load_model(model: ModelSettings) -> TextScorer:
 
         scorer: TextScorer = LexicalScorer(thresholds_override(model))
     else:
-        from toxicity.loader import load_scorer
-
         scorer = load_scorer(model)
     logger.info("model %s loaded", scorer.version)
     return scorer
+
+
+def load_scorer(model: ModelSettings, *, cache_dir: Path | None = None) -> TextScorer:
+    """The trained model the settings name; ``kind="hybrid"`` defaults to the shipped one.
+
+    ``cache_dir`` is where the int8 encoder is built on first use (``settings.stack.cache_dir``;
+    ``~/.cache/chatwarden`` when not given).
+    """
+    if model.kind == "hybrid":
+        from core.settings import env_name
+        from toxicity.artifacts import ModelFormatError, default_model_dir
+        from toxicity.hybrid import HybridScorer
+
+        try:
+            return HybridScorer.load(model.path or default_model_dir(), model, cache_dir=cache_dir)
+        except ModelFormatError as exc:
+            if model.path is None:
+                raise
+            # Name the variable that chose the directory (a ConfigError: one line, exit 2).
+            raise ModelFormatError(f"{env_name(('model', 'path'))}: {exc}") from exc
+    raise ValueError(f"unknown model kind {model.kind!r}")

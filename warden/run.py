@@ -14,10 +14,7 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +25,7 @@ import click
 from core.commandline import settings_from
 from core.metrics import percentile
 from core.settings import Settings
+from devkit.processes import ServiceProcess, stop_all, wait_ready
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
 
@@ -69,67 +67,6 @@ class Tally:
         sent = datetime.fromisoformat(payload["sent_at"])
         completed = datetime.fromisoformat(payload["completed_at"])
         self.action_ms.append((completed - sent).total_seconds() * 1000)
-
-
-def spawn(service: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{service}.log").open("ab")
-    return subprocess.Popen(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "warden", service],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def check_alive(processes: Iterable[subprocess.Popen[bytes]], log_dir: Path) -> None:
-    for process in processes:
-        if process.poll() is not None:
-            raise click.ClickException(
-                f"a service (pid {process.pid}) exited with {process.returncode}; "
-                f"see its log in {log_dir}"
-            )
-
-
-def stop_all(processes: Iterable[subprocess.Popen[bytes]]) -> None:
-    processes = list(processes)
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def wait_until_ready(
-    ports: dict[str, int],
-    host: str,
-    timeout_s: float,
-    processes: Iterable[subprocess.Popen[bytes]],
-    log_dir: Path,
-) -> None:
-    """Return once every service reports ``warden_ready 1`` on its metrics endpoint."""
-    import urllib.request
-
-    def ready(service: str, port: int) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1) as reply:
-                text = reply.read().decode()
-        except OSError:
-            return False
-        return f'warden_ready{{service="{service}"}} 1.0' in text
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(ready(service, port) for service, port in ports.items()):
-            return
-        check_alive(processes, log_dir)
-        await asyncio.sleep(0.5)
-    raise click.ClickException(f"services were not ready after {timeout_s:.0f} s")
 
 
 class Monitor:
@@ -209,7 +146,19 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
 
     log_dir = settings.stack.dir / "logs"
     env = dict(os.environ)
-    services = [spawn(name, env, log_dir) for name in ("scorer", "actioner")]
+    ports = {"scorer": settings.metrics.scorer_port, "actioner": settings.metrics.actioner_port}
+    services = [
+        ServiceProcess.spawn(
+            name,
+            env=env,
+            log=log_dir / f"{name}.log",
+            append_log=True,
+            new_session=True,
+            metrics_port=port,
+            host=settings.metrics.host,
+        )
+        for name, port in ports.items()
+    ]
     prefix = f"run{int(time.time())}-"
     tally = Tally(prefix)
     monitor = Monitor(settings, tally)
@@ -221,11 +170,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     loop.add_signal_handler(signal.SIGTERM, interrupted.set)
     try:
         click.echo(f"services starting (logs in {log_dir}) ...")
-        ports = {
-            "scorer": settings.metrics.scorer_port,
-            "actioner": settings.metrics.actioner_port,
-        }
-        await wait_until_ready(ports, settings.metrics.host, 180, services, log_dir)
+        await wait_ready(services, 180)
         await monitor.start()
         click.echo(f"replaying {path.name} at speed {speed if not rate else f'{rate} msg/s'}")
         started = time.monotonic()
@@ -255,7 +200,8 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                     if now > drain_deadline:
                         click.echo("gave up waiting for the last verdicts after 60 s", err=True)
                         break
-                check_alive(services, log_dir)
+                for service in services:
+                    service.check_alive()
             if not replay_task.done():
                 replay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -4,8 +4,9 @@ The body is the ``ActionRequest`` as JSON. Headers:
 
 - ``X-Warden-Timestamp``: Unix seconds when it was signed;
 - ``X-Warden-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``"{timestamp}." + body`` with
-  ``WARDEN_PLATFORMS__WEBHOOK__SECRET`` (receivers check it with ``verify`` and refuse old
-  timestamps, so a captured request cannot be replayed);
+  ``WARDEN_PLATFORMS__WEBHOOK__SECRET`` (the scheme of ``core.signing``; receivers check it
+  with ``core.signing.verify_webhook_signature`` and refuse old timestamps, so a captured
+  request cannot be replayed);
 - ``Idempotency-Key``: the ``action_id``. A receiver must act once per key: an action in
   flight at a restart is sent again with the same key (that is how it is reconciled).
 
@@ -15,8 +16,6 @@ honoured) and 5xx are tried again; any other status is a permanent failure.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -26,34 +25,10 @@ import aiohttp
 from actioners.executors import Outcome, RateLimited
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import WebhookSettings
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
 from schemas.events import ActionRequest
 
-SIGNATURE_HEADER = "X-Warden-Signature"
-TIMESTAMP_HEADER = "X-Warden-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-DEFAULT_TOLERANCE_S = 300
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify(
-    secret: bytes,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    *,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """True when ``signature`` is ours for this body and the timestamp is recent."""
-    try:
-        age = abs((time.time() if now is None else now) - float(timestamp))
-    except ValueError:
-        return False
-    return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 class WebhookExecutor:
@@ -88,7 +63,7 @@ class WebhookExecutor:
         headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+            SIGNATURE_HEADER: webhook_signature(self.secret, timestamp, body),
             IDEMPOTENCY_HEADER: request.action_id,
             "User-Agent": "ChatWarden-actioner",
         }

@@ -29,7 +29,8 @@ Authentication (every ``/v1`` call), either of:
 
 * ``Authorization: Bearer <token>``
 * ``X-Warden-Timestamp: <unix seconds>`` and ``X-Warden-Signature: sha256=<hex>``, the
-  HMAC-SHA256 of ``"<timestamp>." + body`` with the credential's HMAC secret. Timestamps more
+  HMAC-SHA256 of ``"<timestamp>." + body`` with the credential's HMAC secret (the scheme of
+  ``core.signing``, which the actioner's webhook executor signs with too). Timestamps more
   than ``signature_tolerance_s`` off are refused, and within that window each signature is
   taken once: a captured request sent again is ``401 replayed request``. (A request answered
   ``5xx`` is forgotten, so that it can be retried unchanged.) At most
@@ -68,7 +69,6 @@ Availability
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import itertools
 import json
@@ -86,25 +86,20 @@ from pydantic import SecretStr, ValidationError
 
 from core.errors import ConfigError, TransientError
 from core.settings import IngestSettings
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
 from ingest.publisher import BufferFull, Publisher
 from schemas.events import ChatMessage, Platform, Severity, utcnow
+from schemas.rules import is_flagged
 from toxicity.base import TextScorer
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Warden-Signature"
-TIMESTAMP_HEADER = "X-Warden-Timestamp"
 DEFAULTS: dict[str, Any] = {
     "platform": Platform.WEBHOOK.value,
     "community": "default",
     "channel": "default",
     "user": "anonymous",
 }
-
-
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Warden-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    return signature_bytes(secret.encode(), timestamp, body)
 
 
 @dataclass(frozen=True)
@@ -257,10 +252,7 @@ class Authenticator:
                 c
                 for c in self.credentials
                 if c.hmac_secret
-                and hmac.compare_digest(
-                    sent_signature.encode(),
-                    signature_bytes(c.hmac_secret, timestamp, body).encode(),
-                )
+                and signature_matches(c.hmac_secret, timestamp, body, sent_signature)
             ]
             if not matches:
                 raise Refused(401, "invalid signature")
@@ -275,11 +267,6 @@ class Authenticator:
                 )
             return matches[0], sent_signature
         raise Refused(401, "missing credentials (Authorization: Bearer, or X-Warden-Signature)")
-
-
-def signature_bytes(secret: bytes, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + digest.hexdigest()
 
 
 # Strings (with their escapes) removed, then everything but brackets: what is left is the
@@ -490,7 +477,7 @@ class WebhookAPI:
                 "id": m.message_id,
                 "p_toxic": s.p_toxic,
                 "severity": s.severity.value,
-                "flagged": s.severity.rank >= self.flag_severity.rank,
+                "flagged": is_flagged(s.severity, self.flag_severity),
                 "labels": list(s.labels),
             }
             for m, s in zip(parsed.messages, scores, strict=True)

@@ -10,14 +10,14 @@ sends them over HTTP.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 import uuid
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from core.signing import SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, slack_signature
 
 TEAM_ID = "T0WARDEN"
 BOT_USER_ID = "U0BOT"
@@ -106,11 +106,10 @@ def event_callback(event: dict[str, Any], event_id: str | None = None) -> dict[s
 def signed_headers(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Slack's request signing: v0=HMAC-SHA256(secret, "v0:<ts>:<body>")."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return {
         "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
+        SLACK_TIMESTAMP_HEADER: ts,
+        SLACK_SIGNATURE_HEADER: slack_signature(secret, ts, body),
     }
 
 

@@ -8,12 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from actioners.platforms.webhook import (
-    IDEMPOTENCY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify,
-)
+from actioners.platforms.webhook import IDEMPOTENCY_HEADER
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_webhook_signature
 
 SECRET = "webhook-test-secret"
 
@@ -58,7 +54,7 @@ class FakeWebhook:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = dict(request.headers)
-        valid = verify(
+        valid = verify_webhook_signature(
             self.secret.encode(),
             headers.get(TIMESTAMP_HEADER, ""),
             body,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,7 +20,20 @@ from kit import REPO, Service, service_env
 
 from core.clients import kafka_producer
 from core.settings import Settings, load_settings
-from core.topics import create_topics
+from core.topic_admin import create_topics
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder needs the stack: mark it ``integration``, new files included.
+
+    A hook sees the whole session's items, so only those under this folder are marked; the fast
+    tier (``make unit``: ``-m "not integration"``) then never needs a server.
+    """
+    for item in items:
+        if item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +77,7 @@ def service_factory(settings: Settings, tmp_path: Path) -> Iterator[Callable[...
 
     def start(name: str, *args: str, **env: str) -> Service:
         log = tmp_path / f"{name}-{len(started)}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "warden", name, *args],
-            env=service_env(settings, **env),
-            cwd=REPO,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        service = Service(name, process, log)
+        service = Service.spawn(name, *args, env=service_env(settings, **env), log=log, cwd=REPO)
         started.append(service)
         return service
 

@@ -30,12 +30,12 @@ from fakes.webhook import FakeWebhook
 from kit import Service, ThrowawayKafka, ThrowawayPostgres, consume
 
 from actioners import commands
-from actioners.bench import bench_actioner
 from actioners.database import Database
+from benchmarks.actioner import bench_actioner
 from core.clients import kafka_producer
 from core.net import free_port
 from core.settings import Settings
-from core.topics import create_topics, topic_size
+from core.topic_admin import create_topics, topic_size
 from deploy import migrations
 from schemas.events import Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS

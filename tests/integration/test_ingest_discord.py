@@ -22,7 +22,7 @@ from fakes.discord_gateway import (
 from kit import Service, consume
 
 from core.settings import Settings
-from core.topics import topic_size
+from core.topic_admin import topic_size
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
 

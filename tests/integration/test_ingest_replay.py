@@ -18,7 +18,7 @@ import pytest
 from kit import REPO, ThrowawayKafka, consume, free_port, service_env
 
 from core.settings import Settings
-from core.topics import create_topics, topic_size
+from core.topic_admin import create_topics, topic_size
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 
 CSV = """message_id,user,text,sent_at,received_at,platform,community,channel,user_roles

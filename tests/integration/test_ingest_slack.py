@@ -20,7 +20,7 @@ from fakes.slack_socket import (
 from kit import Service, consume, free_port
 
 from core.settings import Settings
-from core.topics import topic_size
+from core.topic_admin import topic_size
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES
 

@@ -15,8 +15,8 @@ import pytest
 from kit import Service, ThrowawayKafka, consume, free_port
 
 from core.settings import Settings
-from core.topics import create_topics, topic_size
-from ingest.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
+from core.topic_admin import create_topics, topic_size
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER
 
@@ -29,7 +29,7 @@ def hmac_headers(body: bytes, secret: str = SECRET, at: int | None = None) -> di
     return {
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
+        SIGNATURE_HEADER: webhook_signature(secret, timestamp, body),
     }
 
 

@@ -39,7 +39,7 @@ from pydantic import SecretStr
 from core.clients import kafka_admin, kafka_consumer, kafka_producer
 from core.net import free_port
 from core.settings import KafkaSettings, Settings, load_settings
-from core.topics import create_topics
+from core.topic_admin import create_topics
 from schemas.events import ChatMessage, Verdict
 from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, TOPICS, VERDICTS
 
@@ -237,7 +237,7 @@ def _run_setup(env: dict[str, str], log: Path) -> str:
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
     """The compose broker and its set-up job, on free loopback ports; stopped at teardown."""
-    from deploy.stack import _kafka_cluster_id
+    from deploy.stack.kafka_server import cluster_id
 
     root = tmp_path_factory.mktemp("secure-kafka")
     home = root / "kafka-home"
@@ -251,7 +251,7 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
         home,
         root,
         KAFKA_ADMIN_PASSWORD=passwords["admin"],
-        CLUSTER_ID=_kafka_cluster_id(),
+        CLUSTER_ID=cluster_id(),
         KAFKA_LISTEN_HOST="127.0.0.1",
         KAFKA_ADVERTISED_HOST="127.0.0.1",
         KAFKA_PORT=str(port),

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from kit import Service, ThrowawayKafka, consume, free_port
 
 from core.settings import Settings
-from core.topics import create_topics
+from core.topic_admin import create_topics
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, consume, service_env
 
 from core.settings import Settings
-from core.topics import topic_size
+from core.topic_admin import topic_size
 from schemas.events import ChatMessage, Verdict
 from schemas.export import JSON_DIR
 from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, VERDICTS

@@ -19,6 +19,18 @@ from reliability.pipeline import ChaosStack
 from core.settings import load_settings
 
 REPORT: list[dict[str, Any]] = []
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every trial here runs a stack of its own: mark it ``integration`` and ``reliability``.
+
+    A hook sees the whole session's items, so only those under this folder are marked.
+    """
+    for item in items:
+        if item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.reliability)
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,7 @@ import itertools
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -36,13 +33,14 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from fakes.discord import DISCORD_LIMITS, FakeDiscord, Limit
 from kit import REPO, Service, service_env
 from pydantic import SecretStr
 
-from actioners.fakeplatform import DISCORD_LIMITS, FakeDiscord, Limit
 from core.clients import kafka_consumer, kafka_producer
 from core.net import free_port
 from core.settings import Settings
+from devkit.processes import ServiceFailed, ServiceNotReady, wait_ready
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 
 SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
@@ -90,7 +88,7 @@ class ChaosStack:
 
     def down(self) -> None:
         """Stop every server and remove PostgreSQL's data, which may live outside the test's
-        directory (``deploy.stack._pg_root``: the postgres user must be able to enter it)."""
+        directory (``deploy.stack.paths.pg_root``: the postgres user must be able to enter it)."""
         from deploy import stack
 
         stack.down(self.settings)
@@ -100,22 +98,22 @@ class ChaosStack:
 
     def stop(self, server: str, *, kill: bool = False) -> None:
         """Stop one server (SIGTERM, or SIGKILL with ``kill``); blocking."""
-        from deploy import stack
+        from deploy.stack import Paths, postgres_server, processes
 
-        paths = stack.Paths.of(self.settings.stack)
-        pid = stack._running_pid(paths, server)
+        paths = Paths.of(self.settings.stack)
+        pid = processes.running_pid(paths, server)
         if pid is None:
             raise AssertionError(f"{server} is not running")
         if kill:
-            stack._signal(pid, signal.SIGKILL)
-            stack._wait_gone(pid, 10)
+            processes.send_signal(pid, signal.SIGKILL)
+            processes.wait_gone(pid, 10)
             if server == "postgres":
                 # The postmaster's children outlive it for a moment; pg_ctl cleans up.
-                stack._stop_postgres(paths, pid)
+                postgres_server.stop(paths, pid)
         elif server == "postgres":
-            stack._stop_postgres(paths, pid)
+            postgres_server.stop(paths, pid)
         else:
-            stack._terminate(pid)
+            processes.terminate(pid)
         paths.pidfile(server).unlink(missing_ok=True)
 
 
@@ -141,18 +139,6 @@ def stream(path: Path, count: int, *, prefix: str, guild: str) -> list[str]:
             ids.append(record["message_id"])
             out.write(json.dumps(record) + "\n")
     return ids
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            return str(reply.read().decode())
-    except OSError:
-        return ""
-
-
-def is_ready(service: str, port: int) -> bool:
-    return f'warden_ready{{service="{service}"}} 1.0' in scrape(port)
 
 
 @dataclass
@@ -236,19 +222,19 @@ class Trial:
         port = free_port()
         role = {"scorer": "SCORER", "actioner": "ACTIONER"}.get(name, "INGEST")
         self.ports[name] = port
-        process = subprocess.Popen(
-            [sys.executable, "-m", "warden", *args],
+        service = Service.spawn(
+            *args,
+            name=name,
             env=service_env(self.settings, **{f"WARDEN_METRICS__{role}_PORT": str(port), **env}),
+            log=log,
             cwd=REPO,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
+            metrics_port=port,
         )
-        service = Service(name, process, log)
         self.services[name] = service
         return service
 
     async def start(self) -> None:
-        from core.topics import create_topics
+        from core.topic_admin import create_topics
 
         await create_topics(self.settings.kafka, self.settings.kafka.topic_suffix)
         await self.discord.start()
@@ -264,16 +250,14 @@ class Trial:
         await self.wait_ready(("scorer", "actioner"), timeout_s=240)
 
     async def wait_ready(self, names: tuple[str, ...], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for name in names:
-                service = self.services[name]
-                if not service.alive():
-                    raise AssertionError(f"{name} died:\n{service.log.read_text()[-4000:]}")
-            if all(is_ready(name, self.ports[name]) for name in names):
-                return True
-            await asyncio.sleep(0.5)
-        return False
+        """True once all are ready, False after ``timeout_s``; a service that died fails."""
+        try:
+            await wait_ready([self.services[name] for name in names], timeout_s)
+        except ServiceNotReady:
+            return False
+        except ServiceFailed as exc:
+            raise AssertionError(f"a service died: {exc}") from exc
+        return True
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -375,10 +359,38 @@ class Trial:
                     row = await cur.fetchone()
             except psycopg.OperationalError:
                 row = None
-            if row is not None and row[0] == 0 and row[1] > 0:
+            # Nothing open in the ledger is not enough: verdicts the actioner has not read yet
+            # (it is catching up after an outage) have no ledger rows at all.
+            if row is not None and row[0] == 0 and row[1] > 0 and await self._actioner_lag() == 0:
                 return
             await asyncio.sleep(1)
         self.outcome.notes.append(f"actions not settled after {timeout_s:.0f} s")
+
+    async def _actioner_lag(self) -> int | None:
+        """Verdicts the actioner's consumer group has not committed yet (None: unknown)."""
+        from aiokafka import TopicPartition
+        from aiokafka.errors import KafkaError
+
+        from core.clients import group_id, kafka_admin
+
+        kafka = self.settings.kafka
+        topic = VERDICTS.name_for(kafka.topic_suffix)
+        partitions = [TopicPartition(topic, p) for p in range(VERDICTS.partitions)]
+        admin = kafka_admin(kafka)
+        consumer = kafka_consumer(kafka, group_id=None)
+        try:
+            await admin.start()
+            await consumer.start()
+            committed = await admin.list_consumer_group_offsets(group_id(kafka, "actioner"))
+            ends = await consumer.end_offsets(partitions)
+        except KafkaError:
+            return None
+        finally:
+            await consumer.stop()
+            await admin.close()
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
 
     async def _count_actions(self) -> None:
         suffix = self.settings.kafka.topic_suffix
@@ -410,12 +422,14 @@ class Trial:
             out.alive_after[name] = self.services[name].alive()
         ready = await self.wait_ready(("scorer", "actioner"), timeout_s=60)
         for name in ("scorer", "actioner"):
-            out.ready_after[name] = ready or is_ready(name, self.ports[name])
+            out.ready_after[name] = ready or self.services[name].ready()
         for name, service in self.services.items():
             if name == "replay":
                 continue
             began = time.monotonic()
-            code = service.stop(signal.SIGTERM)
+            # In a thread: the fake Discord runs on this event loop and must keep answering
+            # while the actioner drains.
+            code = await asyncio.to_thread(service.stop, signal.SIGTERM)
             out.stop_seconds[name] = round(time.monotonic() - began, 1)
             if code not in (0, -signal.SIGTERM):
                 out.notes.append(f"{name} exited with {code} on SIGTERM")
@@ -424,7 +438,7 @@ class Trial:
 
     async def close(self) -> None:
         for service in self.services.values():
-            service.stop(signal.SIGKILL)
+            await asyncio.to_thread(service.stop, signal.SIGKILL)
         await self.discord.close()
 
     # -- checks ------------------------------------------------------------------------------

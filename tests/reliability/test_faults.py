@@ -196,7 +196,7 @@ async def test_a_webhook_client_cannot_get_a_discord_user_punished(
     import aiohttp
 
     from core.net import free_port
-    from ingest.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+    from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
 
     trial = Trial(
         "forged-identity",
@@ -264,7 +264,7 @@ async def test_a_webhook_client_cannot_get_a_discord_user_punished(
             stamp = str(int(time.time()))
             signed = {
                 TIMESTAMP_HEADER: stamp,
-                SIGNATURE_HEADER: signature(WEBHOOK_SECRET, stamp, body),
+                SIGNATURE_HEADER: webhook_signature(WEBHOOK_SECRET, stamp, body),
             }
             status, reply = await post(body, signed)
             assert status == 202, reply

@@ -16,9 +16,10 @@ from actioners.executors import LogExecutor, RateLimited
 from actioners.platforms import build_executor
 from actioners.platforms.discord import DiscordExecutor
 from actioners.platforms.slack import SlackExecutor, TierLimiter
-from actioners.platforms.webhook import WebhookExecutor, sign, verify
+from actioners.platforms.webhook import WebhookExecutor
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import Settings, SlackSettings, WebhookSettings
+from core.signing import verify_webhook_signature, webhook_signature
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -180,12 +181,13 @@ async def test_webhook_posts_signed_idempotent_actions(receiver: FakeWebhook) ->
 
 def test_webhook_signatures() -> None:
     body = b'{"a": 1}'
-    signature = sign(b"k", "1700000000", body)
+    signature = webhook_signature(b"k", "1700000000", body)
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
-    assert verify(b"k", "1700000000", body, signature, now=1700000100)
-    assert not verify(b"k", "1700000000", body + b" ", signature, now=1700000100)
-    assert not verify(b"other", "1700000000", body, signature, now=1700000100)
-    assert not verify(b"k", "1700000000", body, signature, now=1700009999)  # replayed late
+    assert verify_webhook_signature(b"k", "1700000000", body, signature, now=1700000100)
+    assert not verify_webhook_signature(b"k", "1700000000", body + b" ", signature, now=1700000100)
+    assert not verify_webhook_signature(b"other", "1700000000", body, signature, now=1700000100)
+    # Replayed late:
+    assert not verify_webhook_signature(b"k", "1700000000", body, signature, now=1700009999)
     with pytest.raises(ConfigError, match="SECRET"):
         WebhookExecutor(WebhookSettings(url="http://x"))
 

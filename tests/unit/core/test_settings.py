@@ -12,6 +12,9 @@ from core.settings import load_settings
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The defaults, not whatever stack the shell running the tests points at.
+    monkeypatch.delenv("WARDEN_KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("WARDEN_REDIS__URL", raising=False)
     settings = load_settings()
     assert settings.kafka.bootstrap_list == ["127.0.0.1:29092"]
     assert settings.redis.url.get_secret_value().startswith("redis://127.0.0.1:26379")
@@ -103,3 +106,70 @@ def test_a_complete_scram_configuration_reaches_the_clients(
     assert args["security_protocol"] == "SASL_PLAINTEXT"
     assert args["sasl_mechanism"] == "SCRAM-SHA-512"
     assert (args["sasl_plain_username"], args["sasl_plain_password"]) == ("scorer", "pw-1")
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("WARDEN_KAFKA__BOOTSTRAP_SERVER", "WARDEN_KAFKA__BOOTSTRAP_SERVERS"),
+        ("WARDEN_PLATFORMS__TWITCH__CHANEL", "WARDEN_PLATFORMS__TWITCH__CHANNELS"),
+        ("WARDEN_SCORER__MAXBATCH", "WARDEN_SCORER__MAX_BATCH"),
+    ],
+)
+def test_a_misspelt_variable_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, meant: str
+) -> None:
+    # Ignored before: the section kept its default while the operator believed it set.
+    monkeypatch.setenv(variable, "broker-1:9092")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{variable}: no such setting (did you mean {meant}?)" in message
+    assert "\n" not in message
+
+
+def test_every_section_refuses_unknown_keys() -> None:
+    from pydantic import BaseModel
+
+    from core.settings import Settings, WebhookCredential
+
+    sections: list[type[BaseModel]] = [WebhookCredential]
+    while sections:
+        section = sections.pop()
+        assert section.model_config.get("extra") == "forbid", section.__name__
+        for field in section.model_fields.values():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                sections.append(field.annotation)
+    assert Settings.model_config.get("extra") == "forbid"
+    assert "kafka" in Settings.model_fields
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WARDEN_PLATFORMS__TWITCH__CHANNELS", "[oops"),
+        ("WARDEN_PLATFORMS__TWITCH__CHANNELS", "a,b"),
+        ("WARDEN_INGEST__WEBHOOK_CREDENTIALS", '[{"name": "a"'),
+        ("WARDEN_KAFKA", "{oops"),
+    ],
+)
+def test_a_value_that_is_not_json_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # A variable that parses, in the same section, must not be blamed instead.
+    monkeypatch.setenv("WARDEN_PLATFORMS__TWITCH__NICK", "bot")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"invalid configuration: {variable}: not valid JSON (")
+
+
+def test_an_unknown_key_inside_a_json_list_names_the_variable_and_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "WARDEN_INGEST__WEBHOOK_CREDENTIALS", '[{"name": "a", "tokn": "0123456789"}]'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WARDEN_INGEST__WEBHOOK_CREDENTIALS (item 0, tokn): " in str(info.value)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fakes.kafka_producer import FakeProducer
 
+from core.errors import PayloadError
 from core.settings import IngestSettings, KafkaSettings
 from ingest.publisher import Publisher
 from ingest.replay import csv_record, read_records, replay
@@ -50,7 +51,7 @@ def test_csv_rows_become_chat_messages(tmp_path: Path) -> None:
 def test_a_csv_without_the_required_columns_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("id,text\n1,hi\n")
-    with pytest.raises(ValueError, match="message_id"):
+    with pytest.raises(PayloadError, match=r"bad\.csv:1: .*message_id"):
         list(read_records(path))
     with pytest.raises(ValueError, match="edited"):
         csv_record({"message_id": "1", "user": "u", "text": "t", "sent_at": "1", "edited": "maybe"})
@@ -94,3 +95,14 @@ async def test_pacing_follows_the_log_clock_times_the_speed(tmp_path: Path) -> N
     assert 0.45 <= paced.seconds < 1.5
     assert fast.seconds < 0.3
     assert 0.18 <= fixed.seconds < 1.2
+
+
+def test_a_csv_line_that_is_not_utf8_is_named_by_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(
+        b"message_id,user,text,sent_at\nm1,u1,ok,1718474401\nm2,u1,caf\xe9,1718474402\n"
+    )
+    rows = read_records(path)
+    assert next(rows)[0] == 2  # the lines before it are replayed
+    with pytest.raises(PayloadError, match=r"log\.csv:3: not UTF-8 \(byte 0xe9 at column 10\)"):
+        next(rows)

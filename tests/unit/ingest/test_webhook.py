@@ -15,9 +15,8 @@ from pydantic import SecretStr
 
 from core.errors import ConfigError
 from core.settings import IngestSettings, KafkaSettings, ModelSettings, WebhookCredential
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
 from ingest.adapters.webhook import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
     Authenticator,
     Refused,
     SeenSignatures,
@@ -25,7 +24,6 @@ from ingest.adapters.webhook import (
     batch_items,
     nesting_depth,
     parse_batch,
-    signature,
 )
 from ingest.publisher import Publisher
 from schemas.events import utcnow
@@ -47,7 +45,7 @@ def test_bearer_and_hmac_authentication() -> None:
     body = b'{"id": "1", "text": "x"}'
     now = time.time()
     ts = str(int(now))
-    signed = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: signature("sec", ts, body)}
+    signed = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: webhook_signature("sec", ts, body)}
     assert auth.authenticate({"Authorization": "Bearer tok"}, body)[0].name == "default"
     assert auth.authenticate(signed, body, now=now)[0].name == "default"
     for headers, sent, at, reason in (
@@ -63,7 +61,9 @@ def test_bearer_and_hmac_authentication() -> None:
 
 def test_hmac_known_answer() -> None:
     # HMAC-SHA256(key="sec", "1718474401." + body), computed independently (openssl dgst).
-    assert signature("sec", "1718474401", b'{"id":"1","text":"x"}') == ("sha256=" + KNOWN_SIGNATURE)
+    assert webhook_signature("sec", "1718474401", b'{"id":"1","text":"x"}') == (
+        "sha256=" + KNOWN_SIGNATURE
+    )
 
 
 def test_a_signed_request_is_taken_once_within_its_window() -> None:
@@ -71,7 +71,7 @@ def test_a_signed_request_is_taken_once_within_its_window() -> None:
     body = b'{"id": "1", "text": "x"}'
     now = time.time()
     ts = str(int(now))
-    signed = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: signature("sec", ts, body)}
+    signed = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: webhook_signature("sec", ts, body)}
     _, taken = auth.authenticate(signed, body, now=now)
     with pytest.raises(Refused) as replayed:
         auth.authenticate(signed, body, now=now + 299)
@@ -82,7 +82,7 @@ def test_a_signed_request_is_taken_once_within_its_window() -> None:
     with pytest.raises(Refused, match="stale"):
         auth.authenticate(signed, body, now=now + 400)
     later = str(int(now) + 400)
-    fresh = {TIMESTAMP_HEADER: later, SIGNATURE_HEADER: signature("sec", later, body)}
+    fresh = {TIMESTAMP_HEADER: later, SIGNATURE_HEADER: webhook_signature("sec", later, body)}
     auth.authenticate(fresh, body, now=now + 400)
     assert len(auth.seen) == 1, "expired signatures are evicted"
 
@@ -103,7 +103,7 @@ def test_a_full_replay_cache_answers_503() -> None:
     now = time.time()
     ts = str(int(now))
     for body, status in ((b"[1]", None), (b"[2]", 503)):
-        headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: signature("sec", ts, body)}
+        headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: webhook_signature("sec", ts, body)}
         if status is None:
             auth.authenticate(headers, body, now=now)
             continue
@@ -228,7 +228,7 @@ async def test_moderate_answers_with_verdicts(client: TestClient) -> None:
 
 def signed_headers(body: bytes) -> dict[str, str]:
     ts = str(int(time.time()))
-    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: signature("sec", ts, body)}
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: webhook_signature("sec", ts, body)}
 
 
 async def test_a_replayed_signed_request_is_refused(

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.errors import PayloadError
 from core.settings import Settings, load_settings
 from retrain.cli import evaluate, train
+from retrain.sources import FetchError
 from toxicity.artifacts import BOOSTER_FILE, CARD_FILE, METADATA_FILE, load_meta
 from toxicity.cli import score
 
@@ -108,7 +110,9 @@ def test_bad_input_line_is_named(
         obj=settings,
     )
     assert result.exit_code != 0
-    assert f"in.jsonl:{message.split()[1]}" in result.output
+    # A PayloadError: the warden CLI prints it as one line (tests/unit/warden/test_cli.py).
+    assert isinstance(result.exception, PayloadError)
+    assert f"in.jsonl:{message.split()[1]}" in str(result.exception)
 
 
 def test_evaluate_writes_the_table_into_the_card(settings: Settings, model_dir: Path) -> None:
@@ -127,4 +131,6 @@ def test_train_without_data_says_fetch_first(tmp_path: Path) -> None:
     settings = load_settings(stack={"cache_dir": tmp_path})
     result = CliRunner().invoke(train, ["--sample", "10"], obj=settings)
     assert result.exit_code != 0
-    assert "warden data fetch" in result.output
+    # A FetchError: the warden CLI prints it as one line.
+    assert isinstance(result.exception, FetchError)
+    assert "warden data fetch" in str(result.exception)

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.events import (
+    ActionResult,
     ChatMessage,
     DeadLetter,
     Event,
@@ -77,6 +78,26 @@ def test_verdict_probability_is_bounded() -> None:
         Verdict.model_validate({**golden, "p_toxic": 1.5})
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("status", "maybe"),  # not an ActionStatus
+        ("kind", "mute"),  # not an ActionKind
+        ("duration_s", 0),  # a timeout lasts at least a second
+        ("p_toxic", 1.5),
+        ("action_id", "a\x00b"),  # control character in an id
+    ],
+)
+def test_golden_action_result_refuses_a_bad_field(field: str, value: object) -> None:
+    golden = json.loads((GOLDEN / "action_result.v1.json").read_text())
+    result = ActionResult.model_validate(golden)
+    # Consumers key and de-duplicate results by these; a change here breaks them.
+    assert result.key == "discord:981234567890123456:771234567890123458"
+    assert result.action_id == f"{result.message_id}:{result.kind.value}"
+    with pytest.raises(ValidationError):
+        ActionResult.model_validate({**golden, field: value})
+
+
 def test_review_feedback_needs_a_label() -> None:
     base = {
         "feedback_id": "f1",
@@ -110,6 +131,7 @@ def test_golden_payloads_round_trip_and_match_exported_schema(golden: Path) -> N
         "chat_message": ChatMessage,
         "verdict": Verdict,
         "dead_letter": DeadLetter,
+        "action_result": ActionResult,
     }
     payload_type = classes[golden.name.removesuffix(".v1.json")]
     payload = json.loads(golden.read_text())

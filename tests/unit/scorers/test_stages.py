@@ -20,7 +20,7 @@ from faust.exceptions import ProducerSendError
 
 from schemas.events import ChatMessage, Severity
 from scorers.batch import BatchScorer, RawEvent
-from scorers.features import ContextReader
+from scorers.context_store import ContextReader
 from scorers.stages import Stages
 from toxicity.lexical import LexicalScorer
 

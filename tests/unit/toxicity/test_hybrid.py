@@ -14,7 +14,7 @@ from schemas.events import Severity
 from toxicity.artifacts import BOOSTER_FILE, METADATA_FILE, ModelFormatError, load_meta
 from toxicity.base import CONTEXT_FEATURES, TextScorer
 from toxicity.hybrid import HybridScorer, hard_slur_probability
-from toxicity.loader import load_scorer
+from toxicity.loading import load_scorer
 
 FP32 = ModelSettings(kind="hybrid", quantize="none", batch_size=8)
 

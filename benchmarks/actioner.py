@@ -1,6 +1,6 @@
-"""The actioner's benchmark: verdict -> platform action latency and actions/s, against a fake
-Discord that keeps Discord-like rate limits (``actioners.fakeplatform.DISCORD_LIMITS``: per-route
-buckets per channel or guild, a global 50 requests/s, 429s with ``retry_after``).
+"""The actioner's benchmark: verdict -> platform action latency and actions/s, against a local
+Discord server that keeps Discord-like rate limits (``devkit.platforms.discord.DISCORD_LIMITS``:
+per-route buckets per channel or guild, a global 50 requests/s, 429s with ``retry_after``).
 
 The real actioner (``actioners.service.serve``, the Discord executor through discord.py) runs in
 this process on its own topics (a unique suffix) against the local stack's Kafka and PostgreSQL
@@ -21,19 +21,19 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from actioners.fakeplatform import FakeDiscord
 from actioners.platforms import build_executor
 from actioners.service import serve
 from core.clients import kafka_consumer, kafka_producer
 from core.errors import StackError
 from core.metrics import percentile
 from core.settings import Settings
-from core.topics import create_topics
+from core.topic_admin import create_topics
+from devkit.platforms.discord import DiscordServer
 from schemas.events import ActionResult, Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
 
 logger = logging.getLogger(__name__)
-BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the fake platform's
+BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the local Discord server's
 
 
 async def bench_actioner(
@@ -48,7 +48,7 @@ async def bench_actioner(
     timeout_s: float = 300.0,
     seed: int = 7,
 ) -> dict[str, float]:
-    """Run the actioner against a fake Discord; return latency percentiles and throughput.
+    """Run the actioner against a local Discord; return latency percentiles and throughput.
 
     Keys: ``verdicts``, ``flagged``, ``actions``, ``actions_done``, ``elapsed_s`` (first verdict
     produced -> last action finished), ``actions_per_s``, ``latency_p50_s``,
@@ -57,12 +57,12 @@ async def bench_actioner(
     """
     rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not a secret
     run = uuid.uuid4().hex[:10]
-    fake = FakeDiscord(token=BENCH_TOKEN)
-    await fake.start()
+    discord = DiscordServer(token=BENCH_TOKEN)
+    await discord.start()
     platforms = settings.platforms.model_copy(
         update={
             "discord": settings.platforms.discord.model_copy(
-                update={"token": SecretStr(BENCH_TOKEN), "api_base_url": fake.base_url}
+                update={"token": SecretStr(BENCH_TOKEN), "api_base_url": discord.base_url}
             )
         }
     )
@@ -76,7 +76,7 @@ async def bench_actioner(
     try:
         await create_topics(bench.kafka, specs=(VERDICTS, ACTIONS, DEADLETTER))
     except StackError:
-        await fake.close()
+        await discord.close()
         raise
     # Guild, channel and user ids as Discord's: numbers; unique to this run.
     base = int(run, 16) % 10**12 * 10**6
@@ -152,7 +152,7 @@ async def bench_actioner(
             actioner.cancel()
         await consumer.stop()
         await producer.stop()
-        await fake.close()
+        await discord.close()
 
     latencies: list[float] = []
     deletes: list[float] = []
@@ -176,7 +176,7 @@ async def bench_actioner(
         "latency_p99_s": round(percentile(latencies, 99), 4),
         "delete_latency_p50_s": round(percentile(deletes, 50), 4),
         "delete_latency_p99_s": round(percentile(deletes, 99), 4),
-        "platform_requests": float(len(fake.requests)),
-        "rate_limited": float(fake.rate_limited),
-        "bulk_deletes": float(fake.count("bulk-delete", 204)),
+        "platform_requests": float(len(discord.requests)),
+        "rate_limited": float(discord.rate_limited),
+        "bulk_deletes": float(discord.count("bulk-delete", 204)),
     }

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from core.clients import redis_client
 from core.settings import Settings
 from schemas.events import ChatMessage
-from scorers.features import TTL_SECONDS, ContextReader, FeatureStore, Outcome, channel_key
+from scorers.context_store import TTL_SECONDS, ContextReader, FeatureStore, Outcome, channel_key
 
 DAY = 86_400.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain.heads import fit_heads
+from retrain.head_fitting import fit_heads
 from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 
 TEXTS = [

@@ -1,126 +1,33 @@
-"""Local HTTP servers that speak the parts of Discord's REST API and Slack's Web API we use.
+"""A local server speaking the parts of Discord's REST API (v10) that the actioner uses.
 
-For tests and ``warden bench``: the real executors talk to them through their configurable base
-URL (``WARDEN_PLATFORMS__DISCORD__API_BASE_URL``, ``..._SLACK__API_BASE_URL``). They keep state
-(deleted messages, timeouts, kicks, bans, DMs), check the auth header, keep rate limits the way
-the platforms announce them (Discord: per-route buckets with ``X-RateLimit-*`` headers, 429
-with ``retry_after``, the global limit; Slack: per-method limits, 429 with ``Retry-After``),
-answer the permanent errors we handle (Unknown Message, Missing Permissions, ...), and record
-every request and every effect, so a test can count what the platform actually did.
-
-Production code never needs them; they live here so that the benchmark does not import tests.
+The Discord executor talks to it through its configurable base URL
+(``WARDEN_PLATFORMS__DISCORD__API_BASE_URL``). It keeps state (deleted messages, timeouts, kicks,
+bans, DMs), checks the bot token, keeps Discord's rate limits the way Discord announces them
+(per-route buckets per channel or guild with ``X-RateLimit-*`` headers, 429 with
+``retry_after``, the global limit), answers the permanent errors the executor handles (Unknown
+Message, Missing Permissions, ...), and records every request and effect, so that a test or
+``warden bench`` can count what the platform actually did.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-import socket
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-EffectHook = Callable[[str, str], Awaitable[None] | None]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One request the fake received and what it answered."""
-
-    method: str
-    path: str
-    bucket: str
-    status: int
-    body: Any
-    at: float
-
-
-@dataclass
-class _Window:
-    started: float
-    count: int = 0
-
-
-@dataclass(frozen=True)
-class Limit:
-    """``limit`` requests per ``per_s`` seconds, per value of the route's major parameter."""
-
-    limit: int
-    per_s: float
-
-
-class _Windows:
-    """Fixed windows per key, the way both platforms count."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.windows: dict[str, _Window] = {}
-
-    def take(self, key: str, limit: Limit) -> tuple[bool, int, float]:
-        """(allowed, remaining, seconds until the window resets)."""
-        now = self.clock()
-        window = self.windows.get(key)
-        if window is None or now - window.started >= limit.per_s:
-            window = self.windows[key] = _Window(now)
-        reset_after = max(0.001, window.started + limit.per_s - now)
-        if window.count >= limit.limit:
-            return False, 0, reset_after
-        window.count += 1
-        return True, limit.limit - window.count, reset_after
-
-
-@dataclass
-class _Storm:
-    remaining: int
-    retry_after: float
-    is_global: bool
-
-
-def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    # Exactly "application/json": discord.py compares the header verbatim.
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    return web.Response(status=status, body=json.dumps(payload).encode(), headers=all_headers)
-
-
-class _Server:
-    """An aiohttp app on a free loopback port."""
-
-    def __init__(self) -> None:
-        self.app = web.Application()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        sock = socket.socket()
-        sock.bind((host, port))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        return self.base_url
-
-    @property
-    def base_url(self) -> str:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> _Server:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
+from devkit.platforms.server import (
+    FixedWindows,
+    Limit,
+    LocalServer,
+    Recorded,
+    Storm,
+    json_response,
+)
 
 # Discord routes: (method, path under the API base) -> (bucket name, major parameter).
 DISCORD_ROUTES: dict[tuple[str, str], tuple[str, str | None]] = {
@@ -152,6 +59,9 @@ DISCORD_LIMITS: dict[str, Limit] = {
     "dm-create": Limit(5, 1.0),
 }
 
+# Discord's global limit for a bot: 50 requests per second over all routes.
+DISCORD_GLOBAL_LIMIT = Limit(50, 1.0)
+
 UNKNOWN_MEMBER = 10007
 UNKNOWN_MESSAGE = 10008
 UNKNOWN_USER = 10013
@@ -161,7 +71,7 @@ CANNOT_DM = 50007
 JOINED_LONG_AGO = "2020-01-01T00:00:00+00:00"
 
 
-class FakeDiscord(_Server):
+class DiscordServer(LocalServer):
     """Discord's REST API (v10) for a bot: messages, members, bans, DMs.
 
     Every message id exists until deleted (or listed in ``unknown_messages``); every member
@@ -171,10 +81,10 @@ class FakeDiscord(_Server):
 
     def __init__(
         self,
-        token: str = "fake-discord-token",  # noqa: S107 - a fake server's fake token
+        token: str = "fake-discord-token",  # noqa: S107 - a local server's test token
         *,
         limits: Mapping[str, Limit] | None = None,
-        global_limit: Limit | None = Limit(50, 1.0),
+        global_limit: Limit | None = DISCORD_GLOBAL_LIMIT,
         latency_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -184,13 +94,9 @@ class FakeDiscord(_Server):
         self.global_limit = global_limit
         self.latency_s = latency_s
         self.clock = clock
-        self._windows = _Windows(clock)
-        self._storms: list[_Storm] = []
+        self._windows = FixedWindows(clock)
+        self._storms: list[Storm] = []
         self._failures: list[int] = []
-        self.on_effect: EffectHook | None = None
-
-        self.requests: list[Recorded] = []
-        self.effects: list[tuple[str, str]] = []
         self.deleted: set[str] = set()
         self.unknown_messages: set[str] = set()
         self.timeouts: dict[tuple[str, str], str] = {}
@@ -217,7 +123,7 @@ class FakeDiscord(_Server):
 
     def storm(self, requests: int, retry_after: float, *, is_global: bool = False) -> None:
         """The next ``requests`` requests (login aside) answer 429 after ``retry_after`` s."""
-        self._storms.append(_Storm(requests, retry_after, is_global))
+        self._storms.append(Storm(requests, retry_after, is_global))
 
     def fail_next(self, requests: int, status: int = 503) -> None:
         """The next ``requests`` requests (login aside) answer ``status`` (a server error)."""
@@ -225,19 +131,12 @@ class FakeDiscord(_Server):
 
     # -- what tests read ---------------------------------------------------------------------
 
-    def effect_counts(self) -> Counter[tuple[str, str]]:
-        return Counter(self.effects)
-
     def count(self, bucket: str, status: int | None = None) -> int:
         return sum(
             1
             for r in self.requests
             if r.bucket == bucket and (status is None or r.status == status)
         )
-
-    @property
-    def rate_limited(self) -> int:
-        return sum(1 for r in self.requests if r.status == 429)
 
     # -- the server --------------------------------------------------------------------------
 
@@ -263,7 +162,7 @@ class FakeDiscord(_Server):
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if request.headers.get("Authorization") != f"Bot {self.token}":
-            return _json(401, {"message": "401: Unauthorized", "code": 0})
+            return json_response(401, {"message": "401: Unauthorized", "code": 0})
         params = dict(request.match_info)
         if bucket != "me":
             if self._storms:
@@ -278,7 +177,7 @@ class FakeDiscord(_Server):
                     return self._too_many(bucket, reset_after, is_global=True)
             if self._failures:
                 status = self._failures.pop(0)
-                return _json(status, {"message": "Service unavailable", "code": 0})
+                return json_response(status, {"message": "Service unavailable", "code": 0})
         major_value = params.get(major, "") if major else ""
         allowed, remaining, reset_after = self._windows.take(
             f"{bucket}:{major_value}", self.limits[bucket]
@@ -289,7 +188,7 @@ class FakeDiscord(_Server):
         headers = self._limit_headers(bucket, remaining, reset_after)
         if status == 204:
             return web.Response(status=204, headers=headers)
-        return _json(status, payload, headers)
+        return json_response(status, payload, headers)
 
     def _limit_headers(self, bucket: str, remaining: int, reset_after: float) -> dict[str, str]:
         limit = self.limits[bucket]
@@ -325,14 +224,7 @@ class FakeDiscord(_Server):
             "retry_after": round(retry_after, 3),
             "global": is_global,
         }
-        return _json(429, payload, headers)
-
-    async def _effect(self, kind: str, target: str) -> None:
-        self.effects.append((kind, target))
-        if self.on_effect is not None:
-            outcome = self.on_effect(kind, target)
-            if inspect.isawaitable(outcome):
-                await outcome
+        return json_response(429, payload, headers)
 
     def _next_id(self) -> str:
         self._ids += 1
@@ -421,144 +313,3 @@ class FakeDiscord(_Server):
             limit = int(request.query.get("limit", "50"))
             return 200, list(reversed(self.dms.get(channel, [])))[:limit]
         return 404, {"message": "404: Not Found", "code": 0}
-
-
-# Slack methods we speak, their tier and calls per minute (api.slack.com/docs/rate-limits).
-SLACK_LIMITS: dict[str, int] = {
-    "auth.test": 100,
-    "chat.delete": 50,
-    "chat.postEphemeral": 100,
-    "conversations.kick": 50,
-}
-
-
-class FakeSlack(_Server):
-    """Slack's Web API for the methods we use; ``window_s`` shortens Slack's minute in tests."""
-
-    def __init__(
-        self,
-        bot_token: str = "xoxb-fake",  # noqa: S107 - a fake server's fake token
-        *,
-        admin_token: str | None = None,
-        team: str = "T0001",
-        limits: Mapping[str, int] | None = None,
-        window_s: float = 60.0,
-        latency_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.tokens = {bot_token: "bot"} | ({admin_token: "admin"} if admin_token else {})
-        self.team = team
-        self.limits = {**SLACK_LIMITS, **(limits or {})}
-        self.window_s = window_s
-        self.latency_s = latency_s
-        self.clock = clock
-        self._windows = _Windows(clock)
-        self._storms: list[_Storm] = []
-        self.on_effect: EffectHook | None = None
-
-        self.requests: list[Recorded] = []
-        self.effects: list[tuple[str, str]] = []
-        self.deleted: set[tuple[str, str]] = set()
-        self.unknown_messages: set[str] = set()
-        self.bot_only_delete = False
-        self.kicked: set[tuple[str, str]] = set()
-        self.absent: set[tuple[str, str]] = set()
-        self.ephemeral: list[dict[str, str]] = []
-        self.errors: dict[str, str] = {}
-        self.app.router.add_post("/api/{method}", self._handle)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/"
-
-    def storm(self, requests: int, retry_after: float) -> None:
-        """The next ``requests`` calls (auth.test aside) answer 429 + ``Retry-After``."""
-        self._storms.append(_Storm(requests, retry_after, False))
-
-    def effect_counts(self) -> Counter[tuple[str, str]]:
-        return Counter(self.effects)
-
-    @property
-    def rate_limited(self) -> int:
-        return sum(1 for r in self.requests if r.status == 429)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
-        args: dict[str, Any] = dict(request.query)
-        if request.content_type == "application/json":
-            raw = await request.read()
-            args.update(json.loads(raw) if raw else {})
-        else:
-            args.update(dict(await request.post()))
-        response = await self._respond(request, method, args)
-        self.requests.append(
-            Recorded("POST", request.path, method, response.status, args, self.clock())
-        )
-        return response
-
-    async def _respond(
-        self, request: web.Request, method: str, args: dict[str, Any]
-    ) -> web.Response:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        if method not in self.limits:
-            return _json(200, {"ok": False, "error": "unknown_method"})
-        auth = request.headers.get("Authorization", "")
-        role = self.tokens.get(auth.removeprefix("Bearer "))
-        if role is None:
-            return _json(200, {"ok": False, "error": "invalid_auth"})
-        if method != "auth.test" and self._storms:
-            storm = self._storms[0]
-            storm.remaining -= 1
-            if storm.remaining <= 0:
-                self._storms.pop(0)
-            return self._too_many(storm.retry_after)
-        allowed, _, reset_after = self._windows.take(
-            method, Limit(self.limits[method], self.window_s)
-        )
-        if not allowed:
-            return self._too_many(reset_after)
-        if method in self.errors:
-            return _json(200, {"ok": False, "error": self.errors[method]})
-        return _json(200, await self._act(method, role, args))
-
-    def _too_many(self, retry_after: float) -> web.Response:
-        return _json(
-            429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{retry_after:.3g}"}
-        )
-
-    async def _effect(self, kind: str, target: str) -> None:
-        self.effects.append((kind, target))
-        if self.on_effect is not None:
-            outcome = self.on_effect(kind, target)
-            if inspect.isawaitable(outcome):
-                await outcome
-
-    async def _act(self, method: str, role: str, args: dict[str, Any]) -> dict[str, Any]:
-        channel = str(args.get("channel", ""))
-        user = str(args.get("user", ""))
-        if method == "auth.test":
-            return {"ok": True, "team_id": self.team, "user_id": "UBOT", "bot_id": "BBOT"}
-        if method == "chat.delete":
-            ts = str(args.get("ts", ""))
-            if (channel, ts) in self.deleted or ts in self.unknown_messages:
-                return {"ok": False, "error": "message_not_found"}
-            if self.bot_only_delete and role != "admin":
-                return {"ok": False, "error": "cant_delete_message"}
-            self.deleted.add((channel, ts))
-            await self._effect("delete", f"{channel}:{ts}")
-            return {"ok": True, "channel": channel, "ts": ts}
-        if method == "chat.postEphemeral":
-            if (channel, user) in self.absent or (channel, user) in self.kicked:
-                return {"ok": False, "error": "user_not_in_channel"}
-            self.ephemeral.append({"channel": channel, "user": user, "text": str(args["text"])})
-            await self._effect("ephemeral", f"{channel}:{user}")
-            return {"ok": True, "message_ts": f"{time.time():.6f}"}
-        if method == "conversations.kick":
-            if (channel, user) in self.kicked or (channel, user) in self.absent:
-                return {"ok": False, "error": "not_in_channel"}
-            self.kicked.add((channel, user))
-            await self._effect("kick", f"{channel}:{user}")
-            return {"ok": True}
-        return {"ok": False, "error": "unknown_method"}

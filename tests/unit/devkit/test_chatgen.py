@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest import chatgen
+from devkit import chatgen
 from schemas.events import ChatMessage
 
-SAMPLE = Path(__file__).resolve().parents[2] / "ingest" / "samples" / "livestream.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "ingest" / "samples" / "livestream.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain.metrics import best_f1_threshold, binary_metrics, pick_thresholds
+from retrain.classification_metrics import best_f1_threshold, binary_metrics, pick_thresholds
 
 
 def test_best_f1_threshold_separates_a_clean_split() -> None:

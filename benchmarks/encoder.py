@@ -1,4 +1,4 @@
-"""Encoder speed and int8 fidelity on this CPU: ``python -m retrain.bench_encoder [--model DIR]``.
+"""Encoder speed and int8 fidelity on this CPU: ``python -m benchmarks.encoder [--model DIR]``.
 
 Measures messages per second for the fp32 and the int8 encoder on short chat messages (HateXplain
 posts when fetched, else the test fixtures), the cosine between int8 and fp32 embeddings (and,

@@ -1,0 +1,140 @@
+"""A local server speaking the Slack Web API methods that the actioner uses.
+
+The Slack executor talks to it through ``WARDEN_PLATFORMS__SLACK__API_BASE_URL``. It checks the
+bot (and optional admin) token, keeps Slack's per-method limits (429 with ``Retry-After``),
+answers Slack's ``ok: false`` errors, and records every request and effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from devkit.platforms.server import FixedWindows, Limit, LocalServer, Recorded, Storm, json_response
+
+# Slack methods we speak, their tier and calls per minute (api.slack.com/docs/rate-limits).
+SLACK_LIMITS: dict[str, int] = {
+    "auth.test": 100,
+    "chat.delete": 50,
+    "chat.postEphemeral": 100,
+    "conversations.kick": 50,
+}
+
+
+class SlackServer(LocalServer):
+    """Slack's Web API for the methods we use; ``window_s`` shortens Slack's minute in tests."""
+
+    def __init__(
+        self,
+        bot_token: str = "xoxb-fake",  # noqa: S107 - a local server's test token
+        *,
+        admin_token: str | None = None,
+        team: str = "T0001",
+        limits: Mapping[str, int] | None = None,
+        window_s: float = 60.0,
+        latency_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.tokens = {bot_token: "bot"} | ({admin_token: "admin"} if admin_token else {})
+        self.team = team
+        self.limits = {**SLACK_LIMITS, **(limits or {})}
+        self.window_s = window_s
+        self.latency_s = latency_s
+        self.clock = clock
+        self._windows = FixedWindows(clock)
+        self._storms: list[Storm] = []
+        self.deleted: set[tuple[str, str]] = set()
+        self.unknown_messages: set[str] = set()
+        self.bot_only_delete = False
+        self.kicked: set[tuple[str, str]] = set()
+        self.absent: set[tuple[str, str]] = set()
+        self.ephemeral: list[dict[str, str]] = []
+        self.errors: dict[str, str] = {}
+        self.app.router.add_post("/api/{method}", self._handle)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def storm(self, requests: int, retry_after: float) -> None:
+        """The next ``requests`` calls (auth.test aside) answer 429 + ``Retry-After``."""
+        self._storms.append(Storm(requests, retry_after, False))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            raw = await request.read()
+            args.update(json.loads(raw) if raw else {})
+        else:
+            args.update(dict(await request.post()))
+        response = await self._respond(request, method, args)
+        self.requests.append(
+            Recorded("POST", request.path, method, response.status, args, self.clock())
+        )
+        return response
+
+    async def _respond(
+        self, request: web.Request, method: str, args: dict[str, Any]
+    ) -> web.Response:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        if method not in self.limits:
+            return json_response(200, {"ok": False, "error": "unknown_method"})
+        auth = request.headers.get("Authorization", "")
+        role = self.tokens.get(auth.removeprefix("Bearer "))
+        if role is None:
+            return json_response(200, {"ok": False, "error": "invalid_auth"})
+        if method != "auth.test" and self._storms:
+            storm = self._storms[0]
+            storm.remaining -= 1
+            if storm.remaining <= 0:
+                self._storms.pop(0)
+            return self._too_many(storm.retry_after)
+        allowed, _, reset_after = self._windows.take(
+            method, Limit(self.limits[method], self.window_s)
+        )
+        if not allowed:
+            return self._too_many(reset_after)
+        if method in self.errors:
+            return json_response(200, {"ok": False, "error": self.errors[method]})
+        return json_response(200, await self._act(method, role, args))
+
+    def _too_many(self, retry_after: float) -> web.Response:
+        return json_response(
+            429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{retry_after:.3g}"}
+        )
+
+    async def _act(self, method: str, role: str, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        user = str(args.get("user", ""))
+        if method == "auth.test":
+            return {"ok": True, "team_id": self.team, "user_id": "UBOT", "bot_id": "BBOT"}
+        if method == "chat.delete":
+            ts = str(args.get("ts", ""))
+            if (channel, ts) in self.deleted or ts in self.unknown_messages:
+                return {"ok": False, "error": "message_not_found"}
+            if self.bot_only_delete and role != "admin":
+                return {"ok": False, "error": "cant_delete_message"}
+            self.deleted.add((channel, ts))
+            await self._effect("delete", f"{channel}:{ts}")
+            return {"ok": True, "channel": channel, "ts": ts}
+        if method == "chat.postEphemeral":
+            if (channel, user) in self.absent or (channel, user) in self.kicked:
+                return {"ok": False, "error": "user_not_in_channel"}
+            self.ephemeral.append({"channel": channel, "user": user, "text": str(args["text"])})
+            await self._effect("ephemeral", f"{channel}:{user}")
+            return {"ok": True, "message_ts": f"{time.time():.6f}"}
+        if method == "conversations.kick":
+            if (channel, user) in self.kicked or (channel, user) in self.absent:
+                return {"ok": False, "error": "not_in_channel"}
+            self.kicked.add((channel, user))
+            await self._effect("kick", f"{channel}:{user}")
+            return {"ok": True}
+        return {"ok": False, "error": "unknown_method"}
