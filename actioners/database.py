@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import pq
 
+from core.backoff import full_jitter
 from core.clients import postgres_connection
 from core.errors import ConfigError, TransientError
 from core.settings import PostgresSettings
@@ -185,10 +185,7 @@ class Database:
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
-        cap = min(
-            self.settings.reconnect_max_s, self.settings.reconnect_base_s * 2 ** (attempt - 1)
-        )
-        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        return full_jitter(attempt, self.settings.reconnect_base_s, self.settings.reconnect_max_s)
 
     async def check_schema(self) -> None:
         """Fail fast, naming the fix, when the migrations have not been applied."""

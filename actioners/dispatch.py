@@ -38,6 +38,7 @@ from prometheus_client import Counter, Histogram
 
 from actioners.executors import Outcome, RateLimited, Router
 from actioners.ledger import Entry, State, result_of
+from core.backoff import full_jitter
 from core.errors import ActionError, PermanentActionError, RetriableActionError
 from core.metrics import LATENCY_BUCKETS
 from core.settings import ActionerSettings
@@ -328,8 +329,7 @@ class Dispatcher:
             return [await self._one(job, entry) for entry in job.entries]
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        return full_jitter(attempt, self.settings.backoff_base_s, self.settings.backoff_max_s)
 
     async def _attempts(
         self, job: Job, call: Callable[[bool], Awaitable[Outcome]], reconcile: bool

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from aiokafka.errors import (
 )
 
 from core import metrics
+from core.backoff import full_jitter
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +169,7 @@ class Publisher:
         await _stop(broken)
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        return full_jitter(attempt, self.backoff_base_s, self.backoff_max_s)
 
     def _lost(self, exc: BaseException) -> None:
         if self.available:
