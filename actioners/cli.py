@@ -1,4 +1,5 @@
-"""``warden actioner``, ``warden policy show|set|preset``, ``warden strikes``, ``warden pardon``."""
+"""``warden actioner``, ``warden policy show|set|preset|go-live|holds|sync``,
+``warden strikes``, ``warden pardon``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from core.commandline import settings_from
 
 if TYPE_CHECKING:
     from actioners.database import Database
+    from actioners.detectors import DetectorMirror
     from actioners.policystore import StoredPolicy
     from core.settings import Settings
 
 T = TypeVar("T")
 PLATFORMS = click.Choice(["discord", "slack", "twitch", "webhook", "replay"])
+PRESET_NAMES = click.Choice(["lenient", "balanced", "strict", "livestream"])
 platform_option = click.option(
     "--platform", type=PLATFORMS, default="discord", show_default=True, help="The community's."
 )
@@ -108,6 +111,27 @@ def _as_operator(
     return signed
 
 
+def _mirrored(
+    settings: Settings, work: Callable[[Database, str, DetectorMirror], Awaitable[T]]
+) -> Callable[[Database, str], Awaitable[T]]:
+    """``work(db, author, mirror)`` with a Redis mirror for the detector thresholds of the
+    version stored (``actioners.detectors``), closed afterwards."""
+    from actioners.detectors import DetectorMirror
+
+    async def go(db: Database, author: str) -> T:
+        mirror = DetectorMirror.connect(settings.redis)
+        try:
+            return await work(db, author, mirror)
+        finally:
+            await mirror.close()
+
+    return go
+
+
+def _first_day(settings: Settings) -> bool:
+    return settings.actioner.first_day == "shadow"
+
+
 IDENTITY_HELP = (
     "A display name, recorded as a claim next to the authenticated identity: the OS account "
     "running the command and the PostgreSQL role, e.g. 'bob (claimed) via cli:alice (pg: "
@@ -118,6 +142,11 @@ IDENTITY_HELP = (
 def _echo_policy(stored: StoredPolicy) -> None:
     origin = (
         f"default preset (nothing stored), version {stored.version_id}"
+        + (
+            ", first-day mode: acts on nothing until `warden policy go-live`"
+            if stored.policy.first_day
+            else ""
+        )
         if stored.is_default
         else f"version {stored.version} ({stored.version_id}) by {stored.author}"
         f" at {stored.created_at:%Y-%m-%d %H:%M:%S %Z}"
@@ -149,13 +178,18 @@ def policy_show(ctx: click.Context, community: str, platform: str, history: bool
         for stored in versions:
             click.echo(
                 f"v{stored.version}  {stored.created_at:%Y-%m-%d %H:%M:%S}  {stored.author}"
-                f"  preset={stored.policy.preset} shadow={stored.policy.shadow}  {stored.note}"
+                f"  preset={stored.policy.preset} shadow={stored.policy.shadow}"
+                f" first_day={stored.policy.first_day}  {stored.note}"
             )
         return
     stored = _with_db(
         settings,
         lambda db: commands.show_policy(
-            db, platform, community, default_preset=settings.actioner.default_preset
+            db,
+            platform,
+            community,
+            default_preset=settings.actioner.default_preset,
+            first_day=_first_day(settings),
         ),
     )
     _echo_policy(stored)
@@ -183,10 +217,12 @@ def policy_set(
     \b
     Examples:
       warden policy set 9812 shadow=true
-      warden policy set 9812 thresholds.high=0.8 strike_decay_days=14
+      warden policy set 9812 thresholds.high=0.8 strike_decay_hours=6
       warden policy set 9812 exempt_roles+=moderator channels.5551.monitored_only=true
+      warden policy set 9812 labels.profanity.act=false detectors.spam_repeats=4
 
     The version records who stored it: the OS account and the PostgreSQL role (see --author).
+    Its detector thresholds are mirrored to Redis for the scorer (see `warden policy sync`).
     """
     from actioners import commands
     from actioners.policy import Policy, PolicyChangeError, parse_value
@@ -207,34 +243,32 @@ def policy_set(
                 settings,
                 _as_operator(
                     author,
-                    lambda db, who: commands.replace_policy(
-                        db, platform, community, whole, author=who, note=note
+                    _mirrored(
+                        settings,
+                        lambda db, who, mirror: commands.replace_policy(
+                            db, platform, community, whole, author=who, note=note, mirror=mirror
+                        ),
                     ),
                 ),
             )
-            if parsed:
-                stored = _with_db(
-                    settings,
-                    _as_operator(
-                        author,
-                        lambda db, who: commands.set_policy(
-                            db, platform, community, parsed, author=who, note=note
-                        ),
-                    ),
-                )
-        else:
+        if parsed:
             stored = _with_db(
                 settings,
                 _as_operator(
                     author,
-                    lambda db, who: commands.set_policy(
-                        db,
-                        platform,
-                        community,
-                        parsed,
-                        author=who,
-                        note=note,
-                        default_preset=settings.actioner.default_preset,
+                    _mirrored(
+                        settings,
+                        lambda db, who, mirror: commands.set_policy(
+                            db,
+                            platform,
+                            community,
+                            parsed,
+                            author=who,
+                            note=note,
+                            default_preset=settings.actioner.default_preset,
+                            first_day=_first_day(settings),
+                            mirror=mirror,
+                        ),
                     ),
                 ),
             )
@@ -245,7 +279,7 @@ def policy_set(
 
 @policy.command("preset")
 @click.argument("community")
-@click.argument("name", type=click.Choice(["lenient", "balanced", "strict"]))
+@click.argument("name", type=PRESET_NAMES)
 @platform_option
 @click.option("--note", default="")
 @click.option("--author", default=None, help=IDENTITY_HELP)
@@ -256,6 +290,7 @@ def policy_preset(
     """Set COMMUNITY's policy to a preset (a new version).
 
     The version records who stored it: the OS account and the PostgreSQL role (see --author).
+    A community in first-day mode stays in it: `warden policy go-live` ends it.
     """
     from actioners import commands
 
@@ -264,12 +299,119 @@ def policy_preset(
         settings,
         _as_operator(
             author,
-            lambda db, who: commands.apply_preset(
-                db, platform, community, name, author=who, note=note
+            _mirrored(
+                settings,
+                lambda db, who, mirror: commands.apply_preset(
+                    db,
+                    platform,
+                    community,
+                    name,
+                    author=who,
+                    note=note,
+                    default_preset=settings.actioner.default_preset,
+                    first_day=_first_day(settings),
+                    mirror=mirror,
+                ),
             ),
         ),
     )
-    click.echo(f"stored {stored.version_id} (preset {name})")
+    mode = " in first-day mode (acts on nothing until go-live)" if stored.policy.first_day else ""
+    click.echo(f"stored {stored.version_id} (preset {name}){mode}")
+
+
+@policy.command("go-live")
+@click.argument("community")
+@platform_option
+@click.option("--preset", "preset_name", type=PRESET_NAMES, default=None, help="Go live on it.")
+@click.option("--note", default="")
+@click.option("--author", default=None, help=IDENTITY_HELP)
+@click.pass_context
+def policy_go_live(
+    ctx: click.Context,
+    community: str,
+    platform: str,
+    preset_name: str | None,
+    note: str,
+    author: str | None,
+) -> None:
+    """End COMMUNITY's first-day (or shadow) mode: from the next verdict on, it acts.
+
+    Stores the policy in force (or --preset) as a new version with first-day and shadow mode
+    off, recording who did it: the OS account and the PostgreSQL role (see --author).
+    """
+    from actioners import commands
+
+    settings = settings_from(ctx)
+    stored = _with_db(
+        settings,
+        _as_operator(
+            author,
+            _mirrored(
+                settings,
+                lambda db, who, mirror: commands.go_live(
+                    db,
+                    platform,
+                    community,
+                    author=who,
+                    preset_name=preset_name,
+                    note=note,
+                    default_preset=settings.actioner.default_preset,
+                    first_day=_first_day(settings),
+                    mirror=mirror,
+                ),
+            ),
+        ),
+    )
+    click.echo(f"stored {stored.version_id} (preset {stored.policy.preset}): live")
+
+
+@policy.command("holds")
+@click.argument("community")
+@platform_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.pass_context
+def policy_holds(ctx: click.Context, community: str, platform: str, limit: int) -> None:
+    """List COMMUNITY's review queue: lines held for a moderator, oldest first."""
+    from actioners import commands
+
+    settings = settings_from(ctx)
+    holds = _with_db(settings, lambda db: commands.open_holds(db, platform, community, limit))
+    if not holds:
+        click.echo(f"{platform}:{community}: nothing held for review")
+    for hold in holds:
+        click.echo(
+            f"{hold.held_at:%Y-%m-%d %H:%M:%S}  {hold.held_action}  message {hold.message_id}"
+            f"  user {hold.user}  channel {hold.channel}  [{', '.join(hold.labels)}]"
+            f"\n      {hold.text[:200]!r}\n      {hold.reason[:300]}"
+        )
+
+
+@policy.command("sync")
+@click.argument("community")
+@platform_option
+@click.pass_context
+def policy_sync(ctx: click.Context, community: str, platform: str) -> None:
+    """Mirror COMMUNITY's detector thresholds to Redis again (after a failed mirror)."""
+    from actioners import commands
+    from actioners.detectors import DetectorMirror
+
+    settings = settings_from(ctx)
+
+    async def sync(db: Database) -> StoredPolicy:
+        mirror = DetectorMirror.connect(settings.redis)
+        try:
+            return await commands.sync_detectors(
+                db,
+                platform,
+                community,
+                mirror,
+                default_preset=settings.actioner.default_preset,
+            )
+        finally:
+            await mirror.close()
+
+    stored = _with_db(settings, sync)
+    click.echo(f"mirrored the detectors of {stored.version_id} to Redis")
 
 
 @click.command()
@@ -294,13 +436,14 @@ def strikes(
             user,
             include_inactive=include_inactive,
             default_preset=settings.actioner.default_preset,
+            first_day=_first_day(settings),
         ),
     )
     following = report.next_rung.describe() if report.next_rung else "nothing"
     click.echo(
         f"{platform}:{community}:{user}: {report.active} active strike(s)"
         + (f" (+{report.shadow} in shadow mode)" if report.shadow else "")
-        + f"; decay {report.strike_decay_days:g} d; next strike: {following}"
+        + f"; decay {report.strike_decay}; next strike: {following}"
         + f" (policy {report.policy_version})"
     )
     for s in report.strikes:

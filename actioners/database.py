@@ -36,7 +36,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The tables the actioner needs; a database without them has not been migrated.
-REQUIRED_TABLES = ("action_audit", "action_ledger", "decisions", "policies", "strikes", "pardons")
+REQUIRED_TABLES = (
+    "action_audit",
+    "action_ledger",
+    "decisions",
+    "policies",
+    "strikes",
+    "pardons",
+    "holds",
+)
 
 # SQLSTATE classes of OperationalError that are about the statement, not the server: 54 is
 # "program limit exceeded" (an index row or a statement too large), which fails again however

@@ -13,7 +13,7 @@ is idempotent on that platform. Every executor documents what it does per action
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -85,6 +85,8 @@ class LogExecutor:
         return self.name
 
     async def execute(self, request: ActionRequest) -> Outcome:
+        if request.kind is ActionKind.HOLD:
+            return held()
         logger.info(
             "%s %s:%s/%s message %s: %s",
             request.kind.value,
@@ -147,10 +149,14 @@ class Router:
         )
 
     async def execute(self, request: ActionRequest) -> Outcome:
+        if request.kind is ActionKind.HOLD:
+            return held()
         executor = self._for(request)
         return await executor.execute(request) if executor else self._missing(request)
 
     async def reconcile(self, request: ActionRequest, started_at: datetime | None) -> Outcome:
+        if request.kind is ActionKind.HOLD:
+            return held()
         executor = self._for(request)
         if executor is None:
             return self._missing(request)
@@ -165,3 +171,27 @@ class Router:
 
 def unsupported(platform: str, kind: ActionKind) -> Outcome:
     return Outcome.skipped(f"{platform} has no {kind.value} action")
+
+
+HELD = "held for review"
+
+Handler = Callable[[ActionRequest], Awaitable[Outcome]]
+
+
+async def run_handler(
+    platform: str, request: ActionRequest, handlers: Mapping[ActionKind, Handler]
+) -> Outcome:
+    """An executor's ``execute``: a hold calls nothing, a kind without a handler is skipped
+    (the platform has no such action), the rest go to their handler."""
+    if request.kind is ActionKind.HOLD:
+        return held()
+    handler = handlers.get(request.kind)
+    if handler is None:
+        return unsupported(platform, request.kind)
+    return await handler(request)
+
+
+def held() -> Outcome:
+    """A hold: the message waits for a moderator, and no platform is called (every executor,
+    and the router before any of them, answer it this way)."""
+    return Outcome.skipped(HELD)

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from actioners import audit
 from actioners.database import Database
+from actioners.executors import HELD
 from schemas.events import ActionRequest, ActionResult, ActionStatus, utcnow
 
 
@@ -84,6 +85,24 @@ class Entry:
         )
 
 
+REVIEW_QUEUE = "review-queue"
+"""The executor recorded for a HOLD: no platform is called, the line waits in ``holds``."""
+
+
+def hold_entry(request: ActionRequest, skip: str | None, source: Source, now: datetime) -> Entry:
+    """A HOLD's ledger entry, finished as it is decided (skipped, "held for review", as every
+    executor answers a hold): the line is in the review queue (the ``holds`` table, written
+    in the same transaction) and no platform is called, so nothing is left to dispatch."""
+    return Entry(
+        request=request,
+        state=State.SKIPPED,
+        source=source,
+        detail=f"not done: {skip}" if skip else HELD,
+        executor=REVIEW_QUEUE,
+        completed_at=now,
+    )
+
+
 def result_of(
     request: ActionRequest,
     *,
@@ -112,6 +131,7 @@ def result_of(
         requested_at=request.requested_at,
         completed_at=completed_at,
         duration_s=request.duration_s,
+        modes=request.modes,
     )
 
 
@@ -161,17 +181,61 @@ class DecisionRow:
     strikes_active: int
     shadow: bool
     reason: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """A line held for a moderator's review (the ``holds`` table, the review queue)."""
+
+    request: ActionRequest
+    text: str
+    labels: tuple[str, ...]
+    held_action: str
+    shadow: bool
 
 
 async def record_decisions(
-    cur: psycopg.AsyncCursor[Any], decisions: Sequence[DecisionRow], entries: Sequence[Entry]
+    cur: psycopg.AsyncCursor[Any],
+    decisions: Sequence[DecisionRow],
+    entries: Sequence[Entry],
+    holds: Sequence[HoldRow] = (),
 ) -> None:
-    """Write decisions and their ledger entries (finished ones with their audit rows)."""
+    """Write decisions, their holds and their ledger entries (finished ones with their audit
+    rows), each once per message however often it is decided."""
+    if holds:
+        await cur.executemany(
+            "INSERT INTO holds (message_id, action_id, platform, community, channel, user_id,"
+            " text, labels, severity, p_toxic, held_action, shadow, reason, policy_version,"
+            " model_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (message_id) DO NOTHING",
+            [
+                (
+                    h.request.message_id,
+                    h.request.action_id,
+                    h.request.platform.value,
+                    h.request.community,
+                    h.request.channel,
+                    h.request.user,
+                    h.text,
+                    list(h.labels),
+                    h.request.severity.value,
+                    h.request.p_toxic,
+                    h.held_action,
+                    h.shadow,
+                    h.request.reason,
+                    h.request.policy_version,
+                    h.request.model_version,
+                )
+                for h in holds
+            ],
+        )
     if decisions:
         await cur.executemany(
             "INSERT INTO decisions (message_id, platform, community, channel, user_id,"
             " policy_version, model_version, severity, rule, strikes_added, strikes_active,"
-            " shadow, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " shadow, reason, labels)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (message_id) DO NOTHING",
             [
                 (
@@ -188,6 +252,7 @@ async def record_decisions(
                     d.strikes_active,
                     d.shadow,
                     d.reason,
+                    list(d.labels),
                 )
                 for d in decisions
             ],

@@ -1,7 +1,17 @@
 """Community policies in PostgreSQL, versioned: every change is a new version, none is lost.
 
 A community with no stored policy gets the configured default preset (``balanced`` unless
-``WARDEN_ACTIONER__DEFAULT_PRESET`` says otherwise), under the preset's own version string.
+``WARDEN_ACTIONER__DEFAULT_PRESET`` says otherwise). In first-day mode
+(``WARDEN_ACTIONER__FIRST_DAY=shadow``, the default) that preset runs with ``first_day`` set,
+under the version ``first-day:<preset>@N``: every verdict is decided and recorded (decisions,
+shadow strikes, skipped actions, holds) and nothing is acted on, until a moderator runs
+``warden policy go-live``. Changes stored before that (``policy set``, ``policy preset``) keep
+first-day mode; only go-live (or ``policy set first_day=false``) ends it. With
+``WARDEN_ACTIONER__FIRST_DAY=off`` a new community acts from its first verdict, on the preset's
+own version ``preset:<preset>@N``.
+
+Each stored version's ``detectors`` section is mirrored to Redis for the scorer when a mirror
+is given (``actioners.detectors``).
 """
 
 from __future__ import annotations
@@ -14,7 +24,15 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from actioners.database import Database
-from actioners.policy import Policy, preset, preset_version, stored_version
+from actioners.detectors import DetectorMirror
+from actioners.policy import (
+    Policy,
+    first_day,
+    first_day_version,
+    preset,
+    preset_version,
+    stored_version,
+)
 
 
 @dataclass(frozen=True)
@@ -38,20 +56,33 @@ class StoredPolicy:
 
 class PolicyStore:
     def __init__(
-        self, db: Database, default_preset: str = "balanced", cache_s: float = 0.0
+        self,
+        db: Database,
+        default_preset: str = "balanced",
+        cache_s: float = 0.0,
+        *,
+        first_day: bool = False,
     ) -> None:
         self.db = db
         self.default_preset = default_preset
         self.cache_s = cache_s
+        self.first_day = first_day
         self._cache: dict[tuple[str, str], tuple[float, StoredPolicy]] = {}
 
     def default(self, platform: str, community: str) -> StoredPolicy:
+        """The policy of a community with none stored (in first-day mode when so configured)."""
+        if self.first_day:
+            policy = first_day(self.default_preset)
+            version_id = first_day_version(self.default_preset)
+        else:
+            policy = preset(self.default_preset)
+            version_id = preset_version(self.default_preset)
         return StoredPolicy(
             platform=platform,
             community=community,
-            policy=preset(self.default_preset),
+            policy=policy,
             version=0,
-            version_id=preset_version(self.default_preset),
+            version_id=version_id,
         )
 
     async def current(self, platform: str, community: str) -> StoredPolicy:
@@ -88,9 +119,18 @@ class PolicyStore:
         return self._stored(platform, community, row) if row else None
 
     async def save(
-        self, platform: str, community: str, policy: Policy, *, author: str, note: str = ""
+        self,
+        platform: str,
+        community: str,
+        policy: Policy,
+        *,
+        author: str,
+        note: str = "",
+        mirror: DetectorMirror | None = None,
     ) -> StoredPolicy:
-        """Store ``policy`` as the community's next version."""
+        """Store ``policy`` as the community's next version, then mirror its detector
+        thresholds to Redis when ``mirror`` is given (``MirrorError`` if Redis refuses: the
+        version is stored all the same)."""
         async with self.db.transaction() as cur:
             # Two moderators saving at once get consecutive versions, not a conflict.
             await cur.execute(
@@ -116,6 +156,8 @@ class PolicyStore:
         assert row is not None
         stored = self._stored(platform, community, row)
         self._cache.pop((platform, community), None)
+        if mirror is not None:
+            await mirror.publish(platform, community, stored.policy.detectors)
         return stored
 
     @staticmethod

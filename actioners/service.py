@@ -1,8 +1,11 @@
 """The actioner: moderation.verdicts.v1 -> policy -> ledger -> executor -> moderation.actions.v1.
 
+It also reads moderation.raids.v1 (in the same consumer group) and answers each raid with the
+community's raid mode (``actioners.raids``), under the same rules as a verdict.
+
 Per batch of records:
 
-1. decode the verdicts (undecodable ones become dead letters);
+1. decode the verdicts and raids (undecodable ones become dead letters);
 2. decide: each community's policy (``actioners.policy``) and each user's active strikes give a
    decision; the decision, its strikes and its action intents (the ledger entries) are written
    in one transaction. A verdict already decided (delivered again) decides nothing new;
@@ -53,18 +56,19 @@ from actioners import strikes as strike_book
 from actioners.database import Database, DatabaseUnavailable, is_unavailable
 from actioners.dispatch import Dispatcher
 from actioners.executors import Router
-from actioners.ledger import DecisionRow, Entry, Ledger, Source, State
+from actioners.ledger import DecisionRow, Entry, HoldRow, Ledger, Source, State
 from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.publisher import Outgoing, Publisher
+from actioners.raids import RaidDecoded, decide_raids
 from actioners.strikes import NewStrike
 from core import metrics
 from core.clients import group_id, kafka_consumer, kafka_producer
 from core.errors import ConfigError
 from core.net import reachable
 from core.settings import Settings
-from schemas.events import DeadLetter, Verdict, utcnow
-from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from schemas.events import ActionKind, DeadLetter, RaidEvent, Verdict, utcnow
+from schemas.topics import ACTIONS, DEADLETTER, RAIDS, VERDICTS
 
 logger = logging.getLogger(__name__)
 SERVICE = "actioner"
@@ -226,7 +230,7 @@ class ReadyListener(ConsumerRebalanceListener):
 
     def __init__(self, readiness: Readiness | None = None) -> None:
         self.readiness = readiness or Readiness()
-        self.assigned: set[int] = set()
+        self.assigned: set[TopicPartition] = set()
         self.on_revoke: Callable[[], Awaitable[None]] | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -235,7 +239,7 @@ class ReadyListener(ConsumerRebalanceListener):
             await self.on_revoke()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.assigned.update(tp.partition for tp in assigned)
+        self.assigned.update(assigned)
         self.readiness.set("partitions", True)
 
 
@@ -258,11 +262,15 @@ class Actioner:
         self.listener = listener or ReadyListener()
         self.listener.on_revoke = self.drain
         self.policies = PolicyStore(
-            db, settings.actioner.default_preset, settings.actioner.policy_cache_s
+            db,
+            settings.actioner.default_preset,
+            settings.actioner.policy_cache_s,
+            first_day=settings.actioner.first_day == "shadow",
         )
         self.ledger = Ledger(db)
         self.dispatcher = Dispatcher(executor, self.ledger, settings.actioner)
         self.verdicts_topic = VERDICTS.name_for(suffix)
+        self.raids_topic = RAIDS.name_for(suffix)
         self.actions_topic = ACTIONS.name_for(suffix)
         self.deadletter_topic = DEADLETTER.name_for(suffix)
         # Entries being settled by this process, and the tasks settling them.
@@ -285,12 +293,16 @@ class Actioner:
         """
         started = time.perf_counter()
         verdicts: list[Decoded] = []
+        raids: list[RaidDecoded] = []
         dead: list[DeadLetter] = []
         for record in records:
             try:
                 if record.value is None:
                     raise ValueError("empty payload (tombstone)")
-                verdicts.append((record, Verdict.model_validate_json(record.value)))
+                if record.topic == self.raids_topic:
+                    raids.append((record, RaidEvent.model_validate_json(record.value)))
+                else:
+                    verdicts.append((record, Verdict.model_validate_json(record.value)))
             except (ValidationError, ValueError) as exc:
                 logger.warning(
                     "dead letter from %s[%d]@%d: %s",
@@ -300,15 +312,24 @@ class Actioner:
                     type(exc).__name__,
                 )
                 dead.append(dead_letter(record, exc))
-        metrics.MESSAGES_IN.labels(SERVICE, VERDICTS.name).inc(len(records))
+        metrics.MESSAGES_IN.labels(SERVICE, VERDICTS.name).inc(len(records) - len(raids))
+        if raids:
+            metrics.MESSAGES_IN.labels(SERVICE, RAIDS.name).inc(len(raids))
         if dead:
             metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
             await self.publish([], dead)
 
         entries, poisoned = await self.decide_batch(verdicts)
-        if poisoned:
-            metrics.ERRORS.labels(SERVICE, "unprocessable").inc(len(poisoned))
-            await self.publish([], [dead_letter(item[0], exc) for item, exc in poisoned])
+        letters = [dead_letter(item[0], exc) for item, exc in poisoned]
+        if raids:
+            raid_entries, raids_poisoned = await isolate(
+                raids, self.decide_raids_durably, describe=lambda item: where(item[0])
+            )
+            entries.extend(raid_entries)
+            letters.extend(dead_letter(item[0], exc) for item, exc in raids_poisoned)
+        if letters:
+            metrics.ERRORS.labels(SERVICE, "unprocessable").inc(len(letters))
+            await self.publish([], letters)
         self.spawn(entries)
         metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
 
@@ -325,17 +346,31 @@ class Actioner:
         the verdicts decided and creates nothing, so their unsettled entries are read back from
         the ledger to be settled here (those settled already are left alone).
         """
+        ids = [v.message_id for _, v in verdicts]
+        return await self._durably(lambda: self.decide(verdicts), ids)
+
+    async def decide_raids_durably(self, raids: Sequence[RaidDecoded]) -> list[Entry]:
+        """``actioners.raids.decide_raids``, tried again through PostgreSQL outages (as
+        ``decide_durably``)."""
+        ids = [event.raid_id for _, event in raids]
+        return await self._durably(
+            lambda: decide_raids(self.db, self.policies, self.executor.executor_for, raids), ids
+        )
+
+    async def _durably(
+        self, decide: Callable[[], Awaitable[list[Entry]]], message_ids: Sequence[str]
+    ) -> list[Entry]:
         attempt = 0
         while True:
             try:
-                entries = await self.decide(verdicts)
+                entries = await decide()
             except DatabaseUnavailable:
                 attempt += 1
                 await asyncio.sleep(self.db.backoff(attempt))
                 continue
             if not attempt:
                 return entries
-            ids = list(dict.fromkeys(v.message_id for _, v in verdicts))
+            ids = list(dict.fromkeys(message_ids))
             found = {e.action_id: e for e in entries}
             for entry in await self.ledger.entries(ids):
                 if entry.action_id not in found and (entry.open or not entry.published):
@@ -369,6 +404,7 @@ class Actioner:
                 cur, [(v.platform.value, v.community, v.user) for _, v in verdicts]
             )
             decisions: list[DecisionRow] = []
+            holds: list[HoldRow] = []
             new_strikes: list[NewStrike] = []
             for record, verdict in verdicts:
                 if verdict.message_id in seen:
@@ -402,7 +438,7 @@ class Actioner:
                             shadow=decision.shadow,
                             reason=decision.reason,
                             policy_version=decision.policy_version,
-                            decay_days=stored.policy.strike_decay_days,
+                            decay_days=stored.policy.strike_decay_s / 86400,
                         )
                     )
                 decisions.append(
@@ -420,10 +456,24 @@ class Actioner:
                         strikes_active=decision.strikes_after,
                         shadow=decision.shadow,
                         reason=decision.reason,
+                        labels=decision.labels,
                     )
                 )
                 source = Source(record.topic, record.partition, record.offset)
                 for request, skip in requests_for(verdict, decision, now):
+                    if request.kind is ActionKind.HOLD:
+                        held = decision.held
+                        holds.append(
+                            HoldRow(
+                                request=request,
+                                text=verdict.text,
+                                labels=decision.labels,
+                                held_action=(held.held if held and held.held else "review"),
+                                shadow=decision.shadow,
+                            )
+                        )
+                        intents.append(ledgers.hold_entry(request, skip, source, now))
+                        continue
                     intents.append(
                         Entry(
                             request=request,
@@ -435,7 +485,7 @@ class Actioner:
                         )
                     )
             await strike_book.add(cur, new_strikes)
-            await ledgers.record_decisions(cur, decisions, intents)
+            await ledgers.record_decisions(cur, decisions, intents, holds)
         return intents
 
     def spawn(self, entries: Sequence[Entry]) -> None:
@@ -503,15 +553,19 @@ class Actioner:
             sent_at = entry.request.sent_at.timestamp()
             metrics.END_TO_END_SECONDS.labels(SERVICE).observe(now - sent_at)
 
-    async def recover(self, partitions: Sequence[int]) -> None:
+    async def recover(self, assigned: Sequence[TopicPartition]) -> None:
         """Settle what the ledger holds unfinished for newly assigned partitions."""
-        leftovers = await self.ledger.unfinished(self.verdicts_topic, partitions)
+        leftovers: list[Entry] = []
+        for topic in sorted({tp.topic for tp in assigned}):
+            mine = sorted(tp.partition for tp in assigned if tp.topic == topic)
+            leftovers.extend(await self.ledger.unfinished(topic, mine))
         if leftovers:
             in_flight = sum(e.state is State.IN_FLIGHT for e in leftovers)
+            where_ = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)
             logger.info(
-                "settling %d unfinished actions of partitions %s (%d in flight)",
+                "settling %d unfinished actions of %s (%d in flight)",
                 len(leftovers),
-                sorted(partitions),
+                where_,
                 in_flight,
             )
             self.spawn(leftovers)
@@ -679,12 +733,13 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
         on_change=lambda ok: readiness.set("publishing", ok),
     )
     topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    raids_topic = RAIDS.name_for(settings.kafka.topic_suffix)
     listener = ReadyListener(readiness)
     consumer: AIOKafkaConsumer | None = None
 
     async def start_consumer() -> AIOKafkaConsumer:
         candidate = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
-        candidate.subscribe([topic], listener=listener)
+        candidate.subscribe([topic, raids_topic], listener=listener)
         try:
             await candidate.start()
         except BaseException:
@@ -704,7 +759,9 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
         if not started or consumer is None:
             return
         actioner = Actioner(settings, executor, consumer, publisher, db, listener)
-        logger.info("actioner consuming %s, acting through %s", topic, executor.name)
+        logger.info(
+            "actioner consuming %s and %s, acting through %s", topic, raids_topic, executor.name
+        )
         await actioner.run(stop)
     finally:
         readiness.set("running", False)

@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.topic_admin import create_topics
 from devkit.platforms.discord import DiscordServer
 from schemas.events import ActionResult, Platform, Severity, Verdict
-from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from schemas.topics import ACTIONS, DEADLETTER, RAIDS, VERDICTS
 
 logger = logging.getLogger(__name__)
 BENCH_TOKEN = "bench-discord-token"  # noqa: S105 - the local Discord server's
@@ -69,12 +69,15 @@ async def bench_actioner(
     bench = settings.model_copy(
         update={
             "kafka": settings.kafka.model_copy(update={"topic_suffix": f".bench{run}"}),
-            "actioner": settings.actioner.model_copy(update={"executor": "discord"}),
+            # Fresh guilds act from their first verdict (not in first-day mode).
+            "actioner": settings.actioner.model_copy(
+                update={"executor": "discord", "first_day": "off"}
+            ),
             "platforms": platforms,
         }
     )
     try:
-        await create_topics(bench.kafka, specs=(VERDICTS, ACTIONS, DEADLETTER))
+        await create_topics(bench.kafka, specs=(VERDICTS, RAIDS, ACTIONS, DEADLETTER))
     except StackError:
         await discord.close()
         raise

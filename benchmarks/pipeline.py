@@ -191,6 +191,7 @@ async def drain_rate(
     """Publish ``records``, wait until the worker has scored them all, return its rate."""
     hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
+    detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     target = await topic_size(settings.kafka, VERDICTS) + len(records)
     await publish_all(settings, records)
     deadline = time.monotonic() + 600
@@ -205,10 +206,16 @@ async def drain_rate(
     span = stamps[-1] - first
     hits = worker.counter("warden_cache_lookups_total", 'result="hit"') - hits_before
     misses = worker.counter("warden_cache_lookups_total", 'result="miss"') - misses_before
+    detector_s = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     return {
         "msgs_per_s": after_first_batch / span if span > 0 else float("nan"),
         "messages": float(len(verdicts)),
         "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+        # The stream detectors' wall time (traits, one Redis round trip, labels) per message.
+        "detector_us_per_msg": 1e6 * (detector_s - detector_s_before) / max(1, len(verdicts)),
+        "labelled_by_detectors": float(
+            sum(1 for v in verdicts if set(v.get("reasons", {})) - {"hard_slur"})
+        ),
     }
 
 
@@ -409,6 +416,13 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         results["pipeline_unique_msgs_per_s"] = round(unique["msgs_per_s"], 1)
         results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
         results["cache_hit_rate"] = round(replay["cache_hit_rate"], 3)
+        results["detectors"] = {
+            "unique_us_per_msg": round(unique["detector_us_per_msg"], 1),
+            "replay_us_per_msg": round(replay["detector_us_per_msg"], 1),
+            "replay_labelled_share": round(
+                replay["labelled_by_detectors"] / max(1.0, replay["messages"]), 3
+            ),
+        }
 
         logger.info("3/5 end-to-end latency at offered loads %s msg/s", plan.loads)
         for i, rate in enumerate(sorted({100.0, *plan.loads})):

@@ -112,6 +112,18 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition's end, as of the last batch.",
     ["service", "topic", "partition"],
 )
+DETECTOR_LABELS = Counter(
+    "warden_detector_labels_total",
+    "Stream-detector labels written on verdicts (spam, flood, caps, link, raid...).",
+    ["service", "label"],
+)
+DETECTOR_SECONDS = Histogram(
+    "warden_detector_seconds",
+    "Stream-detector time per batch: text traits, the Redis round trip and the labels.",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
+RAIDS = Counter("warden_raids_total", "Raid events published.", ["service"])
 
 # The ingest adapters' own, labelled by adapter (discord, slack, twitch, webhook, replay).
 INGEST_RECEIVED = Counter(

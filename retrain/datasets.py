@@ -1,9 +1,18 @@
 """Labelled texts from the fetched sources, deduplicated and split.
 
 Labels are binary: HateXplain's ``hatespeech`` and ``offensive`` are 1, ``normal`` is 0; the
-pool's ``is_offensive`` is used as is. Duplicates are found on the normalised text (the same
-folding the lexical features use), so ``Y0U SUCK`` and ``you suck`` count once; HateXplain dev
-and test win over training rows, so no benchmark text leaks into training.
+pool's ``is_offensive`` is used as is. Harm labels (``schemas.labels``) for the label heads are
+weak where the source has none: HateXplain's ``hatespeech`` is an ``identity_attack`` (its posts
+target groups), ``offensive`` an ``insult``; the pool's offensive rows an ``insult``. The chat
+training data (``retrain.chat_training``) carries its own.
+
+Chat-domain data: the training families of ``retrain.chat_training`` train; the evaluation
+set's ``dev`` split (``retrain.chatset``) joins HateXplain dev for calibration and thresholds;
+its ``test`` split is never read here. Every evaluation line is removed from training first.
+
+Duplicates are found on the normalised text (the same folding the lexical features use), so
+``Y0U SUCK`` and ``you suck`` count once; HateXplain dev and test and both chat evaluation splits
+win over training rows, so no benchmark text leaks into training.
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrain.sources import source_path
+from schemas.labels import IDENTITY_ATTACK, INSULT
 from toxicity.normalize import normalize
 
 HATEXPLAIN_LABELS = {"hatespeech": 1, "offensive": 1, "normal": 0}
+HATEXPLAIN_HARMS = {"hatespeech": (IDENTITY_ATTACK,), "offensive": (INSULT,), "normal": ()}
 POOL_FILE = "profanity_check/data/clean_data.csv"
 
 
@@ -27,16 +38,19 @@ class Example:
     text: str
     label: int
     source: str
+    labels: tuple[str, ...] = ()  # harm labels (schemas.labels), weak for public data
 
 
 @dataclass(frozen=True)
 class Splits:
-    """train = pool (less the held-back slice) + HateXplain train; the rest never trains."""
+    """train = pool (less the held-back slice) + HateXplain train + chat training data; the
+    rest never trains (``chat_dev`` calibrates with ``hx_dev``)."""
 
     train: list[Example]
     hx_dev: list[Example]
     hx_test: list[Example]
     pool_dev: list[Example]
+    chat_dev: list[Example]
 
 
 def read_pool(path: Path) -> list[Example]:
@@ -44,7 +58,12 @@ def read_pool(path: Path) -> list[Example]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         return [
-            Example(text=row["text"], label=int(row["is_offensive"]), source="pool")
+            Example(
+                text=row["text"],
+                label=int(row["is_offensive"]),
+                source="pool",
+                labels=(INSULT,) if int(row["is_offensive"]) else (),
+            )
             for row in reader
             if row["text"] and row["text"].strip()
         ]
@@ -61,6 +80,7 @@ def read_hatexplain(path: Path, split: str) -> list[Example]:
                     text=" ".join(str(token) for token in tokens),
                     label=HATEXPLAIN_LABELS[row["post_label"]],
                     source=f"hatexplain_{split}",
+                    labels=HATEXPLAIN_HARMS[row["post_label"]],
                 )
             )
         return out
@@ -91,11 +111,13 @@ def load_splits(
     pool_dev_fraction: float = 0.05,
     pool_csv: Path | None = None,
     hatexplain_dir: Path | None = None,
+    chat: bool = True,
 ) -> Splits:
     """The training pool, HateXplain dev/test and the pool's held-back slice.
 
     ``sample`` keeps that many training rows (and proportionally fewer dev rows) for quick runs.
     ``pool_csv``/``hatexplain_dir`` point at other files of the same formats (test fixtures).
+    ``chat=False`` leaves the chat-domain data out.
     """
     pool_file = pool_csv or source_path(cache_dir, "pool", POOL_FILE)
 
@@ -107,7 +129,12 @@ def load_splits(
     seen: set[str] = set()
     hx_test = dedupe(hx("test"), seen)
     hx_dev = dedupe(hx("dev"), seen)
+    # Both chat evaluation splits are reserved before any training row is taken.
+    chat_test = dedupe(chat_cases("test") if chat else [], seen)
+    chat_dev = dedupe(chat_cases("dev") if chat else [], seen)
+    del chat_test  # reserved: never trained on, calibrated on or read again here
     hx_train = dedupe(hx("train"), seen)
+    chat_train = dedupe(chat_training(seed) if chat else [], seen)
     pool = dedupe(read_pool(pool_file), seen)
     rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
     rng.shuffle(pool)
@@ -120,5 +147,32 @@ def load_splits(
         keep = max(50, sample // 4)
         hx_dev = hx_dev[:keep]
         pool_dev = pool_dev[:keep]
+        chat_train = chat_train[: max(50, sample // 4)]
+    train = train + chat_train
     rng.shuffle(train)
-    return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev)
+    return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev, chat_dev=chat_dev)
+
+
+def chat_cases(split: str) -> list[Example]:
+    """One split of the chat-domain evaluation set, as examples (source ``chat_<split>``)."""
+    from retrain.chatset import load_cases
+
+    return [
+        Example(
+            text=case.text,
+            label=int(case.harmful),
+            source=f"chat_{split}",
+            labels=tuple(case.labels),
+        )
+        for case in load_cases(split)
+    ]
+
+
+def chat_training(seed: int) -> list[Example]:
+    """The chat-domain training families (``retrain.chat_training``), source ``chat``."""
+    from retrain.chat_training import chat_examples
+
+    return [
+        Example(text=e.text, label=int(e.label), source="chat", labels=tuple(e.labels))
+        for e in chat_examples(seed)
+    ]

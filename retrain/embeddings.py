@@ -32,12 +32,13 @@ def cache_folder(cache_dir: Path, encoder: Encoder) -> Path:
 
 def features_folder(cache_dir: Path) -> Path:
     """Static features, keyed by the source of the modules that compute them."""
+    import toxicity.emotes
     import toxicity.features
     import toxicity.lexicon
     import toxicity.normalize
 
     digest = hashlib.sha256()
-    for module in (toxicity.features, toxicity.lexicon, toxicity.normalize):
+    for module in (toxicity.features, toxicity.lexicon, toxicity.normalize, toxicity.emotes):
         digest.update(Path(str(module.__file__)).read_bytes())
     return cache_dir / "features" / digest.hexdigest()[:16]
 

@@ -1,15 +1,22 @@
-"""``warden evaluate``: our model and the two public comparison models on HateXplain dev and test.
+"""``warden evaluate``: our model and the two public comparison models on HateXplain dev and test,
+and on the chat-domain evaluation set per functional category.
 
 Every model gets one decision threshold chosen on HateXplain dev and applied unchanged to test:
 ours uses the one stored with it; each comparison model gets its own F1-best dev threshold.
-Results go into ``model.json`` (``metrics.evaluation``) and the model card's table.
+
+The chat-domain table (``retrain.chatset``) grades each line as the pipeline does: flagged when its
+severity reaches the flag severity (``WARDEN_SCORER__FLAG_SEVERITY``, MEDIUM by default). Benign
+categories report the share wrongly flagged, harmful ones the share caught; the test split is the
+one no training, calibration or threshold ever saw. A livestream replay (JSONL chat messages, the
+bundled sample stream by default) adds the flag rate of its emote- and reaction-only lines.
+Results go into ``model.json`` (``metrics.evaluation``) and the model card's tables.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +25,8 @@ import numpy as np
 from retrain.classification_metrics import best_f1_threshold, binary_metrics
 from retrain.datasets import dedupe, hatexplain_path, read_hatexplain
 from retrain.embeddings import EmbeddingCache, cache_folder
+from schemas.events import Severity
+from schemas.rules import is_flagged
 from toxicity.artifacts import METADATA_FILE, load_meta
 from toxicity.hybrid import HybridScorer
 
@@ -27,6 +36,82 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATASETS = ("dev", "test")
+SAMPLE_REPLAY = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
+
+
+def chat_evaluation(
+    scorer: HybridScorer, cache_dir: Path, flag_severity: Severity
+) -> dict[str, Any]:
+    """Per split and category of the chat set: lines, flagged, and the rate that matters."""
+    from retrain.chatset import CATEGORIES, load_cases
+
+    out: dict[str, Any] = {"flag_severity": flag_severity.value, "splits": {}}
+    for split in DATASETS:
+        cases = load_cases(split)
+        p = our_probabilities(scorer, [case.text for case in cases], cache_dir)
+        flagged = [is_flagged(scorer.thresholds.severity(float(v)), flag_severity) for v in p]
+        rows = []
+        for category, spec in CATEGORIES.items():
+            hits = [f for case, f in zip(cases, flagged, strict=True) if case.category == category]
+            if not hits:
+                continue
+            rows.append(
+                {
+                    "category": category,
+                    "harmful": spec.harmful,
+                    "n": len(hits),
+                    "flagged": sum(hits),
+                    "rate": sum(hits) / len(hits),
+                }
+            )
+        benign = [f for case, f in zip(cases, flagged, strict=True) if not case.harmful]
+        harmful = [f for case, f in zip(cases, flagged, strict=True) if case.harmful]
+        y = np.array([int(case.harmful) for case in cases])
+        out["splits"][split] = {
+            "rows": rows,
+            "benign_flagged": sum(benign) / max(1, len(benign)),
+            "harmful_caught": sum(harmful) / max(1, len(harmful)),
+            "n_benign": len(benign),
+            "n_harmful": len(harmful),
+            "roc_auc": binary_metrics(y, p, scorer.meta.decision_threshold)["roc_auc"]
+            if len(set(y.tolist())) == 2
+            else None,
+        }
+    return out
+
+
+def replay_texts(paths: Sequence[Path]) -> list[str]:
+    """The ``text`` of every JSON line in ``paths`` (chat messages as ``warden ingest replay``
+    reads them)."""
+    texts = []
+    for path in paths:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    texts.append(str(json.loads(line).get("text", "")))
+    return texts
+
+
+def replay_evaluation(
+    scorer: HybridScorer, texts: Sequence[str], cache_dir: Path, flag_severity: Severity
+) -> dict[str, Any]:
+    """Flag rate of a replay's lines overall and of its emote- and reaction-only lines."""
+    from toxicity.emotes import emote_shape
+
+    distinct = sorted(set(texts))
+    p = dict(zip(distinct, our_probabilities(scorer, distinct, cache_dir), strict=True))
+    flagged = {
+        t: is_flagged(scorer.thresholds.severity(float(v)), flag_severity) for t, v in p.items()
+    }
+    emote_lines = [t for t in texts if emote_shape(t).only_emotes_or_reactions]
+    return {
+        "lines": len(texts),
+        "flagged": sum(flagged[t] for t in texts) / max(1, len(texts)),
+        "emote_or_reaction_lines": len(emote_lines),
+        "emote_or_reaction_flagged": sum(flagged[t] for t in emote_lines)
+        / max(1, len(emote_lines)),
+        "emote_or_reaction_flagged_examples": sorted({t for t in emote_lines if flagged[t]})[:10],
+    }
 
 
 def _load_hatexplain(
@@ -67,6 +152,9 @@ def evaluate(
     baselines: bool = True,
     hatexplain_dir: Path | None = None,
     model_settings: ModelSettings | None = None,
+    flag_severity: Severity = Severity.MEDIUM,
+    replays: Sequence[Path] = (SAMPLE_REPLAY,),
+    chat: bool = True,
     echo: Callable[[str], None] = logger.info,
 ) -> dict[str, Any]:
     """Run the comparison, store it with the model, rewrite the card; returns the results."""
@@ -115,7 +203,19 @@ def evaluate(
         for name in models
         if not name.startswith("ChatWarden")
     ]
-    evaluation = {"rows": rows, "margins": margins, "n": {k: len(v[0]) for k, v in data.items()}}
+    evaluation: dict[str, Any] = {
+        "rows": rows,
+        "margins": margins,
+        "n": {k: len(v[0]) for k, v in data.items()},
+    }
+    if chat:
+        echo("scoring the chat-domain set")
+        evaluation["chat"] = chat_evaluation(scorer, cache_dir, flag_severity)
+    if replays:
+        echo(f"scoring the replay {', '.join(path.name for path in replays)}")
+        evaluation["replay"] = replay_evaluation(
+            scorer, replay_texts(replays), cache_dir, flag_severity
+        )
     meta.metrics["evaluation"] = evaluation
     raw = json.loads((model_dir / METADATA_FILE).read_text())
     raw["metrics"] = meta.metrics

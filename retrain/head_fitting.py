@@ -9,6 +9,11 @@ Heads (text heads first: that is the order of the model's features):
     head_emb_all    logistic regression on the embedding, all training rows
     head_emb_hx     the same on HateXplain train only (its notion of offensive is broader than
                     Jigsaw's); rows outside HateXplain get the full head's score
+    head_tfidf_chat the TF-IDF head on the chat training data only, and
+    head_emb_chat   the embedding head on it: chat idiom ("kys", "back to the kitchen", "F")
+                    is a few thousand rows among two hundred thousand comments, too few to move
+                    the heads fitted on everything; heads of its own let the booster learn
+                    where to trust chat's notion of harm
 """
 
 from __future__ import annotations
@@ -66,8 +71,10 @@ def fit_heads(
     folds: int = 5,
     seed: int = 0,
     echo: Callable[[str], None] = logger.info,
+    is_chat: np.ndarray | None = None,
 ) -> tuple[list[Head], np.ndarray]:
     """The heads and their (n, len(heads)) out-of-fold training features."""
+    is_chat = np.zeros(len(y), dtype=bool) if is_chat is None else is_chat
     heads: list[Head] = []
     columns: list[np.ndarray] = []
     everything = np.ones(len(y), dtype=bool)
@@ -91,6 +98,24 @@ def fit_heads(
         )
         columns.append(oof)
         echo("  head_tfidf fitted")
+        chat_labels = set(y[is_chat].tolist())
+        if "tfidf_chat" in kinds and is_chat.sum() >= 2 * k and len(chat_labels) == 2:
+            # The chat rows' own document frequencies: their vocabulary is what matters here.
+            chat_transformer = TfidfTransformer(sublinear_tf=True, smooth_idf=True).fit(
+                counts[np.flatnonzero(is_chat)]
+            )
+            x_chat = chat_transformer.transform(counts).tocsr()
+            model, oof = _oof(x_chat, y, is_chat, 4.0, k, seed)
+            heads.append(
+                TfidfHead(
+                    "head_tfidf_chat",
+                    np.asarray(chat_transformer.idf_, dtype=np.float32),
+                    model.coef_[0].astype(np.float32),
+                    float(model.intercept_[0]),
+                )
+            )
+            columns.append(oof)
+            echo("  head_tfidf_chat fitted")
     if "emb_all" in kinds:
         model, oof = _oof(embeddings, y, everything, 1.0, k, seed)
         heads.append(
@@ -110,6 +135,69 @@ def fit_heads(
         )
         columns.append(oof)
         echo("  head_emb_hx fitted")
+    chat_labels = set(y[is_chat].tolist())
+    if "emb_chat" in kinds and is_chat.sum() >= 2 * k and len(chat_labels) == 2:
+        model, oof = _oof(embeddings, y, is_chat, 1.0, k, seed)
+        heads.append(
+            EmbeddingHead(
+                "head_emb_chat", model.coef_[0].astype(np.float32), float(model.intercept_[0])
+            )
+        )
+        columns.append(oof)
+        echo("  head_emb_chat fitted")
     return heads, np.column_stack(columns).astype(np.float32) if columns else np.zeros(
         (len(y), 0), dtype=np.float32
     )
+
+
+def fit_label_heads(
+    embeddings: np.ndarray,
+    labels: Sequence[tuple[str, ...]],
+    sources: Sequence[str],
+    *,
+    seed: int = 0,
+    echo: Callable[[str], None] = logger.info,
+) -> list[EmbeddingHead]:
+    """One logistic head per harm label on the embedding (``label_<name>``), one-vs-rest.
+
+    Weak public labels would drown the chat data's precise ones: the pool's offensive rows say
+    only "insult", so they train the insult head and sit out the others; pool rows without a
+    harm are sampled as negatives for every head. ``profanity`` has no head: the word list says
+    it. A label with fewer than 20 positives gets no head.
+    """
+    from schemas.labels import HARM_LABELS, INSULT, PROFANITY
+
+    rng = np.random.default_rng(seed)
+    source = np.asarray(sources)
+    pool = source == "pool"
+    has_harm = np.array([bool(item) for item in labels], dtype=bool)
+    # All non-pool rows, pool rows with a harm (insult head only), a sample of clean pool rows.
+    clean_pool = np.flatnonzero(pool & ~has_harm)
+    keep_clean = rng.choice(clean_pool, size=min(len(clean_pool), 30_000), replace=False)
+    base = np.zeros(len(labels), dtype=bool)
+    base[~pool] = True
+    base[keep_clean] = True
+    heads = []
+    for name in HARM_LABELS:
+        if name == PROFANITY:
+            continue
+        rows = base | (pool & has_harm) if name == INSULT else base
+        index = np.flatnonzero(rows)
+        y = np.array([name in labels[int(i)] for i in index], dtype=np.float32)
+        if y.sum() < 20 or y.sum() == len(y):
+            echo(f"  label_{name}: {int(y.sum())} positives, no head")
+            continue
+        # Balanced classes: a label is rare among all rows, and its head answers "which harm is
+        # this", asked only of messages the model already grades LOW or above.
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(
+            C=1.0, max_iter=600, random_state=seed, class_weight="balanced"
+        ).fit(embeddings[index], y)
+        heads.append(
+            EmbeddingHead(
+                f"label_{name}", model.coef_[0].astype(np.float32), float(model.intercept_[0])
+            )
+        )
+        echo(f"  label_{name}: {int(y.sum())} positives of {len(y)}")
+    return heads

@@ -1,9 +1,17 @@
 """Training the hybrid model: embed, add static features, fit XGBoost, calibrate, pick thresholds.
 
-    train  = training pool (less a 5 % held-back slice) + HateXplain train
-    hx_dev = HateXplain dev: early stopping, calibration, thresholds
+    train  = training pool (less a 5 % held-back slice) + HateXplain train + chat training data
+             (``retrain.chat_training``: hand-written and templated chat lines, hard negatives)
+    hx_dev = HateXplain dev: early stopping; with chat_dev, calibration and thresholds
+    chat_dev = the chat evaluation set's dev split: calibration and thresholds, so that
+             probabilities mean on chat what they say (HateXplain dev alone is ~60 % toxic)
     pool_dev = the held-back slice: a second dev set from another domain, reported
-    HateXplain test is never read here (``warden evaluate`` reports it).
+    HateXplain test and the chat set's test split are never read here (``warden evaluate``
+    reports them).
+
+Every text is read as the scorer reads it (``model_text``: mentions folded) and embedded as the
+scorer embeds it (int8, one text per run), so the booster sees exactly the inputs it will get.
+Harm-label heads (``schemas.labels``) are fitted on the training rows' labels after the booster.
 
 Context features are all missing (NaN) in public data, so the booster never splits on them and a
 message without context gets exactly the text-only answer; retraining on logged verdicts, where
@@ -25,10 +33,10 @@ import numpy as np
 from retrain.classification_metrics import binary_metrics, pick_thresholds
 from retrain.datasets import Example, Splits, load_splits
 from retrain.embeddings import EmbeddingCache, cache_folder, features_folder
-from retrain.head_fitting import fit_heads
+from retrain.head_fitting import fit_heads, fit_label_heads
 from retrain.sources import SOURCES, TRAINING_SOURCES
 from toxicity.artifacts import ModelMeta, model_version, save_model
-from toxicity.base import CONTEXT_FEATURES
+from toxicity.base import CONTEXT_FEATURES, Thresholds
 from toxicity.calibration import (
     Calibrator,
     choose_method,
@@ -38,6 +46,8 @@ from toxicity.calibration import (
 from toxicity.encoder import Encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import head_features
+from toxicity.lexicon import Lexicon
+from toxicity.normalize import model_text, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +77,17 @@ class TrainConfig:
     max_length: int = 64
     embed_batch_size: int = 32
     hatexplain_weight: float = 3.0
+    chat_weight: float = 4.0
     num_boost_round: int = 1500
     early_stopping_rounds: int = 100
-    calibration: str = "auto"
+    # Platt, not isotonic: the chat rows of the calibration set are a few hundred lines
+    # repeated to HateXplain's count, and isotonic steps would fit those lines one by one.
+    calibration: str = "platt"
+    # MEDIUM (the flag severity) is raised until at most this share of the chat dev split's
+    # benign lines is flagged: ordinary viewers must not be punished for ordinary chat.
+    benign_chat_flag_rate: float = 0.05
     params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
-    heads: tuple[str, ...] = ("tfidf", "emb_all", "emb_hx")
+    heads: tuple[str, ...] = ("tfidf", "tfidf_chat", "emb_all", "emb_hx", "emb_chat")
     threads: int = 2
     pool_csv: Path | None = None
     hatexplain_dir: Path | None = None
@@ -86,6 +102,8 @@ class Part:
     static: np.ndarray
     y: np.ndarray
     is_hatexplain: np.ndarray
+    sources: list[str]
+    labels: list[tuple[str, ...]]
 
 
 def build_part(
@@ -95,7 +113,8 @@ def build_part(
     features: EmbeddingCache,
     progress: Callable[[str], None] | None = None,
 ) -> Part:
-    texts = [example.text for example in examples]
+    # Exactly what scoring reads: the model text (mentions folded), embedded one text per run.
+    texts = [scoring_text(example.text) for example in examples]
 
     def report(what: str) -> Callable[[int, int, float], None]:
         def call(done: int, total: int, seconds: float) -> None:
@@ -113,8 +132,59 @@ def build_part(
         embeddings=vectors,
         static=static.reshape(len(texts), len(STATIC_FEATURES)),
         y=np.array([example.label for example in examples], dtype=np.float32),
-        is_hatexplain=np.array([example.source != "pool" for example in examples], dtype=bool),
+        is_hatexplain=np.array(
+            [example.source.startswith("hatexplain") for example in examples], dtype=bool
+        ),
+        sources=[example.source for example in examples],
+        labels=[example.labels for example in examples],
     )
+
+
+def calibration_set(
+    raw_hx: np.ndarray, y_hx: np.ndarray, raw_chat: np.ndarray, y_chat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """HateXplain dev and chat dev with equal weight (chat rows repeated to HateXplain's count).
+
+    HateXplain dev alone is ~60 % toxic and all long-form posts: calibrated on it, probabilities
+    overstate the risk of short chat lines. Chat dev's own balance is closer to a moderated
+    stream's, and equal weight keeps either from deciding alone.
+    """
+    if len(raw_chat) == 0:
+        return raw_hx, y_hx
+    repeat = max(1, round(len(raw_hx) / len(raw_chat)))
+    return (
+        np.concatenate([raw_hx, np.tile(raw_chat, repeat)]),
+        np.concatenate([y_hx, np.tile(y_chat, repeat)]),
+    )
+
+
+def cap_benign_chat(
+    thresholds: Thresholds, p_chat: np.ndarray, y_chat: np.ndarray, rate: float
+) -> tuple[Thresholds, float]:
+    """``thresholds`` with MEDIUM raised, if need be, to the lowest value that flags at most
+    ``rate`` of the benign chat lines (``p_chat``, ``y_chat``: chat dev); HIGH follows it up."""
+    benign = np.sort(np.asarray(p_chat, dtype=np.float64)[np.asarray(y_chat) == 0])
+    if len(benign) == 0 or np.mean(benign >= thresholds.medium) <= rate:
+        return thresholds, thresholds.medium
+    allowed = int(np.floor(rate * len(benign)))  # benign lines that may stay at or above it
+    # Just above the highest benign score that must not be flagged (4 decimals, rounded up).
+    medium = float(np.ceil((float(benign[len(benign) - allowed - 1]) + 1e-6) * 10_000) / 10_000)
+    out = Thresholds(
+        low=float(min(thresholds.low, medium)),
+        medium=medium,
+        high=float(max(thresholds.high, medium)),
+    )
+    return out, medium
+
+
+def scoring_text(text: str) -> str:
+    """``text`` as the scorer reads it (``HybridScorer.model_text`` with the default lexicon)."""
+    return model_text(text, _is_listed)
+
+
+def _is_listed(word: str) -> bool:
+    hits = Lexicon.default().scan(normalize(word))
+    return bool(hits.profanity or hits.hard_slurs)
 
 
 def design_matrix(part: Part, heads: np.ndarray) -> np.ndarray:
@@ -156,7 +226,8 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     )
     echo(
         f"data: train {len(splits.train)}, hx_dev {len(splits.hx_dev)}, "
-        f"pool_dev {len(splits.pool_dev)} (HateXplain test held out: {len(splits.hx_test)})"
+        f"pool_dev {len(splits.pool_dev)}, chat_dev {len(splits.chat_dev)} "
+        f"(HateXplain test held out: {len(splits.hx_test)}; chat test split never read)"
     )
     encoder = Encoder.load(
         config.encoder,
@@ -173,6 +244,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     train_p = build_part(splits.train, encoder, cache, features, progress=echo)
     hx_p = build_part(splits.hx_dev, encoder, cache, features, progress=echo)
     pool_p = build_part(splits.pool_dev, encoder, cache, features, progress=echo)
+    chat_p = build_part(splits.chat_dev, encoder, cache, features, progress=echo)
     features_s = time.monotonic() - t0
     echo(f"embeddings and static features ready in {features_s:.0f}s")
 
@@ -185,6 +257,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         kinds=config.heads,
         seed=config.seed,
         echo=echo,
+        is_chat=np.array([source == "chat" for source in train_p.sources], dtype=bool),
     )
     heads_s = time.monotonic() - t0
     echo(f"{len(heads)} linear heads fitted in {heads_s:.0f}s")
@@ -195,7 +268,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         + [head.name for head in heads]
         + list(CONTEXT_FEATURES)
     )
-    weight = np.where(train_p.is_hatexplain, config.hatexplain_weight, 1.0).astype(np.float32)
+    is_chat = np.array([source == "chat" for source in train_p.sources], dtype=bool)
+    weight = np.where(train_p.is_hatexplain, config.hatexplain_weight, 1.0)
+    weight = np.where(is_chat, config.chat_weight, weight).astype(np.float32)
     params = dict(config.params)
     params.update({"seed": config.seed, "nthread": config.threads})
     dtrain = xgb.DMatrix(
@@ -203,6 +278,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     )
     pool_x = design_matrix(pool_p, head_features(heads, pool_p.texts, pool_p.embeddings))
     hx_x = design_matrix(hx_p, head_features(heads, hx_p.texts, hx_p.embeddings))
+    chat_x = design_matrix(chat_p, head_features(heads, chat_p.texts, chat_p.embeddings))
     dpool = xgb.DMatrix(pool_x, label=pool_p.y, feature_names=names)
     dhx = xgb.DMatrix(hx_x, label=hx_p.y, feature_names=names)
     t0 = time.monotonic()
@@ -228,23 +304,42 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
 
     raw_hx = booster.predict(dhx)
     raw_pool = booster.predict(dpool)
+    raw_chat = (
+        booster.predict(xgb.DMatrix(chat_x, feature_names=names))
+        if len(chat_p.texts)
+        else np.zeros(0, dtype=np.float32)
+    )
+    raw_cal, y_cal = calibration_set(raw_hx, hx_p.y, raw_chat, chat_p.y)
     method = config.calibration
-    if method == "auto" and len(set(hx_p.y.tolist())) == 2 and len(hx_p.y) >= 50:
-        method = choose_method(raw_hx, hx_p.y, seed=config.seed)
+    if method == "auto" and len(set(y_cal.tolist())) == 2 and len(y_cal) >= 50:
+        method = choose_method(raw_cal, y_cal, seed=config.seed)
     elif method == "auto":
         method = "platt"
     calibrator = (
-        fit_calibrator(raw_hx, hx_p.y, method=method)  # type: ignore[arg-type]
-        if len(set(hx_p.y.tolist())) == 2
+        fit_calibrator(raw_cal, y_cal, method=method)  # type: ignore[arg-type]
+        if len(set(y_cal.tolist())) == 2
         else Calibrator()
     )
-    echo(f"calibration: {calibrator.method}")
-    p_hx, p_pool = calibrator(raw_hx), calibrator(raw_pool)
-    thresholds, decision = pick_thresholds(p_hx, hx_p.y)
+    echo(f"calibration: {calibrator.method}, {len(hx_p.y)} HateXplain + {len(chat_p.y)} chat dev")
+    p_hx, p_pool, p_chat = calibrator(raw_hx), calibrator(raw_pool), calibrator(raw_chat)
+    thresholds, decision = pick_thresholds(calibrator(raw_cal), y_cal)
+    if len(set(chat_p.y.tolist())) == 2:
+        thresholds, decision = cap_benign_chat(
+            thresholds, p_chat, chat_p.y, config.benign_chat_flag_rate
+        )
     metrics = {
         "hatexplain_dev": binary_metrics(hx_p.y, p_hx, decision),
         "pool_dev": binary_metrics(pool_p.y, p_pool, decision),
     }
+    if len(set(chat_p.y.tolist())) == 2:
+        metrics["chat_dev"] = binary_metrics(chat_p.y, p_chat, decision)
+        metrics["chat_dev"]["benign_flagged"] = float(np.mean(p_chat[chat_p.y == 0] >= decision))
+        metrics["chat_dev"]["harmful_caught"] = float(np.mean(p_chat[chat_p.y == 1] >= decision))
+    t0 = time.monotonic()
+    label_heads = fit_label_heads(
+        train_p.embeddings, train_p.labels, train_p.sources, seed=config.seed, echo=echo
+    )
+    echo(f"{len(label_heads)} label heads fitted in {time.monotonic() - t0:.0f}s")
     metrics["hatexplain_dev"]["ece"] = expected_calibration_error(p_hx, hx_p.y)
     metrics["pool_dev"]["ece"] = expected_calibration_error(p_pool, pool_p.y)
     metrics["hatexplain_dev"]["auc_uncalibrated"] = binary_metrics(hx_p.y, raw_hx, 0.5)["roc_auc"]
@@ -264,6 +359,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         calibrator=calibrator,
         decision_threshold=decision,
         heads=heads,
+        label_heads=label_heads,
     )
     meta.version = model_version(booster_bytes, meta)
     total_s = time.monotonic() - started
@@ -275,9 +371,11 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "rows": {
             "train": len(splits.train),
             "train_pool": sum(1 for e in splits.train if e.source == "pool"),
-            "train_hatexplain": sum(1 for e in splits.train if e.source != "pool"),
+            "train_hatexplain": sum(1 for e in splits.train if e.source.startswith("hatexplain")),
             "hatexplain_dev": len(splits.hx_dev),
             "pool_dev": len(splits.pool_dev),
+            "chat_dev": len(splits.chat_dev),
+            "train_chat": int(is_chat.sum()),
         },
         "positive_rate": {
             "train": float(train_p.y.mean()),
@@ -286,6 +384,8 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         },
         "data_sha256": data_hashes(config),
         "hatexplain_weight": config.hatexplain_weight,
+        "chat_weight": config.chat_weight,
+        "benign_chat_flag_rate": config.benign_chat_flag_rate,
         "params": params,
         "trees": best + 1,
         "calibration": calibrator.method,

@@ -136,7 +136,21 @@ class Verdict(Event):
     p_toxic: Probability
     severity: Annotated[Severity, LAX]
     flagged: bool = Field(description="True when the actioner should consider an action.")
-    labels: list[Label] = Field(default_factory=list, max_length=64)
+    labels: list[Label] = Field(
+        default_factory=list,
+        max_length=64,
+        description="What the harm is (schemas.labels): model, rule and stream-detector labels.",
+    )
+    label_scores: dict[Label, Probability] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="The model's score per harm label (schemas.labels.HARM_LABELS).",
+    )
+    reasons: dict[Label, Text] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Per stream-detector label, a reason a moderator can read.",
+    )
     model_version: Id
     policy_version: Id | None = None
     features: dict[str, float | None] = Field(
@@ -158,6 +172,19 @@ class ActionKind(enum.StrEnum):
     TIMEOUT = "timeout"
     KICK = "kick"
     BAN = "ban"
+    # Channel-level: restrict the channel for ``duration_s`` (``ActionRequest.mode`` says how).
+    RAID_MODE = "raid_mode"
+    # No platform call: the message waits for a moderator's review instead of an action.
+    HOLD = "hold"
+
+
+class RaidMode(enum.StrEnum):
+    """How a channel is restricted during a raid (what each platform offers)."""
+
+    SLOW = "slow"  # Twitch slow mode; Discord channel slowmode (rate_limit_per_user)
+    FOLLOWERS = "followers"  # Twitch followers-only mode
+    EMOTE_ONLY = "emote_only"  # Twitch emote-only mode
+    VERIFICATION = "verification"  # Discord: raise the guild's verification level
 
 
 class ActionStatus(enum.StrEnum):
@@ -188,6 +215,11 @@ class ActionRequest(Event):
         default=None,
         max_length=4000,
         description="Text shown to the user (a warning), from the community's templates.",
+    )
+    modes: list[Annotated[RaidMode, LAX]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="raid_mode only: the channel restrictions to turn on for duration_s.",
     )
 
     @property
@@ -222,10 +254,42 @@ class ActionResult(Event):
     requested_at: Timestamp
     completed_at: Timestamp
     duration_s: int | None = Field(default=None, ge=1, description="A timeout's length.")
+    modes: list[Annotated[RaidMode, LAX]] = Field(
+        default_factory=list, max_length=4, description="raid_mode only: what was turned on."
+    )
 
     @property
     def key(self) -> str:
         return user_key(self.platform, self.community, self.user)
+
+
+class RaidEvent(Event):
+    """A raid the scorer saw in one channel (``moderation.raids.v1``).
+
+    One event per raid: published when the burst crosses the community's raid threshold, with
+    what was seen by then. ``raid_id`` is deterministic (channel + the burst's first message), so
+    an event published again after a crash is the same event; consumers de-duplicate by it.
+    """
+
+    raid_id: Id
+    platform: Annotated[Platform, LAX]
+    community: KeyPart
+    channel: Id
+    started_at: Timestamp = Field(description="The first message of the burst.")
+    ended_at: Timestamp = Field(description="The latest message seen when it was published.")
+    size: int = Field(ge=1, description="Distinct first-time accounts in the burst.")
+    messages: int = Field(ge=1, description="Messages in the burst.")
+    sample: list[Text] = Field(default_factory=list, max_length=5)
+    harmful: bool = Field(
+        description="True when the raid's lines were flagged by the model or name a harm."
+    )
+    labels: list[Label] = Field(default_factory=list, max_length=64)
+    accounts: list[KeyPart] = Field(default_factory=list, max_length=1000)
+    detected_at: Timestamp
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform.value}:{self.community}:{self.channel}"
 
 
 class TokenWeight(Event):
@@ -400,4 +464,5 @@ PAYLOADS: tuple[type[Event], ...] = (
     Explanation,
     Feedback,
     DeadLetter,
+    RaidEvent,
 )

@@ -17,6 +17,7 @@ from schemas.events import (
     Event,
     Explanation,
     Feedback,
+    RaidEvent,
     Verdict,
 )
 
@@ -92,6 +93,14 @@ DEADLETTER = TopicSpec(
     retention_ms=30 * DAY_MS,
     doc="Payloads a service could not process, with the error and where they came from.",
 )
+RAIDS = TopicSpec(
+    name="moderation.raids.v1",
+    key="platform:community:channel",
+    value_type=RaidEvent,
+    partitions=3,
+    retention_ms=30 * DAY_MS,
+    doc="One event per raid the scorer saw: when, how many accounts, a sample of the lines.",
+)
 
 TOPICS: tuple[TopicSpec, ...] = (
     CHAT_MESSAGES,
@@ -100,4 +109,5 @@ TOPICS: tuple[TopicSpec, ...] = (
     EXPLANATIONS,
     FEEDBACK,
     DEADLETTER,
+    RAIDS,
 )

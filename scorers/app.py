@@ -3,7 +3,8 @@
 A faust app built explicitly from Settings (never from faust's own environment names). It takes
 micro-batches (``max_batch`` messages or ``max_wait_ms``, whichever first) without acknowledging
 them, and hands them to ``scorers.stages``: decode, context features from Redis in one round
-trip, the model in a worker thread, the Redis counters in one Lua call; then, while the next
+trip, the model in a worker thread, the stream detectors and the Redis counters in one Lua call
+each; then, while the next
 batch is in the model, delivery of the verdicts and dead letters, and only then the
 acknowledgement. A crash replays a batch; it never loses one.
 """
@@ -23,12 +24,14 @@ from core import metrics
 from core.clients import group_id, install_reconnect_backoff, redis_client
 from core.settings import Settings
 from schemas.events import Severity
-from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
+from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
 from scorers.context_store import ContextReader, FeatureStore
+from scorers.detectors import StreamDetectors
 from scorers.readiness import Readiness, Worker, watch
 from scorers.stages import Stages
+from scorers.stream_state import PolicyCache, StreamState
 from toxicity.base import TextScorer
 
 logger = logging.getLogger(__name__)
@@ -116,11 +119,20 @@ def build_app(
     source = app.topic(CHAT_MESSAGES.name_for(suffix), value_serializer="raw")
     verdicts = app.topic(VERDICTS.name_for(suffix), value_serializer="raw")
     dead_letters = app.topic(DEADLETTER.name_for(suffix), value_serializer="raw")
+    raids_topic = RAIDS.name_for(suffix)
     scorer = build_scorer(settings, model)
     contexts = ContextReader(
         FeatureStore(redis_client(settings.redis)), settings.scorer.redis_retry_after_s
     )
     shared = SharedCache(settings, model.version) if settings.scorer.shared_cache else None
+    detectors = None
+    if settings.scorer.detectors:
+        client = redis_client(settings.redis)
+        detectors = StreamDetectors(
+            StreamState(client),
+            PolicyCache(client, settings.scorer.detector_policy_cache_s),
+            settings.scorer.redis_retry_after_s,
+        )
     # One thread: batches are scored in order, and the model is never entered twice at once.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     max_wait = settings.scorer.max_wait_ms / 1000
@@ -173,6 +185,8 @@ def build_app(
             source_topic=source.get_topic_name(),
             on_failure=app.crash,
             shared=shared,
+            detectors=detectors,
+            raids_topic=raids_topic,
         )
         stages.start()
         try:

@@ -128,6 +128,7 @@ class BatchScorer:
                 severity=s.severity,
                 flagged=is_flagged(s.severity, self.flag_severity),
                 labels=list(s.labels),
+                label_scores=s.label_scores,
                 model_version=self.model.version,
                 features=s.features,
                 degraded=degraded,

@@ -5,9 +5,20 @@ Layout (all keys expire 8 days after their last update, so memory stays bounded)
     wf:u:<platform:community:user>      hash  n:<day>, bad:<day>, v:<day>   messages, toxic ones
                                               and violations (flagged) per UTC day;
                                               last = epoch seconds of the latest message;
-                                              c:<channel> = 1 once the user wrote there
+                                              c:<channel> = sent_at ms of the user's first
+                                              message there (older data: 1, long ago)
     wf:c:<platform:community:channel>   hash  n:<day>, bad:<day>
-    (both)                                    pruned = the day old day fields were last dropped
+    (both)                                    pruned = the day old day fields were last dropped;
+                                              off:<topic>:<partition> = the highest offset of
+                                              that partition counted into this hash
+
+Exactly once in effect: a batch replayed after a crash is not counted again. A user's messages
+are on one partition, in offset order, and a channel's come from several partitions, each in
+order: so each hash keeps, per source partition, the highest offset it counted, and a message
+at or below it is skipped. (Recreating the source topic under the same name restarts its
+offsets: drop the wf: keys with it.) First-seen is the minimum sent_at, which a replay cannot
+move. A replayed batch's context features may include its own messages once (they were counted
+by the first run), never twice.
 
 A batch costs two round trips, each one Lua script: a read before scoring that sums the window
 server-side and answers a few numbers per user, channel and message (parsing 20-odd day fields
@@ -41,8 +52,8 @@ TTL_SECONDS = (WINDOW_DAYS + 1) * 86_400
 # KEYS: the batch's user hashes, then its channel hashes. ARGV: first day of the window, today,
 # the number of users, then per distinct (user, channel) pair: the user's position in KEYS and
 # the channel's name. Answers per user n, bad, violations, last (a string, or false); per
-# channel n, bad; then per pair 1 if the user wrote in the channel before, else 0. The window's
-# field names are built once per call: every hash of a batch asks for the same days.
+# channel n, bad; then per pair the sent_at ms of the user's first line there (or false). The
+# window's field names are built once per call: every hash of a batch asks for the same days.
 _READ = """
 local first, today, users = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local span = today - first + 1
@@ -64,34 +75,52 @@ for i = 1, #KEYS do
   if is_user then out[#out + 1] = values[3 * span + 1] end
 end
 for i = 4, #ARGV, 2 do
-  out[#out + 1] = redis.call('HEXISTS', KEYS[tonumber(ARGV[i])], 'c:' .. ARGV[i + 1])
+  out[#out + 1] = redis.call('HGET', KEYS[tonumber(ARGV[i])], 'c:' .. ARGV[i + 1])
 end
 return out
 """
 
-# ARGV: now, day, ttl, cutoff_day, then per message 5 values:
-#   n_user_key_index (1-based into KEYS), channel_key_index, channel, bad, violation
-# Each message names its user hash and channel hash by their position in KEYS.
+# ARGV: now, day, ttl, cutoff_day, then per message 8 values:
+#   user_key_index (1-based into KEYS), channel_key_index, channel, bad, violation, sent ms,
+#   source partition field ("off:<topic>:<partition>", "" = unknown), offset
+# A message at or below the offset a hash already counted for its partition is a replay: that
+# hash skips it (first-seen still takes the minimum, which a replay cannot move).
 _UPDATE = """
 local now, day, ttl, cutoff = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local touched = {}
+local touched, marks = {}, {}
+local function fresh(key, part, offset)
+  if part == '' then return true end
+  local mark = key .. '\\31' .. part
+  local done = marks[mark]
+  if done == nil then done = tonumber(redis.call('HGET', key, part)) or -1 end
+  if offset <= done then marks[mark] = done return false end
+  marks[mark] = offset
+  touched[key][part] = offset
+  return true
+end
 local i = 5
 while i <= #ARGV do
   local ukey, ckey = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
   local channel, bad, violation = ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  redis.call('HINCRBY', ukey, 'n:' .. day, 1)
-  redis.call('HINCRBY', ckey, 'n:' .. day, 1)
-  if bad == 1 then
-    redis.call('HINCRBY', ukey, 'bad:' .. day, 1)
-    redis.call('HINCRBY', ckey, 'bad:' .. day, 1)
+  local sent, part, offset = tonumber(ARGV[i + 5]), ARGV[i + 6], tonumber(ARGV[i + 7])
+  touched[ukey] = touched[ukey] or {}
+  touched[ckey] = touched[ckey] or {}
+  if fresh(ukey, part, offset) then
+    redis.call('HINCRBY', ukey, 'n:' .. day, 1)
+    if bad == 1 then redis.call('HINCRBY', ukey, 'bad:' .. day, 1) end
+    if violation == 1 then redis.call('HINCRBY', ukey, 'v:' .. day, 1) end
+    redis.call('HSET', ukey, 'last', now)
   end
-  if violation == 1 then redis.call('HINCRBY', ukey, 'v:' .. day, 1) end
-  redis.call('HSET', ukey, 'last', now, 'c:' .. channel, 1)
-  touched[ukey] = true
-  touched[ckey] = true
-  i = i + 5
+  if fresh(ckey, part, offset) then
+    redis.call('HINCRBY', ckey, 'n:' .. day, 1)
+    if bad == 1 then redis.call('HINCRBY', ckey, 'bad:' .. day, 1) end
+  end
+  local seen = tonumber(redis.call('HGET', ukey, 'c:' .. channel))
+  if not seen or sent < seen then redis.call('HSET', ukey, 'c:' .. channel, sent) end
+  i = i + 8
 end
-for key in pairs(touched) do
+for key, parts in pairs(touched) do
+  for part, offset in pairs(parts) do redis.call('HSET', key, part, offset) end
   redis.call('EXPIRE', key, ttl)
   -- Day fields that left the window go once a day per hash, not on every batch.
   if redis.call('HGET', key, 'pruned') ~= ARGV[2] then
@@ -113,6 +142,19 @@ def day_number(epoch_s: float) -> int:
 
 def channel_key(message: ChatMessage) -> str:
     return f"{message.platform.value}:{message.community}:{message.channel}"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a message was consumed from: the key of the exactly-once marks."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def sent_ms(message: ChatMessage) -> int:
+    return int(message.sent_at.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -142,6 +184,13 @@ class FeatureStore:
         user_slot = {user: i for i, user in enumerate(users)}
         channel_slot = {channel: i for i, channel in enumerate(channels)}
         pairs = list(dict.fromkeys((m.key, m.channel) for m in messages))
+        # The batch's earliest line per pair: a user is new to a channel when nothing of theirs
+        # there is older than this batch (and a replay, which finds this batch's own first-seen,
+        # agrees).
+        earliest: dict[tuple[str, str], int] = {}
+        for m in messages:
+            pair = (m.key, m.channel)
+            earliest[pair] = min(earliest.get(pair, sent_ms(m)), sent_ms(m))
         args: list[Any] = [today - WINDOW_DAYS + 1, today, len(users)]
         for user, channel in pairs:
             args += [user_slot[user] + 1, channel]
@@ -164,7 +213,11 @@ class FeatureStore:
                     "hours_since_last_msg": (
                         max(0.0, (now - float(last)) / 3600) if last is not None else None
                     ),
-                    "is_new_to_channel": 0.0 if seen[message.key, message.channel] else 1.0,
+                    "is_new_to_channel": 1.0
+                    if seen[message.key, message.channel] is None
+                    or int(seen[message.key, message.channel])
+                    >= earliest[message.key, message.channel]
+                    else 0.0,
                 }
             )
         return contexts
@@ -174,8 +227,13 @@ class FeatureStore:
         messages: Sequence[ChatMessage],
         outcomes: Sequence[Outcome],
         now: float | None = None,
+        positions: Sequence[Position | None] | None = None,
     ) -> None:
-        """Count the batch's messages into the window, atomically (one round trip)."""
+        """Count the batch's messages into the window, atomically (one round trip).
+
+        With ``positions`` (where each message was consumed), a message already counted is
+        not counted again: a replayed batch changes nothing.
+        """
         if not messages:
             return
         now = time.time() if now is None else now
@@ -190,13 +248,17 @@ class FeatureStore:
             return index[key]
 
         args: list[Any] = [f"{now:.3f}", today, TTL_SECONDS, today - WINDOW_DAYS + 1]
-        for message, outcome in zip(messages, outcomes, strict=True):
+        where = positions if positions is not None else [None] * len(messages)
+        for message, outcome, position in zip(messages, outcomes, where, strict=True):
             args += [
                 slot(f"wf:u:{message.key}"),
                 slot(f"wf:c:{channel_key(message)}"),
                 message.channel,
                 int(outcome.bad),
                 int(outcome.violation),
+                sent_ms(message),
+                f"off:{position.topic}:{position.partition}" if position is not None else "",
+                position.offset if position is not None else 0,
             ]
         await self._update(keys=keys, args=args)
 
@@ -245,12 +307,17 @@ class ContextReader:
             self._down_until = 0.0
         return contexts, False
 
-    async def update(self, messages: Sequence[ChatMessage], outcomes: Sequence[Outcome]) -> None:
+    async def update(
+        self,
+        messages: Sequence[ChatMessage],
+        outcomes: Sequence[Outcome],
+        positions: Sequence[Position | None] | None = None,
+    ) -> None:
         if self.store is None or not self.available or not messages:
             return
         started = time.perf_counter()
         try:
-            await self.store.update(messages, outcomes)
+            await self.store.update(messages, outcomes, positions=positions)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("update", exc)
             return

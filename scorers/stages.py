@@ -1,9 +1,10 @@
 """The scorer's two stages, so that the model never waits for the broker.
 
-    take (faust) ──► score:   decode · Redis read · model (worker thread) · Redis update
+    take (faust) ──► score:   decode · Redis read · model (worker thread) · detectors · Redis update
                         │
                         ▼     while batch N is delivered, batch N+1 is already in the model
-                     deliver: verdicts and dead letters sent · delivery awaited · events acked
+                     deliver: verdicts, raid events and dead letters sent · delivery awaited
+                              · events acked
 
 Batches pass both stages in the order they were taken. Events are acknowledged in that order,
 and only once their verdicts (or dead letters) are on the broker: a crash replays a batch and
@@ -16,7 +17,10 @@ on; if even that minimal letter is refused, the fault is not the record's and th
 A send that fails because the broker is away (time-out, connection, retriable errors) is sent
 again, with growing pauses, for as long as it takes: nothing is dropped and nothing acknowledged
 meanwhile. Batch N's counters are in Redis before batch N+1 reads them, as when one batch
-ran at a time; a crash between that update and the delivery counts the replayed batch twice.
+ran at a time; a crash between that update and the delivery replays the batch, and the counters
+(offset marks per partition) and the detectors' windows (event-time sets keyed by message id)
+count nothing twice. A raid event goes out with its batch's verdicts, before the acknowledgement;
+a replayed batch whose raid event was not marked delivered publishes it again, same ``raid_id``.
 The queues between the stages hold one batch each, so a slow broker holds the consumer back
 instead of filling memory.
 
@@ -32,7 +36,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka.errors import (
@@ -47,10 +51,12 @@ from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
 from core import metrics
-from schemas.events import DeadLetter, Verdict
+from schemas.events import DeadLetter, RaidEvent, Verdict
 from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
 from scorers.cache import Row
-from scorers.context_store import ContextReader
+from scorers.context_store import ContextReader, Position
+from scorers.detectors import StreamDetectors
+from scorers.stream_state import RaidSeen
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,13 @@ def kafka_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def position(source: RawEvent) -> Position | None:
+    """Where a record was consumed from (None when the transport does not say)."""
+    if source.partition is None or source.offset is None:
+        return None
+    return Position(source.topic, source.partition, source.offset)
+
+
 def is_record_error(exc: BaseException) -> bool:
     return isinstance(kafka_cause(exc), RECORD_ERRORS)
 
@@ -102,6 +115,7 @@ class Outgoing:
     verdict: Verdict | None = None
     source: RawEvent | None = None  # the consumed record a verdict was made from
     letter: DeadLetter | None = None
+    raid: RaidEvent | None = None
     minimal: bool = False  # already the smallest dead letter: refusing it is not the record's fault
 
 
@@ -123,6 +137,7 @@ class Delivery:
     sources: list[RawEvent]  # the consumed record of each verdict, in the same order
     dead: list[DeadLetter]
     computed: dict[str, Row]
+    raids: list[RaidSeen] = field(default_factory=list)
 
 
 class Stages:
@@ -141,6 +156,8 @@ class Stages:
         source_topic: str,
         on_failure: Callable[[BaseException], Awaitable[None]],
         shared: RowCache | None = None,
+        detectors: StreamDetectors | None = None,
+        raids_topic: str | None = None,
     ) -> None:
         self.scorer = scorer
         self.contexts = contexts
@@ -152,6 +169,8 @@ class Stages:
         self.source_topic = source_topic
         self.on_failure = on_failure
         self.shared = shared
+        self.detectors = detectors
+        self.raids_topic = raids_topic
         self.failure: BaseException | None = None
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
@@ -201,13 +220,23 @@ class Stages:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
             found = await self._shared_rows([m.text for m in messages])
             model_started = time.perf_counter()
-            scored = await loop.run_in_executor(
+            model = loop.run_in_executor(
                 self.executor, self.scorer.score, messages, context, degraded, found
             )
+            if self.detectors is not None:
+                # Per-text work while the model thread runs (the encoder releases the GIL).
+                self.detectors.prepare(messages)
+            scored = await model
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
-            await self.contexts.update(messages, [outcome(v) for v in scored.verdicts])
+            # The counters keep the model's outcome: they are the model's own features.
+            outcomes = [outcome(v) for v in scored.verdicts]
+            verdicts, raids = scored.verdicts, []
+            if self.detectors is not None:
+                detected = await self.detectors.run(messages, scored.verdicts)
+                verdicts, raids = detected.verdicts, detected.raids
+            await self.contexts.update(messages, outcomes, [position(s) for s in sources])
             await self._to_deliver.put(
-                Delivery(events, started, scored.verdicts, sources, dead, scored.computed)
+                Delivery(events, started, verdicts, sources, dead, scored.computed, raids)
             )
 
     async def _deliver_loop(self) -> None:
@@ -215,6 +244,9 @@ class Stages:
             batch = await self._to_deliver.get()
             delivered = await self._deliver(self._outgoing(batch))
             done = time.time()
+            if batch.raids and self.detectors is not None:
+                await self.detectors.published(batch.raids)
+                metrics.RAIDS.labels(SERVICE).inc(len(batch.raids))
             await self.ack(batch.events)
             await self._share(batch.computed)
             refused = len(batch.verdicts) - delivered
@@ -239,6 +271,12 @@ class Stages:
             records.append(
                 Outgoing(self.verdicts_topic, verdict.key.encode(), value, verdict, source)
             )
+        if self.raids_topic is not None:
+            for raid in batch.raids:
+                if raid.event is not None:
+                    value = raid.event.to_json_bytes()
+                    key = raid.event.key.encode()
+                    records.append(Outgoing(self.raids_topic, key, value, raid=raid.event))
         records += [self._letter(letter) for letter in batch.dead]
         return records
 
@@ -275,6 +313,17 @@ class Stages:
         """What to send instead of a record the broker refused for itself."""
         if record.verdict is not None and record.source is not None:
             return self._letter_for(record.verdict, record.source, exc)
+        if record.raid is not None:
+            cause = kafka_cause(exc)
+            logger.warning("raid event %s refused (%s)", record.raid.raid_id, cause)
+            letter = DeadLetter.from_error(
+                f"raid event {record.raid.raid_id!r} not delivered: {cause}",
+                record.value,
+                service=SERVICE,
+                source_topic=record.topic,
+                error_type=type(cause).__name__,
+            )
+            return self._letter(letter)
         if record.letter is None or record.minimal:
             raise exc  # even the smallest letter refused: a broker or topic fault, not the record
         cause = kafka_cause(exc)

@@ -29,6 +29,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             "WARDEN_METRICS__SCORER_PORT": str(free_port()),
             "WARDEN_METRICS__ACTIONER_PORT": str(free_port()),
             "WARDEN_METRICS__INGEST_PORT": str(free_port()),
+            # Tests act on fresh communities from their first verdict; first-day mode (the
+            # default: act on nothing until go-live) has tests of its own that turn it on.
+            "WARDEN_ACTIONER__FIRST_DAY": "off",
             "PYTHONUNBUFFERED": "1",
         }
     )

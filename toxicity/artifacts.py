@@ -73,6 +73,9 @@ class ModelMeta:
     calibrator: Calibrator
     decision_threshold: float
     heads: list[Head] = field(default_factory=list)
+    # One logistic head per harm label (schemas.labels.HARM_LABELS) on the embedding: the
+    # label's score; they explain a verdict and never feed the booster.
+    label_heads: list[EmbeddingHead] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -104,6 +107,7 @@ class ModelMeta:
                 "names": self.feature_names,
             },
             "heads": [head.to_dict() for head in self.heads],
+            "label_heads": [head.to_dict() for head in self.label_heads],
             "thresholds": {
                 "low": self.thresholds.low,
                 "medium": self.thresholds.medium,
@@ -139,6 +143,7 @@ class ModelMeta:
                 calibrator=Calibrator.from_dict(data["calibrator"]),
                 decision_threshold=float(data["decision_threshold"]),
                 heads=[_load_head(item, folder) for item in data.get("heads", [])],
+                label_heads=[_embedding_head(item) for item in data.get("label_heads", [])],
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )
@@ -146,13 +151,19 @@ class ModelMeta:
             raise ModelFormatError(f"bad model metadata: {exc}") from exc
 
 
+def _embedding_head(data: dict[str, Any]) -> EmbeddingHead:
+    if data["kind"] != "embedding":
+        raise ModelFormatError(f"label head {data.get('name')!r} is not an embedding head")
+    return EmbeddingHead(
+        name=str(data["name"]),
+        coef=np.asarray(data["coef"], dtype=np.float32),
+        intercept=float(data["intercept"]),
+    )
+
+
 def _load_head(data: dict[str, Any], folder: Path | None) -> Head:
     if data["kind"] == "embedding":
-        return EmbeddingHead(
-            name=str(data["name"]),
-            coef=np.asarray(data["coef"], dtype=np.float32),
-            intercept=float(data["intercept"]),
-        )
+        return _embedding_head(data)
     if data["kind"] == "tfidf":
         if folder is None or not (folder / HEADS_FILE).is_file():
             raise ModelFormatError(f"model has a TF-IDF head but no {HEADS_FILE}")
@@ -171,7 +182,7 @@ def model_version(booster_bytes: bytes, meta: ModelMeta) -> str:
     digest = hashlib.sha256(booster_bytes)
     digest.update(json.dumps(meta.calibrator.to_dict(), sort_keys=True).encode())
     digest.update(repr(meta.thresholds).encode())
-    for head in meta.heads:
+    for head in [*meta.heads, *meta.label_heads]:
         digest.update(np.ascontiguousarray(head.coef, dtype=np.float32).tobytes())
     return f"hybrid-minilm-xgb-{digest.hexdigest()[:10]}"
 

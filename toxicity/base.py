@@ -44,6 +44,8 @@ class Score:
     severity: Severity
     labels: tuple[str, ...] = ()
     features: dict[str, float | None] = field(default_factory=dict)
+    # The model's score per harm label (schemas.labels.HARM_LABELS), when it has label heads.
+    label_scores: dict[str, float] = field(default_factory=dict)
 
 
 class TextScorer(Protocol):

@@ -64,7 +64,8 @@ def read_messages(path: Path) -> list[tuple[Any, str]]:
     "output_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help='JSONL out: {"id", "p_toxic", "severity", "model_version"} in input order.',
+    help='JSONL out: {"id", "p_toxic", "severity", "labels", "label_scores", "model_version"} '
+    "in input order.",
 )
 @click.option(
     "--model",
@@ -103,6 +104,8 @@ def score(
                             "id": ident,
                             "p_toxic": round(result.p_toxic, 6),
                             "severity": result.severity.value,
+                            "labels": list(result.labels),
+                            "label_scores": result.label_scores,
                             "model_version": scorer.version,
                         }
                     )

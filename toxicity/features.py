@@ -1,5 +1,6 @@
 """Static text features: cheap signals the encoder does not see well (shouting, slurs behind
-evasion, second-person address, spam-like repetition)."""
+evasion, second-person address, spam-like repetition, and the emotes and one-word reactions of
+livestream chat, which a comment-trained encoder reads as shouting or as the start of a swear)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toxicity.emotes import emote_shape
 from toxicity.lexicon import Hits, Lexicon
 from toxicity.normalize import normalize, tokens
 
@@ -28,6 +30,9 @@ STATIC_FEATURES: tuple[str, ...] = (
     "url_count",
     "emoji_count",
     "non_ascii_ratio",
+    "emote_count",
+    "emote_ratio",
+    "reaction_only",
 )
 
 PRONOUNS = frozenset(
@@ -75,6 +80,7 @@ def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
     upper = sum(1 for char in text if char.isupper())
     runs = [len(match.group(0)) for match in _RUN3.finditer(text)]
     words = tokens(normalized)
+    shape = emote_shape(text)
     values = (
         float(len(text)),
         float(len(words)),
@@ -91,6 +97,9 @@ def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
         float(len(_URL.findall(text))),
         0.0 if ascii_only else float(sum(1 for char in text if _is_emoji(char))),
         0.0 if ascii_only else sum(1 for char in text if ord(char) > 127) / len(text),
+        float(shape.emotes),
+        shape.emote_ratio,
+        1.0 if shape.only_emotes_or_reactions else 0.0,
     )
     return TextFeatures(values=values, hits=hits)
 

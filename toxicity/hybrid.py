@@ -5,6 +5,18 @@ Scoring splits in two so that a cache of text-side results can be reused across 
 ``score_text_side(texts)`` does the expensive per-text work (embedding, normalisation, lexicon)
 and ``combine(text_side, contexts)`` adds the per-message context and runs the booster.
 Hard slurs are applied last and always give HIGH with the label ``hard_slur``.
+
+A line made only of emotes and one-word reactions (``toxicity.emotes``: ``F``, ``LMAO``,
+``KEKW KEKW``, ``W``) is SAFE unless it holds a hard slur: its probability is capped at half the
+LOW threshold. Such lines are a large share of livestream chat, carry no harm on their own, and
+are where a comment-trained model errs most (it read ``F`` as the start of a swear word); a
+wall of them is the ``emote_flood`` detector's business, not the model's.
+
+Labels say what the harm is (``schemas.labels``): each harm label has a logistic head on the
+embedding whose probability is the label's score (``Score.label_scores``). A message at LOW or
+above carries every harm label scoring at least :data:`LABEL_THRESHOLD`, and a message at MEDIUM or
+above always carries at least its best-scoring harm label, so a flagged verdict says why.
+``profanity`` is the word list's finding (swearing is a fact about the words, not a judgement).
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from schemas.events import Severity
+from schemas.labels import PROFANITY
 from schemas.rules import HARD_SLUR
 from toxicity.artifacts import ModelFormatError, ModelMeta, load_booster_bytes, load_meta
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
@@ -32,6 +46,9 @@ if TYPE_CHECKING:
     from core.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
+
+LABEL_THRESHOLD = 0.5
+LABEL_PREFIX = "label_"
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,26 @@ def hard_slur_probability(p_toxic: float, high: float) -> float:
     if p_toxic >= high:
         return p_toxic
     return min(1.0, high + 0.001 * p_toxic)
+
+
+def harm_labels(scores: dict[str, float], severity: Severity, *, profane: bool) -> list[str]:
+    """The harm labels of a message from its label scores and severity (see the module doc)."""
+    if severity is Severity.SAFE:
+        return [PROFANITY] if profane else []
+    labels = [
+        name
+        for name, score in sorted(scores.items(), key=lambda item: -item[1])
+        if score >= LABEL_THRESHOLD and name != PROFANITY
+    ]
+    if not labels and severity.rank >= Severity.MEDIUM.rank:
+        best = max(
+            ((score, name) for name, score in scores.items() if name != PROFANITY), default=None
+        )
+        if best is not None:
+            labels = [best[1]]
+    if profane:
+        labels.append(PROFANITY)
+    return labels
 
 
 def override_thresholds(stored: Thresholds, model: ModelSettings | None) -> Thresholds:
@@ -227,6 +264,7 @@ class HybridScorer:
             return []
         p = self.meta.calibrator(self.raw_probability(text_side, contexts))
         context = context_matrix(contexts, n, self.meta.context_features)
+        label_probs = self.label_probabilities(text_side.embeddings)
         scores = []
         for i in range(n):
             features: dict[str, float | None] = {
@@ -243,17 +281,29 @@ class HybridScorer:
                 labels.append(HARD_SLUR)
                 # Lifted into [high, 1], keeping the model's order among such messages.
                 p_toxic = hard_slur_probability(p_toxic, self.thresholds.high)
-            if hits.profanity:
-                labels.append("profanity")
+            elif features.get("reaction_only") == 1.0:
+                p_toxic = min(p_toxic, self.thresholds.low / 2)
+            severity = self.thresholds.severity(p_toxic)
+            label_scores = {name: round(float(v[i]), 4) for name, v in label_probs.items()}
+            labels += harm_labels(label_scores, severity, profane=bool(hits.profanity))
             scores.append(
                 Score(
                     p_toxic=p_toxic,
-                    severity=self.thresholds.severity(p_toxic),
+                    severity=severity,
                     labels=tuple(labels),
                     features=features,
+                    label_scores=label_scores,
                 )
             )
         return scores
+
+    def label_probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """Each harm label's probability per row (empty for a model without label heads)."""
+        out = {}
+        for head in self.meta.label_heads:
+            logit = head.apply(embeddings).astype(np.float64)
+            out[head.name.removeprefix(LABEL_PREFIX)] = 1.0 / (1.0 + np.exp(-logit))
+        return out
 
     def score(self, texts: Sequence[str], contexts: Sequence[Context] | None = None) -> list[Score]:
         if contexts is not None and len(contexts) != len(texts):

@@ -146,6 +146,9 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
 
     log_dir = settings.stack.dir / "logs"
     env = dict(os.environ)
+    # The sample communities run live, as if a moderator had run `warden policy go-live`: a
+    # new community would otherwise start in first-day mode and act on nothing.
+    env.setdefault("WARDEN_ACTIONER__FIRST_DAY", "off")
     ports = {"scorer": settings.metrics.scorer_port, "actioner": settings.metrics.actioner_port}
     services = [
         ServiceProcess.spawn(
@@ -193,8 +196,11 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                     stats = replay_task.result()
                     drain_deadline = drain_deadline or now + 60
                     # A flagged message may get more than one action (delete, then warn or
-                    # time out): done once every verdict is in and actions have settled.
-                    settled = now - last_action_at > 3.0 and tally.actions >= tally.flagged
+                    # time out): done once every verdict is in and actions have settled. The
+                    # policy may also act on fewer lines than were flagged (profanity alone,
+                    # an emote line, a held one): then after 10 s without a new action.
+                    quiet = 3.0 if tally.actions >= tally.flagged else 10.0
+                    settled = now - last_action_at > quiet
                     if tally.verdicts >= stats.published and settled:
                         break
                     if now > drain_deadline:

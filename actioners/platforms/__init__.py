@@ -1,4 +1,5 @@
-"""Platform executors (Discord, Slack, the signed webhook) and the one the settings ask for."""
+"""Platform executors (Discord, Slack, Twitch, the signed webhook) and the one the settings ask
+for."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from schemas.events import Platform
 def build_executor(settings: Settings) -> Router:
     """The executor ``WARDEN_ACTIONER__EXECUTOR`` names, as a router by platform.
 
-    ``log`` acts on nothing; ``discord``, ``slack`` act on their platform's verdicts only (the
-    others are skipped, saying so); ``webhook`` sends every action to the webhook; ``platform``
-    routes Discord and Slack verdicts to their executors where a token is set, and the rest to
-    the webhook when its url is set, else to the log.
+    ``log`` acts on nothing; ``discord``, ``slack``, ``twitch`` act on their platform's verdicts
+    only (the others are skipped, saying so); ``webhook`` sends every action to the webhook;
+    ``platform`` routes Discord, Slack and Twitch verdicts to their executors where a token is
+    set (Twitch: ``api_token``), and the rest to the webhook when its url is set, else to the
+    log.
     """
     from actioners.platforms.discord import DiscordExecutor
     from actioners.platforms.slack import SlackExecutor
+    from actioners.platforms.twitch import TwitchExecutor
     from actioners.platforms.webhook import WebhookExecutor
 
     platforms = settings.platforms
@@ -27,6 +30,8 @@ def build_executor(settings: Settings) -> Router:
         return Router({Platform.DISCORD: DiscordExecutor(platforms.discord)})
     if kind == "slack":
         return Router({Platform.SLACK: SlackExecutor(platforms.slack)})
+    if kind == "twitch":
+        return Router({Platform.TWITCH: TwitchExecutor(platforms.twitch)})
     if kind == "webhook":
         return Router({}, fallback=WebhookExecutor(platforms.webhook))
     executors: dict[Platform, Executor] = {}
@@ -34,6 +39,8 @@ def build_executor(settings: Settings) -> Router:
         executors[Platform.DISCORD] = DiscordExecutor(platforms.discord)
     if platforms.slack.bot_token is not None:
         executors[Platform.SLACK] = SlackExecutor(platforms.slack)
+    if platforms.twitch.api_token is not None:
+        executors[Platform.TWITCH] = TwitchExecutor(platforms.twitch)
     fallback: Executor = (
         WebhookExecutor(platforms.webhook) if platforms.webhook.url else LogExecutor()
     )

@@ -20,6 +20,12 @@ Per action, and how an action found in flight after a restart is finished (``rec
 - warn: a DM (``POST /users/@me/channels`` then ``POST /channels/{dm}/messages``) with a nonce
   Discord enforces and a reference in the text. Reconciled by reading the DM channel's latest
   messages for the reference: found means sent; never sent twice.
+- raid_mode: ``slow`` sets the channel's slowmode (``PATCH /channels/{c}``
+  ``rate_limit_per_user`` = ``raid_slowmode_s``), ``verification`` raises the guild's
+  verification level (``PATCH /guilds/{g}`` ``verification_level`` = ``raid_verification_level``);
+  each is read first (``GET``) and never lowered. ``followers`` and ``emote_only`` are Twitch's:
+  skipped with a note. Repeated (idempotent). Not turned off after ``duration_s`` (see README).
+- hold: no call (skipped, "held for review").
 """
 
 from __future__ import annotations
@@ -27,17 +33,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from actioners.executors import Outcome, RateLimited
+from actioners.executors import Outcome, RateLimited, run_handler
 from actioners.policy import reference
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import DiscordSettings
-from schemas.events import ActionKind, ActionRequest
+from schemas.events import ActionKind, ActionRequest, RaidMode
 
 if TYPE_CHECKING:
     from discord.http import HTTPClient, Route
@@ -152,14 +158,18 @@ class DiscordExecutor:
     # -- actions ------------------------------------------------------------------------------
 
     async def execute(self, request: ActionRequest) -> Outcome:
-        handlers: dict[ActionKind, Callable[[ActionRequest], Awaitable[Outcome]]] = {
-            ActionKind.DELETE: self._delete,
-            ActionKind.TIMEOUT: self._timeout,
-            ActionKind.KICK: self._kick,
-            ActionKind.BAN: self._ban,
-            ActionKind.WARN: self._warn,
-        }
-        return await handlers[request.kind](request)
+        return await run_handler(
+            "discord",
+            request,
+            {
+                ActionKind.DELETE: self._delete,
+                ActionKind.TIMEOUT: self._timeout,
+                ActionKind.KICK: self._kick,
+                ActionKind.BAN: self._ban,
+                ActionKind.WARN: self._warn,
+                ActionKind.RAID_MODE: self._raid_mode,
+            },
+        )
 
     async def reconcile(self, request: ActionRequest, started_at: datetime | None) -> Outcome:
         if request.kind is ActionKind.KICK:
@@ -246,6 +256,43 @@ class DiscordExecutor:
         if not unknown:
             return Outcome.done("already banned")
         return await self._ban(request)
+
+    async def _raid_mode(self, request: ActionRequest) -> Outcome:
+        """Slowmode on the channel and a higher verification level on the guild, each only
+        where it is stricter than what is set (a moderator's stricter choice stays)."""
+        from discord.http import Route
+
+        done: list[str] = []
+        notes: list[str] = []
+        for mode in dict.fromkeys(request.modes):
+            if mode is RaidMode.SLOW:
+                want = self.settings.raid_slowmode_s
+                route = Route("GET", "/channels/{channel_id}", channel_id=request.channel)
+                channel, _ = await self._call(route)
+                have = int((channel or {}).get("rate_limit_per_user") or 0)
+                if have >= want:
+                    notes.append(f"slowmode already {have} s")
+                    continue
+                route = Route("PATCH", "/channels/{channel_id}", channel_id=request.channel)
+                await self._call(route, json={"rate_limit_per_user": want}, reason=_reason(request))
+                done.append(f"slowmode {want} s")
+            elif mode is RaidMode.VERIFICATION:
+                level = self.settings.raid_verification_level
+                route = Route("GET", "/guilds/{guild_id}", guild_id=request.community)
+                guild, _ = await self._call(route)
+                have = int((guild or {}).get("verification_level") or 0)
+                if have >= level:
+                    notes.append(f"verification level already {have}")
+                    continue
+                route = Route("PATCH", "/guilds/{guild_id}", guild_id=request.community)
+                await self._call(route, json={"verification_level": level}, reason=_reason(request))
+                done.append(f"verification level {have} -> {level}")
+            else:
+                notes.append(f"{mode.value} is Twitch's (Discord has none): skipped")
+        if not done and not any("already" in note for note in notes):
+            return Outcome.skipped("; ".join(notes) or "raid mode without modes: nothing to do")
+        head = ("raid mode on: " + ", ".join(done)) if done else "raid mode already on"
+        return Outcome.done("; ".join([head, *notes]))
 
     async def _warn(self, request: ActionRequest, *, check_first: bool = False) -> Outcome:
         from discord.http import Route

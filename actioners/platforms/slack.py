@@ -18,6 +18,8 @@ Per action, and how an action found in flight after a restart is finished (``rec
 - kick and ban: ``conversations.kick`` from the channel (a bot has no workspace ban);
   ``not_in_channel`` = already out. Repeated.
 - timeout: Slack has none; skipped.
+- raid_mode: Slack channels have no slow, followers-only or emote-only mode; skipped, saying so.
+- hold: no call (skipped, "held for review").
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from actioners.executors import Outcome, RateLimited, unsupported
+from actioners.executors import Outcome, RateLimited, held, unsupported
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import SlackSettings
 from schemas.events import ActionKind, ActionRequest
@@ -171,6 +173,12 @@ class SlackExecutor:
         return None
 
     async def execute(self, request: ActionRequest) -> Outcome:
+        if request.kind is ActionKind.HOLD:
+            return held()
+        if request.kind is ActionKind.RAID_MODE:
+            return Outcome.skipped(
+                "Slack has no raid mode (no slow, followers-only or emote-only channels)"
+            )
         workspace = request.community
         if request.kind is ActionKind.DELETE:
             gone = await self._api(

@@ -10,6 +10,9 @@ The body is the ``ActionRequest`` as JSON. Headers:
 - ``Idempotency-Key``: the ``action_id``. A receiver must act once per key: an action in
   flight at a restart is sent again with the same key (that is how it is reconciled).
 
+A ``hold`` is never sent (skipped: "held for review"); a ``raid_mode`` is sent like any
+action, with its ``modes`` and ``duration_s`` for the receiver to apply.
+
 2xx is done; 409 is done (the receiver had it already); 408, 425, 429 (``Retry-After``
 honoured) and 5xx are tried again; any other status is a permanent failure.
 """
@@ -22,11 +25,11 @@ from datetime import datetime
 
 import aiohttp
 
-from actioners.executors import Outcome, RateLimited
+from actioners.executors import Outcome, RateLimited, held
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import WebhookSettings
 from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
-from schemas.events import ActionRequest
+from schemas.events import ActionKind, ActionRequest
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -56,6 +59,8 @@ class WebhookExecutor:
         return self.name
 
     async def execute(self, request: ActionRequest) -> Outcome:
+        if request.kind is ActionKind.HOLD:
+            return held()  # a hold waits for a moderator: nothing is sent
         if self._session is None:
             raise RuntimeError("WebhookExecutor.start() was not awaited")
         body = request.to_json_bytes()

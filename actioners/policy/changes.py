@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from actioners.policy.model import Policy
 
+_ONE_OF = {"strike_decay_hours": "strike_decay_days", "strike_decay_days": "strike_decay_hours"}
+
 
 class PolicyChangeError(ValueError):
     """A ``policy set`` change that does not make a valid policy."""
@@ -56,6 +58,9 @@ def apply_changes(policy: Policy, changes: Mapping[str, Any]) -> Policy:
                 node[leaf] = [v for v in current if v not in items]
         else:
             node[leaf] = value
+            if node is document and leaf in _ONE_OF:
+                # The decay is set in hours or in days: the newer setting replaces the other.
+                document[_ONE_OF[leaf]] = None
     try:
         return Policy.model_validate(document)
     except ValidationError as exc:

@@ -2,11 +2,11 @@
 
 The Discord executor talks to it through its configurable base URL
 (``WARDEN_PLATFORMS__DISCORD__API_BASE_URL``). It keeps state (deleted messages, timeouts, kicks,
-bans, DMs), checks the bot token, keeps Discord's rate limits the way Discord announces them
-(per-route buckets per channel or guild with ``X-RateLimit-*`` headers, 429 with
-``retry_after``, the global limit), answers the permanent errors the executor handles (Unknown
-Message, Missing Permissions, ...), and records every request and effect, so that a test or
-``warden bench`` can count what the platform actually did.
+bans, DMs, channel slowmode, guild verification level), checks the bot token, keeps Discord's
+rate limits the way Discord announces them (per-route buckets per channel or guild with
+``X-RateLimit-*`` headers, 429 with ``retry_after``, the global limit), answers the permanent
+errors the executor handles (Unknown Message, Missing Permissions, ...), and records every
+request and effect, so that a test or ``warden bench`` can count what the platform actually did.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ DISCORD_ROUTES: dict[tuple[str, str], tuple[str, str | None]] = {
     ("PUT", "/guilds/{guild_id}/bans/{user_id}"): ("ban", "guild_id"),
     ("GET", "/guilds/{guild_id}/bans/{user_id}"): ("ban-get", "guild_id"),
     ("POST", "/users/@me/channels"): ("dm-create", None),
+    ("GET", "/channels/{channel_id}"): ("channel-get", "channel_id"),
+    ("PATCH", "/channels/{channel_id}"): ("channel-modify", "channel_id"),
+    ("GET", "/guilds/{guild_id}"): ("guild-get", "guild_id"),
+    ("PATCH", "/guilds/{guild_id}"): ("guild-modify", "guild_id"),
 }
 
 # Close to what Discord announces for bots (it may change them at any time).
@@ -57,6 +61,10 @@ DISCORD_LIMITS: dict[str, Limit] = {
     "ban": Limit(5, 1.0),
     "ban-get": Limit(5, 1.0),
     "dm-create": Limit(5, 1.0),
+    "channel-get": Limit(5, 1.0),
+    "channel-modify": Limit(2, 10.0),
+    "guild-get": Limit(5, 1.0),
+    "guild-modify": Limit(5, 5.0),
 }
 
 # Discord's global limit for a bot: 50 requests per second over all routes.
@@ -110,6 +118,9 @@ class DiscordServer(LocalServer):
         self.dms: dict[str, list[dict[str, Any]]] = {}
         self.dm_channels: dict[str, str] = {}
         self._nonces: dict[tuple[str, str], dict[str, Any]] = {}
+        # Raid mode: a channel's slowmode (rate_limit_per_user) and a guild's verification level.
+        self.slowmode: dict[str, int] = {}
+        self.verification: dict[str, int] = {}
         self._ids = 10_000
 
         for (method, path), _ in DISCORD_ROUTES.items():
@@ -309,6 +320,25 @@ class DiscordServer(LocalServer):
             self.dms.setdefault(channel, []).append(sent)
             await self._effect("dm", f"{recipient}:{nonce}")
             return 200, sent
+        if bucket in ("channel-get", "channel-modify"):
+            if bucket == "channel-modify":
+                value = (body or {}).get("rate_limit_per_user")
+                if not isinstance(value, int) or not 0 <= value <= 21600:
+                    return 400, {"message": "Invalid Form Body", "code": 50035}
+                if self.slowmode.get(channel, 0) != value:
+                    self.slowmode[channel] = value
+                    await self._effect("slowmode", f"{channel}:{value}")
+            rate = self.slowmode.get(channel, 0)
+            return 200, {"id": channel, "type": 0, "rate_limit_per_user": rate}
+        if bucket in ("guild-get", "guild-modify"):
+            if bucket == "guild-modify":
+                level = (body or {}).get("verification_level")
+                if not isinstance(level, int) or not 0 <= level <= 4:
+                    return 400, {"message": "Invalid Form Body", "code": 50035}
+                if self.verification.get(guild, 0) != level:
+                    self.verification[guild] = level
+                    await self._effect("verification", f"{guild}:{level}")
+            return 200, {"id": guild, "verification_level": self.verification.get(guild, 0)}
         if bucket == "message-list":
             limit = int(request.query.get("limit", "50"))
             return 200, list(reversed(self.dms.get(channel, [])))[:limit]

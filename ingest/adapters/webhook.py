@@ -18,7 +18,8 @@
 
 ``POST /v1/moderate``
     The same body; scores the batch now with the configured model (the scorer's) and answers
-    ``200 {"model_version", "results": [{"id", "p_toxic", "severity", "flagged", "labels"}]}``
+    ``200 {"model_version", "results": [{"id", "p_toxic", "severity", "flagged", "labels",
+"label_scores"}]}``
     (``422`` with ``errors`` beside the results when some items are invalid). Nothing is
     published: this is for callers who want the verdict in the response.
 
@@ -479,6 +480,7 @@ class WebhookAPI:
                 "severity": s.severity.value,
                 "flagged": is_flagged(s.severity, self.flag_severity),
                 "labels": list(s.labels),
+                "label_scores": s.label_scores,
             }
             for m, s in zip(parsed.messages, scores, strict=True)
         ]

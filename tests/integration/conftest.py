@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -21,6 +22,11 @@ from kit import REPO, Service, service_env
 from core.clients import kafka_producer
 from core.settings import Settings, load_settings
 from core.topic_admin import create_topics
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from actioners.database import Database
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,3 +98,32 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     await producer.start()
     yield producer
     await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def migrated(stack: Settings) -> Settings:
+    """The stack with every migration applied (once per test module)."""
+    from deploy import migrations
+
+    migrations.apply(stack)
+    return stack
+
+
+@pytest_asyncio.fixture
+async def db(migrated: Settings) -> AsyncIterator[Database]:
+    """The actioner's database on the migrated stack."""
+    from actioners.database import Database
+
+    database = await Database.connect(migrated.postgres)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture
+async def redis(migrated: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client of the stack."""
+    from core.clients import redis_client
+
+    client = redis_client(migrated.redis)
+    yield client
+    await client.aclose()

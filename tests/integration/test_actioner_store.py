@@ -9,39 +9,23 @@ import pwd
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-import pytest_asyncio
 from kit import REPO, service_env
 
 from actioners import commands
 from actioners.database import Database
 from actioners.ledger import Entry, Ledger, Source, State, record_decisions, result_of
-from actioners.policy import PolicyChangeError, preset
+from actioners.policy import PRESET_VERSION, PolicyChangeError, preset
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.strikes import NewStrike, StrikeBook, add
 from core.errors import ConfigError
 from core.settings import Settings
-from deploy import migrations
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def migrated(stack: Settings) -> Settings:
-    migrations.apply(stack)
-    return stack
-
-
-@pytest_asyncio.fixture
-async def db(migrated: Settings) -> AsyncIterator[Database]:
-    database = await Database.connect(migrated.postgres)
-    yield database
-    await database.close()
 
 
 def unique(prefix: str) -> str:
@@ -51,7 +35,7 @@ def unique(prefix: str) -> str:
 async def test_policies_are_versioned_and_the_default_is_balanced(db: Database) -> None:
     guild = unique("g")
     shown = await commands.show_policy(db, "discord", guild)
-    assert shown.is_default and shown.version_id == "preset:balanced@1"
+    assert shown.is_default and shown.version_id == f"preset:balanced@{PRESET_VERSION}"
     assert shown.policy == preset("balanced")
 
     v1 = await commands.apply_preset(db, "discord", guild, "strict", author="alice")
@@ -278,7 +262,8 @@ def test_the_cli_shows_sets_presets_strikes_and_pardons(migrated: Settings) -> N
     assert f"discord:{guild}@v2" in changed.stdout
     shown = warden(migrated, "policy", "show", guild)
     document = json.loads(shown.stdout.split("\n", 1)[1])
-    assert document["shadow"] is True and document["exempt_roles"] == ["moderator"]
+    assert document["shadow"] is True
+    assert document["exempt_roles"] == ["broadcaster", "moderator", "vip"]
     assert document["channels"]["555"]["monitored_only"] is True
     assert "trial week" in shown.stdout.splitlines()[0]
     history = warden(migrated, "policy", "show", guild, "--history").stdout.splitlines()

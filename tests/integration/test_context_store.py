@@ -18,7 +18,9 @@ from scorers.context_store import TTL_SECONDS, ContextReader, FeatureStore, Outc
 DAY = 86_400.0
 
 
-def message(user: str, channel: str = "#main", community: str = "c") -> ChatMessage:
+def message(
+    user: str, channel: str = "#main", community: str = "c", minute: int = 0
+) -> ChatMessage:
     return ChatMessage.model_validate(
         {
             "message_id": uuid.uuid4().hex,
@@ -27,7 +29,8 @@ def message(user: str, channel: str = "#main", community: str = "c") -> ChatMess
             "channel": channel,
             "user": user,
             "text": "hi",
-            "sent_at": "2026-11-21T10:00:00+00:00",
+            # First-seen in a channel is the sent_at of the user's first line there.
+            "sent_at": f"2026-11-21T10:{minute:02d}:00+00:00",
             "received_at": "2026-11-21T10:00:00+00:00",
         }
     )
@@ -69,9 +72,9 @@ async def test_counts_accumulate_per_user_and_channel(client: aioredis.Redis) ->
 
     alice, bob, alice_elsewhere = await store.read(
         [
-            message("alice", community=community),
-            message("bob", community=community),
-            message("alice", channel="#other", community=community),
+            message("alice", community=community, minute=5),
+            message("bob", community=community, minute=5),
+            message("alice", channel="#other", community=community, minute=5),
         ],
         now=now,
     )

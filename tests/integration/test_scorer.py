@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, VERDICTS
 
 Start = Callable[..., Service]
+SENT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
 def chat(community: str, user: str, text: str, n: int) -> ChatMessage:
@@ -37,8 +39,9 @@ def chat(community: str, user: str, text: str, n: int) -> ChatMessage:
             "channel": "#main",
             "user": user,
             "text": text,
-            "sent_at": "2026-11-21T10:00:00+00:00",
-            "received_at": "2026-11-21T10:00:00.010000+00:00",
+            # One millisecond apart: first-seen in a channel is the sent_at of a user's first line.
+            "sent_at": (SENT + timedelta(milliseconds=n)).isoformat(),
+            "received_at": (SENT + timedelta(milliseconds=n + 10)).isoformat(),
         }
     )
 

@@ -16,7 +16,7 @@ from actioners.executors import RateLimited
 from actioners.platforms.discord import DiscordExecutor, dm_reference
 from core.errors import ConfigError, PermanentActionError, RetriableActionError
 from core.settings import DiscordSettings
-from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, Severity
+from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform, RaidMode, Severity
 
 REQUESTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -182,3 +182,38 @@ async def test_reconcile_checks_before_repeating(
     await discord.execute(request("delete"))
     assert (await discord.reconcile(request("delete"), REQUESTED)).status is ActionStatus.DONE
     assert fake.effect_counts()[("delete", "111")] == 1
+
+
+async def test_raid_mode_sets_slowmode_and_verification_never_lowering_them(
+    fake: FakeDiscord, discord: DiscordExecutor
+) -> None:
+    raid = request("raid_mode").model_copy(
+        update={"modes": [RaidMode.SLOW, RaidMode.VERIFICATION, RaidMode.FOLLOWERS]}
+    )
+    outcome = await discord.execute(raid)
+    assert outcome.status is ActionStatus.DONE
+    assert "slowmode 30 s" in outcome.detail and "verification level 0 -> 3" in outcome.detail
+    assert "followers is Twitch's" in outcome.detail
+    assert fake.effects == [("slowmode", "7:30"), ("verification", "42:3")]
+    # Done again (a reconcile): both already on, nothing patched.
+    again = await discord.reconcile(raid, REQUESTED)
+    assert again.detail.startswith("raid mode already on")
+    assert fake.count("channel-modify") == 1 and fake.count("guild-modify") == 1
+    # A moderator's stricter setting stays.
+    fake.slowmode["8"] = 120
+    stricter = raid.model_copy(update={"channel": "8", "modes": [RaidMode.SLOW]})
+    kept = await discord.execute(stricter)
+    assert kept.detail == "raid mode already on; slowmode already 120 s"
+    assert fake.slowmode["8"] == 120
+    only_twitch = await discord.execute(raid.model_copy(update={"modes": [RaidMode.EMOTE_ONLY]}))
+    assert only_twitch.status is ActionStatus.SKIPPED and "emote_only" in only_twitch.detail
+
+
+async def test_hold_calls_discord_for_nothing(fake: FakeDiscord, discord: DiscordExecutor) -> None:
+    asked = len(fake.requests)
+    for outcome in [
+        await discord.execute(request("hold")),
+        await discord.reconcile(request("hold"), REQUESTED),
+    ]:
+        assert outcome.status is ActionStatus.SKIPPED and outcome.detail == "held for review"
+    assert len(fake.requests) == asked

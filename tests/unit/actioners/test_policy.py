@@ -38,11 +38,15 @@ BALANCED = preset("balanced")
 
 
 def test_presets_are_valid_and_distinct() -> None:
-    assert set(PRESETS) == {"lenient", "balanced", "strict"}
+    assert set(PRESETS) == {"lenient", "balanced", "strict", "livestream"}
     for name, policy in PRESETS.items():
         assert Policy.model_validate(policy.to_document()) == policy
-        assert policy.preset == name
-    assert PRESETS["strict"].strike_decay_days > PRESETS["lenient"].strike_decay_days
+        assert Policy.model_validate_json(json.dumps(policy.to_document())) == policy
+        assert policy.preset == name and policy.live
+    assert PRESETS["strict"].strike_decay_s > PRESETS["lenient"].strike_decay_s
+    # Fast chat forgets within a stream: hours, not weeks.
+    assert PRESETS["livestream"].strike_decay_s == 6 * 3600
+    assert PRESETS["livestream"].decay_text == "6 h"
 
 
 def test_balanced_medium_deletes_and_warns_on_the_first_strike() -> None:
@@ -76,16 +80,18 @@ def test_balanced_medium_deletes_and_warns_on_the_first_strike() -> None:
 def test_the_ladder_climbs_with_active_strikes(
     before: int, severity: str, expected: tuple[str, int | None]
 ) -> None:
-    v = verdict(severity=severity, flagged=True)
+    # A verdict from a scorer that names no label: the ladder as it always was.
+    v = verdict(severity=severity, flagged=True, labels=[], label_scores={}, reasons={})
     decision = evaluate(BALANCED, v, policy_version="v", active_strikes=before)
     assert decision is not None
+    assert decision.labels == ("unlabelled",)
     assert kinds(decision) == [("delete", None), expected]
 
 
 def test_unflagged_verdicts_are_left_alone_when_trusting_the_model() -> None:
-    v = verdict(severity="MEDIUM", flagged=False, p_toxic=0.6)
+    v = verdict(severity="MEDIUM", flagged=False, p_toxic=0.6, labels=["insult"])
     assert evaluate(BALANCED, v, policy_version="v", active_strikes=0) is None
-    low = verdict(severity="LOW", flagged=True, p_toxic=0.35)
+    low = verdict(severity="LOW", flagged=True, p_toxic=0.35, labels=["insult"])
     assert evaluate(BALANCED, low, policy_version="v", active_strikes=0) is None
 
 
@@ -101,14 +107,14 @@ def test_hard_slurs_always_act_at_high() -> None:
 def test_community_thresholds_grade_p_toxic_themselves() -> None:
     strict = preset("strict")
     # The scorer did not flag it, but a strict community acts from 0.25.
-    v = verdict(severity="LOW", flagged=False, p_toxic=0.3)
+    v = verdict(severity="LOW", flagged=False, p_toxic=0.3, labels=["insult"])
     decision = evaluate(strict, v, policy_version="v", active_strikes=0)
     assert decision is not None and decision.severity is Severity.LOW
     assert kinds(decision) == [("delete", None)] and decision.strikes_added == 0
     assert ">= community LOW threshold 0.25" in decision.reason
     # A lenient community ignores what the model called HIGH at 0.75.
     lenient = preset("lenient")
-    v = verdict(severity="HIGH", flagged=True, p_toxic=0.75)
+    v = verdict(severity="HIGH", flagged=True, p_toxic=0.75, labels=["insult"])
     assert evaluate(lenient, v, policy_version="v", active_strikes=0) is None
 
 
@@ -205,9 +211,11 @@ def test_invalid_changes_are_refused_naming_the_field(
 
 
 def test_list_changes_append_and_remove() -> None:
+    staff = ["broadcaster", "moderator", "vip"]
+    assert BALANCED.exempt_roles == staff
     policy = apply_changes(BALANCED, {"exempt_roles+": "mod"})
     policy = apply_changes(policy, {"exempt_roles+": ["admin", "mod"]})
-    assert policy.exempt_roles == ["mod", "admin"]
-    policy = apply_changes(policy, {"exempt_roles-": "mod"})
-    assert policy.exempt_roles == ["admin"]
-    assert BALANCED.exempt_roles == []  # presets are never changed in place
+    assert policy.exempt_roles == [*staff, "mod", "admin"]
+    policy = apply_changes(policy, {"exempt_roles-": ["mod", "vip"]})
+    assert policy.exempt_roles == ["broadcaster", "moderator", "admin"]
+    assert staff == BALANCED.exempt_roles  # presets are never changed in place

@@ -227,3 +227,25 @@ async def test_a_router_skips_platforms_it_has_no_executor_for() -> None:
     )
     outcome = await router.execute(request("delete", platform="twitch"))
     assert outcome.status is ActionStatus.SKIPPED and "twitch" in outcome.detail
+
+
+async def test_hold_and_raid_mode_on_slack_and_the_webhook(
+    fake_slack: FakeSlack, receiver: FakeWebhook
+) -> None:
+    slack = await slack_executor(fake_slack)
+    webhook = WebhookExecutor(WebhookSettings(url=receiver.url, secret=SecretStr(SECRET)))
+    await webhook.start()
+    try:
+        asked = len(fake_slack.requests)
+        for executor in (slack, webhook):
+            held = await executor.execute(request("hold"))
+            assert held.status is ActionStatus.SKIPPED and held.detail == "held for review"
+            again = await executor.reconcile(request("hold"), NOW)
+            assert again.detail == "held for review"
+        raid = await slack.execute(request("raid_mode"))
+        assert raid.status is ActionStatus.SKIPPED and "Slack has no raid mode" in raid.detail
+        # Nothing reached Slack, and the webhook was sent nothing for a hold.
+        assert len(fake_slack.requests) == asked and receiver.deliveries == []
+    finally:
+        await webhook.close()
+        await slack.close()

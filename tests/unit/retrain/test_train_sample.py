@@ -84,7 +84,10 @@ def test_score_command_keeps_order_and_fields(
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [row["id"] for row in rows] == [1, "two", 3]
-    assert all(set(row) == {"id", "p_toxic", "severity", "model_version"} for row in rows)
+    assert all(
+        set(row) == {"id", "p_toxic", "severity", "labels", "label_scores", "model_version"}
+        for row in rows
+    )
     assert rows[0]["p_toxic"] > rows[1]["p_toxic"]
     assert rows[2]["p_toxic"] > rows[1]["p_toxic"]
     assert {row["model_version"] for row in rows} == {model_dir.name}

@@ -15,6 +15,7 @@ from schemas.events import (
     DeadLetter,
     Event,
     Feedback,
+    RaidEvent,
     Severity,
     Verdict,
     raw_text,
@@ -132,6 +133,7 @@ def test_golden_payloads_round_trip_and_match_exported_schema(golden: Path) -> N
         "verdict": Verdict,
         "dead_letter": DeadLetter,
         "action_result": ActionResult,
+        "raid_event": RaidEvent,
     }
     payload_type = classes[golden.name.removesuffix(".v1.json")]
     payload = json.loads(golden.read_text())

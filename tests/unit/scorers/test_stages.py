@@ -21,7 +21,9 @@ from faust.exceptions import ProducerSendError
 from schemas.events import ChatMessage, Severity
 from scorers.batch import BatchScorer, RawEvent
 from scorers.context_store import ContextReader
+from scorers.detectors import Detected, StreamDetectors, raid_event
 from scorers.stages import Stages
+from scorers.stream_state import RaidSeen
 from toxicity.lexical import LexicalScorer
 
 
@@ -57,7 +59,7 @@ class Broker:
         return future
 
 
-def stages(broker: Broker, acked: list[Any], failures: list[BaseException]) -> Stages:
+def stages(broker: Broker | Refusing, acked: list[Any], failures: list[BaseException]) -> Stages:
     async def ack(events: Any) -> None:
         acked.extend(events)
 
@@ -243,6 +245,45 @@ async def test_a_broker_away_delays_the_batch_and_drops_nothing(at: str) -> None
         verdicts = sorted(r["message_id"] for t, r in broker.taken if t == "verdicts")
         assert verdicts == ["m0", "m1"]
         assert not [r for t, r in broker.taken if t == "dead"]
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+class OneRaid(StreamDetectors):
+    """Detectors whose stream state (Redis, in the integration tests) saw a raid cross."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)
+        self.marked: list[str] = []
+
+    async def run(self, messages: Any, verdicts: Any) -> Detected:
+        detected = await super().run(messages, verdicts)
+        seen = RaidSeen(0, "wd:rd:x", "twitch:c:#main:m0", 0, 1000, 10, 12, ["u0"])
+        seen.event = raid_event(seen, messages[0])
+        return Detected(detected.verdicts, [seen], False)
+
+    async def published(self, raids: Any) -> None:
+        self.marked += [raid.raid_id for raid in raids]
+
+
+async def test_a_raid_event_is_delivered_with_its_batch_before_the_acknowledgement() -> None:
+    broker = Refusing({})
+    acked: list[Any] = []
+    failures: list[BaseException] = []
+    running = stages(broker, acked, failures)
+    running.detectors = detectors = OneRaid()
+    running.raids_topic = "raids"
+    running.start()
+    try:
+        await running.put(["e0"], [raw(0, "free skins at bit.ly/x")])
+        await wait_for(lambda: acked == ["e0"])
+        topics = [topic for topic, _ in broker.taken]
+        assert topics == ["verdicts", "raids"]
+        verdict, raid = (value for _, value in broker.taken)
+        assert verdict["labels"] == ["link"] and verdict["flagged"]
+        assert raid["raid_id"] == "twitch:c:#main:m0" and raid["size"] == 10
+        assert detectors.marked == ["twitch:c:#main:m0"]
         assert failures == []
     finally:
         await running.stop()

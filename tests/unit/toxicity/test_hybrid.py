@@ -115,3 +115,32 @@ def test_hard_slur_probability_is_high_and_keeps_order() -> None:
     assert lifted == sorted(lifted)
     assert lifted[3] == 0.8  # already HIGH: unchanged
     assert lifted[2] < 0.701  # lifted just over the line, not above other HIGH messages
+
+
+def test_emote_and_reaction_only_lines_are_safe_unless_they_hold_a_hard_slur(
+    scorer: HybridScorer,
+) -> None:
+    # "lmao" and "wtf" are listed words, which this model reads as toxic; alone they are
+    # reactions, and so is an emote wall.
+    reaction, wall, sentence = scorer.score(["LMAO wtf", "KEKW KEKW LUL", "lmao you wtf idiot"])
+    assert reaction.severity is Severity.SAFE and wall.severity is Severity.SAFE
+    assert reaction.p_toxic <= scorer.thresholds.low / 2
+    assert sentence.p_toxic > reaction.p_toxic
+
+
+def test_harm_labels_and_scores_come_from_label_heads(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "labelled"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    # A head that says "threat" for everything: its label appears once the line is graded.
+    meta["label_heads"] = [
+        {"name": "label_threat", "kind": "embedding", "coef": [0.0] * 384, "intercept": 5.0}
+    ]
+    (folder / "model.json").write_text(json.dumps(meta))
+    labelled = HybridScorer.load(folder)
+    calm, rude = labelled.score(["nice weather", "fuck fuck you shit"])
+    assert calm.label_scores == rude.label_scores == {"threat": pytest.approx(0.9933, abs=1e-4)}
+    assert rude.severity is not Severity.SAFE and "threat" in rude.labels
+    assert calm.severity is Severity.SAFE and "threat" not in calm.labels

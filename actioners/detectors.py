@@ -1,0 +1,68 @@
+"""A community's detector thresholds, mirrored to Redis for the scorer.
+
+The policy (in PostgreSQL) is the truth; the scorer reads only Redis, per community:
+
+    wd:policy:<platform>:<community>   hash, field "detectors" = DetectorThresholds as JSON
+
+(``schemas.detection.policy_key`` and ``DETECTORS_FIELD``). Every stored policy version is
+mirrored right after it is committed (``warden policy set|preset|go-live``, and whoever saves
+through ``actioners.policystore.PolicyStore.save`` with a mirror). A community with nothing in
+Redis is scored with the defaults (the ``balanced`` preset's thresholds). A mirror that fails
+(Redis away) leaves the stored version in force for the actioner and the old thresholds in the
+scorer: the error says so, and ``warden policy sync`` writes the mirror again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.clients import redis_client
+from core.errors import TransientError
+from core.settings import RedisSettings
+from schemas.detection import DETECTORS_FIELD, DetectorThresholds, policy_key
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+
+class MirrorError(TransientError):
+    """The detector thresholds could not be written to Redis (retriable: run it again)."""
+
+
+class DetectorMirror:
+    """Writes communities' ``detectors`` sections to Redis."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, settings: RedisSettings) -> DetectorMirror:
+        """A mirror on the Redis of ``WARDEN_REDIS__URL`` (connects on first use)."""
+        return cls(redis_client(settings))
+
+    async def publish(self, platform: str, community: str, detectors: DetectorThresholds) -> None:
+        """Write one community's thresholds; ``MirrorError`` when Redis does not take them."""
+        from redis.exceptions import RedisError
+
+        try:
+            # redis-py types its commands as "Awaitable[T] | T" (sync and async share them).
+            await self.client.hset(  # type: ignore[misc]
+                policy_key(platform, community), DETECTORS_FIELD, detectors.model_dump_json()
+            )
+        except (RedisError, OSError) as exc:
+            raise MirrorError(
+                f"detector thresholds of {platform}:{community} not mirrored to Redis "
+                f"(WARDEN_REDIS__URL): {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+
+    async def read(self, platform: str, community: str) -> DetectorThresholds | None:
+        """What the scorer would read for a community (None: nothing mirrored)."""
+        raw = await self.client.hget(  # type: ignore[misc]
+            policy_key(platform, community), DETECTORS_FIELD
+        )
+        if raw is None:
+            return None
+        return DetectorThresholds.model_validate_json(raw)
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,212 @@
+"""The stream detectors' windows and the 7-day counters against the real local Redis:
+event-time windows, and a replayed batch that counts nothing twice and answers the same."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from core.clients import redis_client
+from core.settings import Settings
+from schemas.detection import DETECTORS_FIELD, DetectorThresholds, policy_key
+from schemas.events import ChatMessage, Severity, Verdict, utcnow
+from schemas.labels import RAID, SPAM
+from scorers.context_store import FeatureStore, Outcome, Position
+from scorers.detectors import StreamDetectors
+from scorers.stream_state import PolicyCache, RaidSeen, StreamState
+
+START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+def chat(
+    community: str, user: str, text: str, second: float, channel: str = "#main"
+) -> ChatMessage:
+    sent = START + timedelta(seconds=second)
+    return ChatMessage.model_validate(
+        {
+            "message_id": uuid.uuid4().hex,
+            "platform": "twitch",
+            "community": community,
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "sent_at": sent.isoformat(),
+            "received_at": sent.isoformat(),
+        }
+    )
+
+
+def verdict(
+    message: ChatMessage, flagged: bool = False, labels: list[str] | None = None
+) -> Verdict:
+    return Verdict(
+        message_id=message.message_id,
+        platform=message.platform,
+        community=message.community,
+        channel=message.channel,
+        user=message.user,
+        text=message.text,
+        p_toxic=0.9 if flagged else 0.01,
+        severity=Severity.HIGH if flagged else Severity.SAFE,
+        flagged=flagged,
+        labels=labels or [],
+        model_version="test",
+        sent_at=message.sent_at,
+        received_at=message.received_at,
+        scored_at=utcnow(),
+    )
+
+
+@pytest_asyncio.fixture
+async def client(stack: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = redis_client(stack.redis)
+    yield client
+    await client.aclose()
+
+
+def detectors(client: aioredis.Redis) -> StreamDetectors:
+    return StreamDetectors(StreamState(client), PolicyCache(client, ttl_s=0))
+
+
+Labelled = list[tuple[list[str], dict[str, str], bool]]
+
+
+async def run(
+    d: StreamDetectors, messages: list[ChatMessage], flagged: bool = False
+) -> tuple[Labelled, list[RaidSeen]]:
+    detected = await d.run(messages, [verdict(m, flagged) for m in messages])
+    return [(v.labels, v.reasons, v.flagged) for v in detected.verdicts], detected.raids
+
+
+async def test_spam_and_flood_windows_and_replay(client: aioredis.Redis) -> None:
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    spam = [chat(community, "bot", f"buy followers {i} at cheap", i * 2.0) for i in range(6)]
+    first, _ = await run(d, spam[:3])
+    second, _ = await run(d, spam[3:])
+    assert all(SPAM not in labels for labels, _, _ in first)
+    assert [SPAM in labels for labels, _, _ in second] == [False, True, True]  # 5th and 6th
+    assert second[1][1][SPAM] == "5 near-identical lines in 60 s" and second[1][2]
+
+    replayed, _ = await run(d, spam[3:])
+    assert replayed == second  # the same labels, the same counts in the reasons
+
+    # Outside the window (event time), nothing counts: 61 s after the last line.
+    late = [chat(community, "bot", "buy followers 9 at cheap", 10 * 2.0 + 61)]
+    (only,), _ = await run(d, late)
+    assert SPAM not in only[0]
+
+    flood = [chat(community, "fast", f"line {uuid.uuid4().hex}", i * 0.5) for i in range(12)]
+    labelled, _ = await run(d, flood)
+    assert ["flood" in labels for labels, _, _ in labelled] == [False] * 9 + [True] * 3
+    assert labelled[-1][1]["flood"] == "12 lines in 10 s"
+    assert (await run(d, flood))[0] == labelled
+
+
+async def test_split_evasion_spelt_across_lines(client: aioredis.Redis) -> None:
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    lines = [chat(community, "u", text, i) for i, text in enumerate(["go", "k", "Y", "s"])]
+    labelled, _ = await run(d, lines[:2])
+    labelled += (await run(d, lines[2:]))[0]
+    assert ["split_evasion" in labels for labels, _, _ in labelled] == [False] * 3 + [True]
+    assert labelled[-1][1]["split_evasion"] == "'kys' spelt across 4 short lines"
+    assert labelled[-1][2]
+    # A longer line between the pieces breaks the word.
+    other = [chat(community, "v", t, i) for i, t in enumerate(["k", "y", "what a play", "s"])]
+    assert all("split_evasion" not in labels for labels, _, _ in (await run(d, other))[0])
+
+
+async def test_a_raid_is_labelled_published_once_and_stable_on_replay(
+    client: aioredis.Redis,
+) -> None:
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    regular = chat(community, "regular", "raid incoming follow the hype train", -3600)
+    store = FeatureStore(client)
+    await store.update([regular], [Outcome(bad=False, violation=False)])
+    line = "STREAMER RAID follow the hype train"
+    raiders = [chat(community, f"r{i}", line, 0.1 * i) for i in range(14)]
+    raiders.insert(5, chat(community, "regular", line, 0.45))  # not a first-time chatter
+    first, raids = await run(d, raiders[:8])
+    second, raids2 = await run(d, raiders[8:], flagged=False)
+    labelled = first + second
+    is_raid = [RAID in labels for labels, _, _ in labelled]
+    # The 10th first-time account crosses; the regular's line is never a raid line.
+    assert is_raid == [False] * 10 + [True] * 5
+    assert not raids and len(raids2) == 1
+    event = raids2[0].event
+    assert event is not None and event.size == 10 and event.messages == 10
+    assert event.raid_id.endswith(raiders[0].message_id)
+    assert event.sample == [line] and not event.harmful
+    assert "regular" not in event.accounts and len(event.accounts) == 10
+    assert not labelled[-1][2]  # a raid line alone is not flagged: the RaidEvent answers it
+
+    # Replay before delivery was marked: same labels, the same raid id published again.
+    again, raids3 = await run(d, raiders[8:])
+    assert again == second
+    assert [r.raid_id for r in raids3] == [event.raid_id]
+    await d.published(raids3)
+    again, raids4 = await run(d, raiders[8:])
+    assert again == second and not raids4  # delivered: never published twice
+    # Replaying the earlier batch too changes nothing.
+    assert (await run(d, raiders[:8]))[0] == first
+
+
+async def test_harmful_raid_and_community_thresholds(client: aioredis.Redis) -> None:
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    await client.hset(  # type: ignore[misc]
+        policy_key("twitch", community),
+        DETECTORS_FIELD,
+        DetectorThresholds(raid_min_accounts=3, enabled={"spam": False}).model_dump_json(),
+    )
+    raiders = [chat(community, f"h{i}", "you all are tr4sh go h0me", i) for i in range(4)]
+    detected = await d.run(raiders, [verdict(m, flagged=i == 1) for i, m in enumerate(raiders)])
+    assert [RAID in v.labels for v in detected.verdicts] == [False, False, True, True]
+    (raid,) = detected.raids
+    assert raid.event is not None and raid.event.harmful and raid.event.size == 3
+
+    # A malformed policy falls back to the defaults (raid needs 10 accounts again).
+    bad = json.dumps({"x": 1})
+    await client.hset(policy_key("twitch", community), DETECTORS_FIELD, bad)  # type: ignore[misc]
+    others = [chat(community, f"k{i}", "another raid line here", 100 + i) for i in range(4)]
+    assert all(RAID not in labels for labels, _, _ in (await run(d, others))[0])
+
+
+async def test_seven_day_counters_do_not_count_a_replay_twice(client: aioredis.Redis) -> None:
+    store = FeatureStore(client)
+    community = uuid.uuid4().hex
+    topic = f"chat.messages.v1.{community[:8]}"
+    batch = [chat(community, "alice", f"line {i}", i) for i in range(3)]
+    batch.append(chat(community, "bob", "hello", 4))
+    outcomes = [Outcome(bad=True, violation=True)] * 3 + [Outcome(bad=False, violation=False)]
+    positions = [Position(topic, 0, 10), Position(topic, 0, 11), Position(topic, 0, 12)]
+    positions.append(Position(topic, 1, 7))
+
+    (before,) = await store.read([chat(community, "alice", "again", 10)])
+    assert before["is_new_to_channel"] == 1.0
+    await store.update(batch, outcomes, positions=positions)
+    await store.update(batch, outcomes, positions=positions)  # the replay
+    await store.update(batch[1:], outcomes[1:], positions=positions[1:])  # a shifted replay
+    alice, bob = await store.read(
+        [chat(community, "alice", "again", 10), chat(community, "bob", "again", 10)]
+    )
+    assert alice["violation_count_7d"] == 3.0 and alice["user_bad_ratio_7d"] == 1.0
+    assert alice["channel_toxicity_ratio"] == 3 / 4  # the channel hash counted 4, not 8
+    assert alice["is_new_to_channel"] == 0.0 and bob["is_new_to_channel"] == 0.0
+
+    # The next offsets count; the first-seen time of a replayed first line stays "new".
+    later = chat(community, "alice", "later", 20)
+    await store.update(
+        [later], [Outcome(bad=False, violation=False)], positions=[Position(topic, 0, 13)]
+    )
+    (alice,) = await store.read([chat(community, "alice", "again", 30)])
+    assert alice["user_bad_ratio_7d"] == 3 / 4
+    (replayed_first,) = await store.read([batch[0]])
+    assert replayed_first["is_new_to_channel"] == 1.0
