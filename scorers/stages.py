@@ -1,10 +1,10 @@
 """The scorer's two stages, so that the model never waits for the broker.
 
-    take (faust) ──► score:   decode · Redis read · model (worker thread) · detectors · Redis update
+    take (faust) ──► score:   decode · Redis read · model (worker thread) · Redis update
                         │
                         ▼     while batch N is delivered, batch N+1 is already in the model
-                     deliver: verdicts, raid events and dead letters sent · delivery awaited
-                              · events acked
+                     deliver: stream detectors · verdicts, raid events and dead letters sent
+                              · delivery awaited · events acked
 
 Batches pass both stages in the order they were taken. Events are acknowledged in that order,
 and only once their verdicts (or dead letters) are on the broker: a crash replays a batch and
@@ -51,7 +51,7 @@ from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
 from core import metrics
-from schemas.events import DeadLetter, RaidEvent, Verdict
+from schemas.events import ChatMessage, DeadLetter, RaidEvent, Verdict
 from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
 from scorers.cache import Row
 from scorers.context_store import ContextReader, Position
@@ -138,6 +138,8 @@ class Delivery:
     dead: list[DeadLetter]
     computed: dict[str, Row]
     raids: list[RaidSeen] = field(default_factory=list)
+    # The decoded messages, when the deliver stage still has to run the detectors on them.
+    messages: Sequence[ChatMessage] = ()
 
 
 class Stages:
@@ -230,18 +232,29 @@ class Stages:
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
             # The counters keep the model's outcome: they are the model's own features.
             outcomes = [outcome(v) for v in scored.verdicts]
-            verdicts, raids = scored.verdicts, []
-            if self.detectors is not None:
-                detected = await self.detectors.run(messages, scored.verdicts)
-                verdicts, raids = detected.verdicts, detected.raids
             await self.contexts.update(messages, outcomes, [position(s) for s in sources])
             await self._to_deliver.put(
-                Delivery(events, started, verdicts, sources, dead, scored.computed, raids)
+                Delivery(
+                    events,
+                    started,
+                    scored.verdicts,
+                    sources,
+                    dead,
+                    scored.computed,
+                    messages=messages if self.detectors is not None else [],
+                )
             )
 
     async def _deliver_loop(self) -> None:
         while True:
             batch = await self._to_deliver.get()
+            if self.detectors is not None and batch.messages:
+                # Here rather than in the score stage: the detectors' Redis round trip and
+                # labelling overlap the next batch's model run. Batches reach this stage in the
+                # order they were taken, so each batch's windows still see the ones before it,
+                # and all of it happens before the batch is acknowledged.
+                detected = await self.detectors.run(batch.messages, batch.verdicts)
+                batch.verdicts, batch.raids = detected.verdicts, detected.raids
             delivered = await self._deliver(self._outgoing(batch))
             done = time.time()
             if batch.raids and self.detectors is not None:
