@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import time
@@ -26,6 +27,7 @@ from core.commandline import settings_from
 from core.metrics import percentile
 from core.settings import Settings
 from devkit.processes import ServiceProcess, stop_all, wait_ready
+from schemas.detection import DetectorThresholds
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
 
@@ -140,6 +142,82 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
     return "\n".join(lines)
 
 
+def compressed(thresholds: DetectorThresholds, factor: float) -> DetectorThresholds:
+    """Detector thresholds for a replay ``factor`` times faster than the log's own clock.
+
+    A replay re-stamps each line with the time it is published, so at 30x a viewer's line every
+    few seconds arrives several times a second: the time-window detectors would call ordinary
+    chat a flood. The same rates hold in windows ``factor`` times shorter; a window cut below
+    its minimum (1 s; 5 s for raids) keeps the rate by raising the count instead.
+    """
+    if factor <= 1:
+        return thresholds
+
+    def scaled(window_s: int, count: int, minimum: int = 1) -> tuple[int, int]:
+        window = max(minimum, round(window_s / factor))
+        return window, max(count, math.ceil(count * window * factor / window_s))
+
+    flood_window, flood_messages = scaled(thresholds.flood_window_s, thresholds.flood_messages)
+    spam_window, spam_repeats = scaled(thresholds.spam_window_s, thresholds.spam_repeats)
+    raid_window, raid_accounts = scaled(
+        thresholds.raid_window_s, thresholds.raid_min_accounts, minimum=5
+    )
+    return thresholds.model_copy(
+        update={
+            "flood_window_s": flood_window,
+            "flood_messages": flood_messages,
+            "spam_window_s": spam_window,
+            "spam_repeats": spam_repeats,
+            "split_window_s": max(1, round(thresholds.split_window_s / factor)),
+            "raid_window_s": raid_window,
+            "raid_min_accounts": raid_accounts,
+        }
+    )
+
+
+def communities(path: Path) -> set[tuple[str, str]]:
+    """The (platform, community) pairs of a JSONL chat log (lines that do not parse: none)."""
+    found = set()
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError, AttributeError):
+                record = json.loads(line)
+                found.add((str(record["platform"]), str(record["community"])))
+    return found
+
+
+async def mirror_compressed(settings: Settings, path: Path, factor: float) -> list[tuple[str, str]]:
+    """Give the log's communities the default detector thresholds ``compressed`` by ``factor``
+    (written where the scorer reads them, as ``warden policy`` does); returns them."""
+    from actioners.detectors import DetectorMirror
+    from core.clients import redis_client
+
+    pairs = sorted(communities(path)) if factor > 1 and path.suffix == ".jsonl" else []
+    if not pairs:
+        return []
+    client = redis_client(settings.redis)
+    try:
+        mirror = DetectorMirror(client)
+        for platform, community in pairs:
+            await mirror.publish(platform, community, compressed(DetectorThresholds(), factor))
+    finally:
+        await client.aclose()
+    return pairs
+
+
+async def unmirror(settings: Settings, pairs: list[tuple[str, str]]) -> None:
+    from core.clients import redis_client
+    from schemas.detection import policy_key
+
+    if not pairs:
+        return
+    client = redis_client(settings.redis)
+    try:
+        await client.delete(*(policy_key(platform, community) for platform, community in pairs))
+    finally:
+        await client.aclose()
+
+
 async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float | None) -> int:
     from ingest.publisher import Publisher
     from ingest.replay import ReplayStats, replay
@@ -162,6 +240,8 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
         )
         for name, port in ports.items()
     ]
+    # At ``--speed`` the log's clock runs that much faster (``--rate`` and speed 0: unknown).
+    mirrored = await mirror_compressed(settings, path, speed if rate is None else 1.0)
     prefix = f"run{int(time.time())}-"
     tally = Tally(prefix)
     monitor = Monitor(settings, tally)
@@ -219,6 +299,8 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     finally:
         await monitor.stop()
         stop_all(services)
+        with contextlib.suppress(OSError, RuntimeError):
+            await unmirror(settings, mirrored)
 
 
 @click.command()
