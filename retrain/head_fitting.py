@@ -125,26 +125,17 @@ def fit_heads(
         )
         columns.append(oof)
         echo("  head_emb_all fitted")
-    hx_labels = set(y[is_hatexplain].tolist())
-    if "emb_hx" in kinds and is_hatexplain.sum() >= 2 * k and len(hx_labels) == 2:
-        model, oof = _oof(embeddings, y, is_hatexplain, 1.0, k, seed)
-        heads.append(
-            EmbeddingHead(
-                "head_emb_hx", model.coef_[0].astype(np.float32), float(model.intercept_[0])
+    # Embedding heads fitted on one source's rows; the others get the full head's score.
+    for kind, mask in (("emb_hx", is_hatexplain), ("emb_chat", is_chat)):
+        if kind in kinds and mask.sum() >= 2 * k and len(set(y[mask].tolist())) == 2:
+            model, oof = _oof(embeddings, y, mask, 1.0, k, seed)
+            heads.append(
+                EmbeddingHead(
+                    f"head_{kind}", model.coef_[0].astype(np.float32), float(model.intercept_[0])
+                )
             )
-        )
-        columns.append(oof)
-        echo("  head_emb_hx fitted")
-    chat_labels = set(y[is_chat].tolist())
-    if "emb_chat" in kinds and is_chat.sum() >= 2 * k and len(chat_labels) == 2:
-        model, oof = _oof(embeddings, y, is_chat, 1.0, k, seed)
-        heads.append(
-            EmbeddingHead(
-                "head_emb_chat", model.coef_[0].astype(np.float32), float(model.intercept_[0])
-            )
-        )
-        columns.append(oof)
-        echo("  head_emb_chat fitted")
+            columns.append(oof)
+            echo(f"  head_{kind} fitted")
     return heads, np.column_stack(columns).astype(np.float32) if columns else np.zeros(
         (len(y), 0), dtype=np.float32
     )

@@ -248,6 +248,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     features_s = time.monotonic() - t0
     echo(f"embeddings and static features ready in {features_s:.0f}s")
 
+    is_chat = np.array([source == "chat" for source in train_p.sources], dtype=bool)
     t0 = time.monotonic()
     heads, train_heads = fit_heads(
         train_p.texts,
@@ -257,7 +258,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         kinds=config.heads,
         seed=config.seed,
         echo=echo,
-        is_chat=np.array([source == "chat" for source in train_p.sources], dtype=bool),
+        is_chat=is_chat,
     )
     heads_s = time.monotonic() - t0
     echo(f"{len(heads)} linear heads fitted in {heads_s:.0f}s")
@@ -268,7 +269,6 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         + [head.name for head in heads]
         + list(CONTEXT_FEATURES)
     )
-    is_chat = np.array([source == "chat" for source in train_p.sources], dtype=bool)
     weight = np.where(train_p.is_hatexplain, config.hatexplain_weight, 1.0)
     weight = np.where(is_chat, config.chat_weight, weight).astype(np.float32)
     params = dict(config.params)
