@@ -284,6 +284,8 @@ class MetricsSettings(Section):
     ingest_port: int = Field(default=9101, ge=0, le=65535)
     scorer_port: int = Field(default=9102, ge=0, le=65535)
     actioner_port: int = Field(default=9103, ge=0, le=65535)
+    explainer_port: int = Field(default=9104, ge=0, le=65535)
+    review_port: int = Field(default=9105, ge=0, le=65535)
 
 
 class ScorerSettings(Section):
@@ -340,6 +342,28 @@ class ActionerSettings(Section):
     # On shutdown or when partitions are taken away, actions under way get this long to finish
     # (what is left stays in the ledger for whoever gets the partitions next).
     drain_timeout_s: float = Field(default=30.0, ge=0)
+
+
+class ExplainerSettings(Section):
+    """The explainer service (``explainers``): LIME explanations of flagged verdicts."""
+
+    # Perturbed texts scored per explanation (LIME's num_samples).
+    samples: int = Field(default=300, ge=10, le=10_000)
+    # Verdicts at or above this severity are explained as they arrive.
+    min_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
+    # Explanations waiting at most; beyond it the least severe, oldest are shed.
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class ReviewSettings(Section):
+    """The moderators' review queue (``warden review``): a web app with sign-in."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    # Signs session cookies; required to start the review service (never logged).
+    session_secret: SecretStr | None = None
+    # The address moderators open, for links in mod-log lines and bot replies.
+    public_url: str = "http://127.0.0.1:8090"
 
 
 class StackSettings(Section):
@@ -420,6 +444,8 @@ class Settings(BaseSettings):
     actioner: ActionerSettings = ActionerSettings()
     stack: StackSettings = StackSettings()
     ingest: IngestSettings = IngestSettings()
+    explainer: ExplainerSettings = ExplainerSettings()
+    review: ReviewSettings = ReviewSettings()
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

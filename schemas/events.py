@@ -176,6 +176,11 @@ class ActionKind(enum.StrEnum):
     RAID_MODE = "raid_mode"
     # No platform call: the message waits for a moderator's review instead of an action.
     HOLD = "hold"
+    # Reversals, requested when a moderator overturns a decision (``ActionRequest.reverses``
+    # names the action undone) or when a raid's restriction runs out.
+    UNBAN = "unban"
+    UNTIMEOUT = "untimeout"
+    RAID_MODE_OFF = "raid_mode_off"
 
 
 class RaidMode(enum.StrEnum):
@@ -220,6 +225,10 @@ class ActionRequest(Event):
         default_factory=list,
         max_length=4,
         description="raid_mode only: the channel restrictions to turn on for duration_s.",
+    )
+    reverses: Id | None = Field(
+        default=None,
+        description="unban, untimeout, raid_mode_off: the action_id of the action undone.",
     )
 
     @property
@@ -298,14 +307,34 @@ class TokenWeight(Event):
 
 
 class Explanation(Event):
-    """Word-level reasons for a verdict (``moderation.explanations.v1``)."""
+    """Word-level reasons for a verdict (``moderation.explanations.v1``).
+
+    ``weights`` are LIME's: how much each word pushed the model's P(toxic) up (positive) or down
+    (negative) with the message's context held as it was. ``reasons`` are what the words do not
+    show: context features, detector labels, the hard-slur rule.
+    """
 
     message_id: Id
     model_version: Id
     method: Literal["lime"] = "lime"
     p_toxic: Probability
-    weights: list[TokenWeight]
+    weights: list[TokenWeight] = Field(max_length=512)
     created_at: Timestamp
+    severity: Annotated[Severity, LAX] | None = None
+    platform: Annotated[Platform, LAX] | None = None
+    community: KeyPart | None = None
+    intercept: float | None = Field(default=None, description="LIME's local model intercept.")
+    fit: float | None = Field(default=None, description="R^2 of LIME's local model.")
+    samples: int | None = Field(default=None, ge=0, description="Perturbed texts scored.")
+    reasons: dict[Label, Text] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Non-text reasons: context features, detector labels, hard-slur rule.",
+    )
+    on_demand: bool = Field(default=False, description="Asked for, not from a flagged verdict.")
+    verdict_scored_at: Timestamp | None = Field(
+        default=None, description="When the verdict was scored: latency = created_at - this."
+    )
 
 
 class FeedbackKind(enum.StrEnum):
@@ -325,9 +354,17 @@ class Feedback(Event):
     platform: Annotated[Platform, LAX]
     community: Id
     user: Id = Field(description="Who disputes (the author) or who reviews (the moderator).")
-    reason: Text = ""
+    reason: Text = Field(default="", max_length=2000)
     label_toxic: bool | None = Field(default=None, description="Review decision: is it toxic?")
     created_at: Timestamp
+    action_id: Id | None = Field(default=None, description="The action disputed or reviewed.")
+    source: Label | None = Field(
+        default=None,
+        description="Where it came from: discord, slack, twitch, webhook, review (the web queue).",
+    )
+    overturned: bool | None = Field(
+        default=None, description="Review only: the automated decision was reversed."
+    )
 
     @model_validator(mode="after")
     def _review_has_label(self) -> Feedback:

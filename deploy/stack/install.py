@@ -29,6 +29,9 @@ PACKAGES = {
     "kcat": "kcat",
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
+    # The review queue's pages are tested in a real headless browser (selenium drives it).
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 
 _apt_updated = False
@@ -51,7 +54,11 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 def _missing_binaries(paths: Paths) -> list[str]:
-    missing = [b for b in ("redis-server", "kcat", "java") if shutil.which(b) is None]
+    missing = [
+        b
+        for b in ("redis-server", "kcat", "java", "chromium", "chromedriver")
+        if shutil.which(b) is None
+    ]
     if pg_bindir() is None:
         missing.append("initdb")
     if not _libs_complete(paths) and shutil.which("mvn") is None:
