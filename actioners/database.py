@@ -44,6 +44,8 @@ REQUIRED_TABLES = (
     "strikes",
     "pardons",
     "holds",
+    # 0004: the review queue; the actioner writes the verdict snapshot into decisions.
+    "explanations",
 )
 
 # SQLSTATE classes of OperationalError that are about the statement, not the server: 54 is

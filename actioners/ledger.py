@@ -12,11 +12,12 @@ in the same transaction as the final state; ``published`` records that the Actio
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -24,7 +25,10 @@ from psycopg.types.json import Jsonb
 from actioners import audit
 from actioners.database import Database
 from actioners.executors import HELD
-from schemas.events import ActionRequest, ActionResult, ActionStatus, utcnow
+from schemas.events import ActionRequest, ActionResult, ActionStatus, Verdict, utcnow
+
+if TYPE_CHECKING:
+    from actioners.policy import Decision
 
 
 class State(enum.StrEnum):
@@ -182,6 +186,47 @@ class DecisionRow:
     shadow: bool
     reason: str
     labels: tuple[str, ...] = ()
+    # The verdict as the review page shows it (text, score, features, label scores, reasons).
+    text: str | None = None
+    p_toxic: float | None = None
+    features: dict[str, float | None] | None = None
+    label_scores: dict[str, float] | None = None
+    reasons: dict[str, str] | None = None
+
+
+def decision_row(verdict: Verdict, decision: Decision) -> DecisionRow:
+    """The ``decisions`` row of a verdict the policy acted on (or held), with the verdict's
+    snapshot, so a moderator reviewing it later sees what the model saw."""
+    return DecisionRow(
+        message_id=verdict.message_id,
+        platform=verdict.platform.value,
+        community=verdict.community,
+        channel=verdict.channel,
+        user=verdict.user,
+        policy_version=decision.policy_version,
+        model_version=verdict.model_version,
+        severity=decision.severity.value,
+        rule=decision.rule,
+        strikes_added=decision.strikes_added,
+        strikes_active=decision.strikes_after,
+        shadow=decision.shadow,
+        reason=decision.reason,
+        labels=decision.labels,
+        text=verdict.text,
+        p_toxic=verdict.p_toxic,
+        features={k: _finite(v) for k, v in verdict.features.items()},
+        label_scores=dict(verdict.label_scores),
+        reasons=dict(verdict.reasons) or None,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    # jsonb has no NaN or infinity; a feature that is neither is shown as missing.
+    return value if value is None or math.isfinite(value) else None
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
 
 
 @dataclass(frozen=True)
@@ -234,8 +279,9 @@ async def record_decisions(
         await cur.executemany(
             "INSERT INTO decisions (message_id, platform, community, channel, user_id,"
             " policy_version, model_version, severity, rule, strikes_added, strikes_active,"
-            " shadow, reason, labels)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " shadow, reason, labels, text, p_toxic, features, label_scores, reasons)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s)"
             " ON CONFLICT (message_id) DO NOTHING",
             [
                 (
@@ -253,6 +299,11 @@ async def record_decisions(
                     d.shadow,
                     d.reason,
                     list(d.labels),
+                    None if d.text is None else audit.storable(d.text),
+                    d.p_toxic,
+                    _json(d.features),
+                    _json(d.label_scores),
+                    _json(d.reasons),
                 )
                 for d in decisions
             ],

@@ -53,10 +53,12 @@ from pydantic import ValidationError
 
 from actioners import ledger as ledgers
 from actioners import strikes as strike_book
+from actioners.chatlog import ChatLog
 from actioners.database import Database, DatabaseUnavailable, is_unavailable
 from actioners.dispatch import Dispatcher
 from actioners.executors import Router
 from actioners.ledger import DecisionRow, Entry, HoldRow, Ledger, Source, State
+from actioners.modlog import ModLog
 from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.publisher import Outgoing, Publisher
@@ -67,6 +69,7 @@ from core.clients import group_id, kafka_consumer, kafka_producer
 from core.errors import ConfigError
 from core.net import reachable
 from core.settings import Settings
+from core.stopping import until_stopped
 from schemas.events import ActionKind, DeadLetter, RaidEvent, Verdict, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, RAIDS, VERDICTS
 
@@ -79,15 +82,7 @@ CLOSE_TIMEOUT_S = 3.0
 
 
 def dead_letter(record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
-    return DeadLetter.from_error(
-        exc,
-        record.value,
-        service=SERVICE,
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-    )
+    return DeadLetter.from_record(exc, record, service=SERVICE)
 
 
 def failed_action_letter(entry: Entry, error: str | None = None) -> DeadLetter:
@@ -269,6 +264,8 @@ class Actioner:
         )
         self.ledger = Ledger(db)
         self.dispatcher = Dispatcher(executor, self.ledger, settings.actioner)
+        self.modlog = ModLog(settings, executor)  # a line per action (off unless configured)
+        self.chatlog = ChatLog(settings)  # the review page's previous lines
         self.verdicts_topic = VERDICTS.name_for(suffix)
         self.raids_topic = RAIDS.name_for(suffix)
         self.actions_topic = ACTIONS.name_for(suffix)
@@ -319,6 +316,7 @@ class Actioner:
             metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(dead))
             await self.publish([], dead)
 
+        await self.chatlog.record([v for _, v in verdicts])
         entries, poisoned = await self.decide_batch(verdicts)
         letters = [dead_letter(item[0], exc) for item, exc in poisoned]
         if raids:
@@ -441,24 +439,7 @@ class Actioner:
                             decay_days=stored.policy.strike_decay_s / 86400,
                         )
                     )
-                decisions.append(
-                    DecisionRow(
-                        message_id=verdict.message_id,
-                        platform=verdict.platform.value,
-                        community=verdict.community,
-                        channel=verdict.channel,
-                        user=verdict.user,
-                        policy_version=decision.policy_version,
-                        model_version=verdict.model_version,
-                        severity=decision.severity.value,
-                        rule=decision.rule,
-                        strikes_added=decision.strikes_added,
-                        strikes_active=decision.strikes_after,
-                        shadow=decision.shadow,
-                        reason=decision.reason,
-                        labels=decision.labels,
-                    )
-                )
+                decisions.append(ledgers.decision_row(verdict, decision))
                 source = Source(record.topic, record.partition, record.offset)
                 for request, skip in requests_for(verdict, decision, now):
                     if request.kind is ActionKind.HOLD:
@@ -520,6 +501,7 @@ class Actioner:
             # Retried through reconnects: a result published is recorded as such before this
             # process moves on, so only a crash right here publishes it a second time.
             await self.ledger.mark_published([e.action_id for e in unpublished])
+            self.modlog.post(unpublished)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the per-batch boundary of the background work
@@ -671,6 +653,7 @@ class Actioner:
             stopping.cancel()
             self._stopping_now()
             await self.drain()
+            await _close("Redis", self.chatlog.close())
 
 
 async def _retrying(
@@ -687,21 +670,6 @@ async def _retrying(
             log = logger.warning if attempt == 1 else logger.debug
             log("%s: %r; trying again in %.1f s", what, exc, wait)
             await asyncio.sleep(wait)
-
-
-async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
-    """``work`` unless ``stop`` comes first (then it is cancelled)."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return False, None
-    return True, task.result()
 
 
 async def _close(what: str, closing: Awaitable[Any]) -> None:
@@ -755,7 +723,7 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
 
     probe = asyncio.create_task(watch_broker(readiness, settings.kafka.bootstrap_list))
     try:
-        started, consumer = await _until(stop, start())
+        started, consumer = await until_stopped(stop, start())
         if not started or consumer is None:
             return
         actioner = Actioner(settings, executor, consumer, publisher, db, listener)

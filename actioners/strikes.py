@@ -150,3 +150,30 @@ class StrikeBook:
                 (platform, community, user, moderator, reason, cleared),
             )
         return Pardon(platform, community, user, moderator, reason, cleared)
+
+
+async def pardon_message(
+    cur: psycopg.AsyncCursor[Any], message_id: str, *, moderator: str, reason: str
+) -> int:
+    """Clear the strike a message brought (an overturned decision), inside the caller's
+    transaction, and record who and why in ``pardons``. A strike pardoned before is left as it
+    is (the review itself records the overturn). Returns the points cleared."""
+    if not reason.strip():
+        raise ValueError("a pardon needs a reason")
+    await cur.execute(
+        "UPDATE strikes SET pardoned_at = now(), pardoned_by = %s, pardon_reason = %s"
+        " WHERE message_id = %s AND pardoned_at IS NULL"
+        " RETURNING platform, community, user_id, points",
+        (moderator, reason, message_id),
+    )
+    rows = await cur.fetchall()
+    if rows:
+        platform, community, user = rows[0][0], rows[0][1], rows[0][2]
+        cleared = sum(row[3] for row in rows)
+        await cur.execute(
+            "INSERT INTO pardons (platform, community, user_id, moderator, reason,"
+            " strikes_cleared) VALUES (%s, %s, %s, %s, %s, %s)",
+            (platform, community, user, moderator, reason, cleared),
+        )
+        return int(cleared)
+    return 0

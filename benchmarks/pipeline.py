@@ -12,7 +12,9 @@ Measurements, in order:
    stamped when published, latency = verdict read back by this process - ``sent_at``;
 4. the per-message HTTP design: a FastAPI ``/predict`` around the same model, called once per
    message, sequentially, as the seed consumers did;
-5. optionally the actioner: verdict -> action latency and actions/s against a local Discord.
+5. optionally the actioner: verdict -> action latency and actions/s against a local Discord;
+6. optionally the explainer: LIME explanations/s and their latency after the verdict
+   (``benchmarks.explainer``).
 """
 
 from __future__ import annotations
@@ -55,15 +57,17 @@ class Plan:
     loads: tuple[float, ...]
     http_seconds: float
     actioner_verdicts: int
+    # Flagged verdicts the explainer explains in its burst (0 = skip it).
+    explanations: int = 0
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(2_000, 4_000, 6_000, 20.0, (50.0, 100.0, 200.0, 400.0), 15.0, 400)
+        return cls(2_000, 4_000, 6_000, 20.0, (50.0, 100.0, 200.0, 400.0), 15.0, 400, 60)
 
     @classmethod
     def full(cls) -> Plan:
         loads = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0)
-        return cls(10_000, 20_000, 30_000, 60.0, loads, 60.0, 2_000)
+        return cls(10_000, 20_000, 30_000, 60.0, loads, 60.0, 2_000, 200)
 
 
 @dataclass
@@ -452,6 +456,12 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
 
         logger.info("5/5 the actioner against a rate-limited local Discord")
         results["actioner"] = await bench_actioner(settings, plan.actioner_verdicts)
+
+    if plan.explanations:
+        from benchmarks.explainer import bench_explainer
+
+        logger.info("6. the explainer on %d flagged sample lines", plan.explanations)
+        results["explainer"] = await bench_explainer(settings, plan.explanations)
 
     pipeline_unique = results["pipeline_unique_msgs_per_s"]
     pipeline_replay = results["pipeline_replay_msgs_per_s"]

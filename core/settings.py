@@ -353,6 +353,14 @@ class ExplainerSettings(Section):
     min_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     # Explanations waiting at most; beyond it the least severe, oldest are shed.
     queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    # Words of a message LIME perturbs; the rest of a longer one is held fixed (bounds the work).
+    max_words: int = Field(default=64, ge=1, le=512)
+    # Text-side rows of perturbed texts kept for reuse (0 = no cache).
+    cache_size: int = Field(default=20_000, ge=0)
+    # CPU threads the explainer's model may use: it shares the machine with the scorer.
+    threads: int = Field(default=1, ge=1, le=256)
+    # Verdicts below min_severity remembered (by message id) so that a dispute can be explained.
+    recent_verdicts: int = Field(default=5_000, ge=0, le=1_000_000)
 
 
 class ReviewSettings(Section):
@@ -362,8 +370,53 @@ class ReviewSettings(Section):
     port: int = Field(default=8090, ge=0, le=65535)
     # Signs session cookies; required to start the review service (never logged).
     session_secret: SecretStr | None = None
-    # The address moderators open, for links in mod-log lines and bot replies.
+    # The address moderators open, for links in mod-log lines and bot replies. An https://
+    # address also marks the session cookie Secure.
     public_url: str = "http://127.0.0.1:8090"
+    # A signed-in session lasts this long.
+    session_max_age_s: int = Field(default=8 * 3600, ge=60)
+    # Sign-in attempts allowed per client address and per name in a window, then 429.
+    login_attempts: int = Field(default=5, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
+    # The queue's sample of automated decisions: p_toxic within `borderline_margin` of
+    # `flag_threshold` (borderline) or a ban, timeout or hold (high impact), this many each.
+    flag_threshold: float = Field(default=0.5, ge=0, le=1)
+    borderline_margin: float = Field(default=0.1, ge=0, le=0.5)
+    sample_size: int = Field(default=20, ge=0, le=500)
+    sample_days: float = Field(default=7.0, gt=0)
+    # The user's previous lines shown on a review page: the actioner keeps this many per user
+    # per community in Redis (0: none kept), for this long after the user's last line.
+    chat_lines: int = Field(default=20, ge=0, le=200)
+    chat_ttl_s: int = Field(default=7 * 86400, ge=60)
+    # An overturn waits this long for its reversals before showing the page (they finish in
+    # the background otherwise, and the page shows them pending).
+    reversal_wait_s: float = Field(default=10.0, ge=0)
+
+
+class BotSettings(Section):
+    """Disputes and moderator commands in chat (``actioners.bots``, the webhook's
+    ``/v1/disputes``, Twitch ``!dispute``) and the mod-log line of every automated action."""
+
+    # Discord's "Interactions Endpoint URL": requests are signed with the application's
+    # Ed25519 key (hex, from the developer portal); without it the endpoint refuses everything.
+    discord_public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    # The application id `warden bots sync-discord` registers the commands for.
+    discord_application_id: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+    # Slack's signing secret (Basic Information > App Credentials) for slash commands and
+    # interactivity; the Slack routes refuse to start without it.
+    slack_signing_secret: SecretStr | None = None
+    # Slack has no per-channel moderators: workspace admins and owners (users.info) count as
+    # moderators, and so do these user ids.
+    slack_moderators: list[str] = Field(default_factory=list)
+    # At most dispute_limit disputes per user (platform:community:user) per dispute_window_s,
+    # in each process that takes disputes; beyond it 429 / an ephemeral refusal.
+    dispute_limit: int = Field(default=5, ge=1, le=10_000)
+    dispute_window_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    # Mod-log: "platform:community" -> the channel that receives a line per automated action
+    # (Discord channel id, Slack channel id; Twitch has no place for it). Empty: off.
+    modlog_channels: dict[str, str] = Field(default_factory=dict)
+    # Seconds a mod-log post may take; a slow platform never holds up the actioner longer.
+    modlog_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class StackSettings(Section):
@@ -446,6 +499,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     explainer: ExplainerSettings = ExplainerSettings()
     review: ReviewSettings = ReviewSettings()
+    bots: BotSettings = BotSettings()
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

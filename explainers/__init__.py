@@ -1,1 +1,1 @@
-"""explainers."""
+"""The explainer service: LIME explanations of flagged verdicts (``explainers.service``)."""

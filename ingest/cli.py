@@ -191,7 +191,7 @@ def twitch_command(ctx: click.Context, channels: tuple[str, ...]) -> None:
         raise ConfigError("no Twitch channels: set WARDEN_PLATFORMS__TWITCH__CHANNELS or --channel")
 
     async def body(publisher: Publisher) -> None:
-        await TwitchChat(twitch, publisher).run()
+        await TwitchChat(twitch, publisher, settings.bots).run()
 
     asyncio.run(serve(settings, "twitch", body))
 
@@ -256,7 +256,8 @@ def slack_command(ctx: click.Context, mode: str | None) -> None:
 @ingest.command("webhook")
 @click.pass_context
 def webhook_command(ctx: click.Context) -> None:
-    """The webhook / batch API: POST /v1/messages and /v1/moderate (WARDEN_INGEST__WEBHOOK_*)."""
+    """The webhook / batch API: POST /v1/messages, /v1/moderate and /v1/disputes
+    (WARDEN_INGEST__WEBHOOK_*)."""
     from ingest.adapters.webhook import WebhookAPI
     from schemas.events import Severity
     from toxicity.loading import load_model
@@ -270,7 +271,13 @@ def webhook_command(ctx: click.Context) -> None:
 
     async def body(publisher: Publisher) -> None:
         model = await asyncio.to_thread(load_model, settings.model)
-        api = WebhookAPI(ingest_settings, publisher, model, Severity(settings.scorer.flag_severity))
+        api = WebhookAPI(
+            ingest_settings,
+            publisher,
+            model,
+            Severity(settings.scorer.flag_severity),
+            bots=settings.bots,
+        )
         await serve_http(
             api.app(), ingest_settings.webhook_host, ingest_settings.webhook_port, "webhook API"
         )

@@ -71,8 +71,8 @@ from core.errors import TransientError
 from core.net import reachable
 from core.settings import IngestSettings, KafkaSettings
 from ingest.optout import NoOptOut, OptOutFilter
-from schemas.events import ChatMessage, DeadLetter
-from schemas.topics import CHAT_MESSAGES, DEADLETTER
+from schemas.events import ChatMessage, DeadLetter, Feedback
+from schemas.topics import CHAT_MESSAGES, DEADLETTER, FEEDBACK
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -182,6 +182,7 @@ class Publisher:
         self.adapter = adapter
         self.topic = CHAT_MESSAGES.name_for(kafka.topic_suffix)
         self.deadletter_topic = DEADLETTER.name_for(kafka.topic_suffix)
+        self.feedback_topic = FEEDBACK.name_for(kafka.topic_suffix)
         self._factory = producer_factory
         self._own_producer = producer is None or producer_factory is not None
         self.producer = producer or self._new_producer()
@@ -375,6 +376,22 @@ class Publisher:
             self._count_rejected(letter)
             self._enqueue(letter)
         return len(records)
+
+    def offer_feedback(self, feedback: Feedback) -> None:
+        """Take a dispute for ``moderation.feedback.v1`` (key: its message id) now, through the
+        same buffer and delivery as chat; raises :class:`BufferFull` when it does not fit."""
+        if self._pump_error is not None:
+            raise TransientError("the publisher stopped") from self._pump_error
+        record = _Record(
+            topic=self.feedback_topic,
+            key=feedback.message_id.encode(),
+            value=feedback.to_json_bytes(),
+            chat=False,
+            accepted=time.perf_counter(),
+        )
+        if not self.has_room(record.size):
+            raise BufferFull(self.ingest.retry_after_s, self._count)
+        self._enqueue(record)
 
     async def reject(self, raw: bytes, error: Exception, source: str) -> None:
         """Send an event that failed validation to the dead-letter topic."""

@@ -32,7 +32,7 @@ import enum
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -460,6 +460,43 @@ class DeadLetter(Event):
             service=service,
             failed_at=utcnow(),
         )
+
+    @classmethod
+    def from_record(
+        cls,
+        error: Exception | str,
+        record: SourceRecord,
+        *,
+        service: str,
+        error_type: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter for a consumed record (aiokafka's ``ConsumerRecord``, faust's event)
+        that failed with ``error``: its bytes, key, topic, partition and offset."""
+        return cls.from_error(
+            error,
+            record.value,
+            service=service,
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            error_type=error_type,
+        )
+
+
+class SourceRecord(Protocol):
+    """What a dead letter needs of a consumed record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int | None: ...
+    @property
+    def offset(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 def raw_text(payload: bytes | None) -> str:

@@ -40,15 +40,7 @@ def decode(event: RawEvent) -> ChatMessage | DeadLetter:
             raise ValueError("empty payload (tombstone)")
         return ChatMessage.model_validate_json(event.value)
     except (ValidationError, ValueError) as exc:
-        return DeadLetter.from_error(
-            exc,
-            event.value,
-            service=SERVICE,
-            source_topic=event.topic,
-            partition=event.partition,
-            offset=event.offset,
-            key=event.key,
-        )
+        return DeadLetter.from_record(exc, event, service=SERVICE)
 
 
 def outcome(verdict: Verdict) -> Outcome:

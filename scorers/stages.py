@@ -310,14 +310,10 @@ class Stages:
             type(cause).__name__,
         )
         metrics.ERRORS.labels(SERVICE, "undeliverable").inc()
-        letter = DeadLetter.from_error(
+        letter = DeadLetter.from_record(
             f"verdict for message {verdict.message_id!r} not delivered: {cause}",
-            source.value,
+            source,
             service=SERVICE,
-            source_topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
-            key=source.key,
             error_type=type(cause).__name__,
         )
         return self._letter(letter)

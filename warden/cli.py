@@ -24,15 +24,20 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest.cli:ingest",
     "scorer": "scorers.cli:scorer",
     "actioner": "actioners.cli:actioner",
+    "explainer": "explainers.cli:explainer",
     "run": "warden.run:run",
     "bench": "benchmarks.cli:bench",
     "policy": "actioners.cli:policy",
     "strikes": "actioners.cli:strikes",
     "pardon": "actioners.cli:pardon",
+    "review": "actioners.review.cli:review",
+    "moderators": "actioners.review.cli:moderators",
+    "bots": "actioners.bots.cli:bots",
     "data": "retrain.cli:data",
     "train": "retrain.cli:train",
     "evaluate": "retrain.cli:evaluate",
     "score": "toxicity.cli:score",
+    "explain": "explainers.cli:explain",
 }
 
 

@@ -1,10 +1,11 @@
 """``warden run``: the whole pipeline on the local stack with the bundled sample stream.
 
-Starts a scorer and an actioner (each its own process, as in production), waits until both have
-joined their consumer groups, replays the sample chat, and prints a live summary read from the
-verdict and action topics: messages/s, flagged, actions, dead letters, latency p50/p99. It ends
-with a final report when every replayed message has its verdict (or on Ctrl-C), and stops the
-services it started.
+Starts a scorer, an actioner and an explainer (each its own process, as in production), waits
+until all have joined their consumer groups, replays the sample chat, and prints a live summary
+read from the verdict, action and explanation topics: messages/s, flagged, actions, dead
+letters, latency p50/p99. It ends with a final report when every replayed message has its
+verdict (and, within the drain time, every verdict to explain its explanation), or on Ctrl-C,
+and stops the services it started.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.metrics import percentile
 from core.settings import Settings
 from devkit.processes import ServiceProcess, stop_all, wait_ready
 from schemas.detection import DetectorThresholds
+from schemas.events import Severity
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
 
@@ -46,6 +48,12 @@ class Tally:
     verdict_ms: list[float] = field(default_factory=list)
     action_ms: list[float] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    # Explanations (of verdicts at or above explain_severity) and their latency after the verdict.
+    explain_severity: str = "MEDIUM"
+    explainable: int = 0
+    explanations: int = 0
+    explanation_ms: list[float] = field(default_factory=list)
+    explained: set[str] = field(default_factory=set)
 
     def add_verdict(self, payload: dict[str, Any]) -> None:
         if not payload.get("message_id", "").startswith(self.prefix):
@@ -56,6 +64,8 @@ class Tally:
         self.verdicts += 1
         self.flagged += bool(payload["flagged"])
         self.severities[payload["severity"]] = self.severities.get(payload["severity"], 0) + 1
+        if Severity(payload["severity"]).rank >= Severity(self.explain_severity).rank:
+            self.explainable += 1
         received = datetime.fromisoformat(payload["received_at"])
         scored = datetime.fromisoformat(payload["scored_at"])
         self.verdict_ms.append((scored - received).total_seconds() * 1000)
@@ -70,19 +80,31 @@ class Tally:
         completed = datetime.fromisoformat(payload["completed_at"])
         self.action_ms.append((completed - sent).total_seconds() * 1000)
 
+    def add_explanation(self, payload: dict[str, Any]) -> None:
+        message_id = payload.get("message_id", "")
+        if not message_id.startswith(self.prefix) or message_id in self.explained:
+            return
+        self.explained.add(message_id)
+        self.explanations += 1
+        if payload.get("verdict_scored_at"):
+            created = datetime.fromisoformat(payload["created_at"])
+            scored = datetime.fromisoformat(payload["verdict_scored_at"])
+            self.explanation_ms.append((created - scored).total_seconds() * 1000)
+
 
 class Monitor:
-    """Reads the verdict, action and dead-letter topics from their current end."""
+    """Reads the verdict, action, dead-letter and explanation topics from their current end."""
 
     def __init__(self, settings: Settings, tally: Tally) -> None:
         from core.clients import kafka_consumer
-        from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+        from schemas.topics import ACTIONS, DEADLETTER, EXPLANATIONS, VERDICTS
 
         suffix = settings.kafka.topic_suffix
         self.topics = {
             VERDICTS.name_for(suffix): tally.add_verdict,
             ACTIONS.name_for(suffix): tally.add_action,
             DEADLETTER.name_for(suffix): self._dead_letter,
+            EXPLANATIONS.name_for(suffix): tally.add_explanation,
         }
         self.tally = tally
         self.consumer = kafka_consumer(
@@ -138,6 +160,9 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
         f"p99 {percentile(tally.verdict_ms, 99):.1f} ms (received -> scored)",
         f"action latency        p50 {percentile(tally.action_ms, 50):.1f} ms, "
         f"p99 {percentile(tally.action_ms, 99):.1f} ms (sent -> action done)",
+        f"explanations          {tally.explanations} of {tally.explainable} verdicts at "
+        f"{tally.explain_severity} or above, p50 {percentile(tally.explanation_ms, 50) / 1000:.1f}"
+        f" s, p99 {percentile(tally.explanation_ms, 99) / 1000:.1f} s (scored -> explained)",
     ]
     return "\n".join(lines)
 
@@ -227,7 +252,11 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     # The sample communities run live, as if a moderator had run `warden policy go-live`: a
     # new community would otherwise start in first-day mode and act on nothing.
     env.setdefault("WARDEN_ACTIONER__FIRST_DAY", "off")
-    ports = {"scorer": settings.metrics.scorer_port, "actioner": settings.metrics.actioner_port}
+    ports = {
+        "scorer": settings.metrics.scorer_port,
+        "actioner": settings.metrics.actioner_port,
+        "explainer": settings.metrics.explainer_port,
+    }
     services = [
         ServiceProcess.spawn(
             name,
@@ -243,7 +272,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     # At ``--speed`` the log's clock runs that much faster (``--rate`` and speed 0: unknown).
     mirrored = await mirror_compressed(settings, path, speed if rate is None else 1.0)
     prefix = f"run{int(time.time())}-"
-    tally = Tally(prefix)
+    tally = Tally(prefix, explain_severity=settings.explainer.min_severity)
     monitor = Monitor(settings, tally)
     stats = ReplayStats()
     started = time.monotonic()
@@ -281,7 +310,13 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
                     # an emote line, a held one): then after 10 s without a new action.
                     quiet = 3.0 if tally.actions >= tally.flagged else 10.0
                     settled = now - last_action_at > quiet
-                    if tally.verdicts >= stats.published and settled:
+                    # Explanations trail the verdicts (best-effort, shed under load): waited
+                    # for while the drain deadline allows, never for more.
+                    explained = tally.explanations >= tally.explainable
+                    if tally.verdicts >= stats.published and settled and explained:
+                        break
+                    if tally.verdicts >= stats.published and settled and now > drain_deadline:
+                        click.echo("explanations still queued after 60 s", err=True)
                         break
                     if now > drain_deadline:
                         click.echo("gave up waiting for the last verdicts after 60 s", err=True)

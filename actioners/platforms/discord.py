@@ -18,13 +18,18 @@ Per action, and how an action found in flight after a restart is finished (``rec
   joined again after the kick started, means done.
 - ban: ``PUT /guilds/{g}/bans/{u}`` (idempotent). Reconciled by ``GET`` of the ban first.
 - warn: a DM (``POST /users/@me/channels`` then ``POST /channels/{dm}/messages``) with a nonce
-  Discord enforces and a reference in the text. Reconciled by reading the DM channel's latest
-  messages for the reference: found means sent; never sent twice.
+  Discord enforces, a reference in the text and a "Dispute" button (``dispute_components``).
+  Reconciled by reading the DM channel's latest messages for the reference: found means sent;
+  never sent twice.
 - raid_mode: ``slow`` sets the channel's slowmode (``PATCH /channels/{c}``
   ``rate_limit_per_user`` = ``raid_slowmode_s``), ``verification`` raises the guild's
   verification level (``PATCH /guilds/{g}`` ``verification_level`` = ``raid_verification_level``);
   each is read first (``GET``) and never lowered. ``followers`` and ``emote_only`` are Twitch's:
   skipped with a note. Repeated (idempotent). Not turned off after ``duration_s`` (see README).
+- untimeout (an overturn): ``PATCH /guilds/{g}/members/{u}`` with
+  ``communication_disabled_until`` = null; Unknown Member = skipped (left). Repeated.
+- unban (an overturn): ``DELETE /guilds/{g}/bans/{u}``; 404 Unknown Ban (10026) = done (not
+  banned any more). Repeated.
 - hold: no call (skipped, "held for review").
 """
 
@@ -63,6 +68,16 @@ AUDIT_REASON_MAX = 512
 BULK_MAX = 100
 DM_HISTORY = 50
 DM_CACHE = 10_000
+# The warning DM's "Dispute" button: custom id "warden:dispute:<guild>:<message>", answered by
+# the interactions endpoint (actioners.bots.discord).
+DISPUTE_BUTTON = "warden:dispute"
+
+
+def dispute_components(request: ActionRequest) -> list[dict[str, Any]]:
+    """An action row with the Dispute button of the action's message (a secondary button)."""
+    custom_id = f"{DISPUTE_BUTTON}:{request.community}:{request.message_id}"[:100]
+    button = {"type": 2, "style": 2, "label": "Dispute", "custom_id": custom_id}
+    return [{"type": 1, "components": [button]}]
 
 
 def _reason(request: ActionRequest) -> str:
@@ -155,6 +170,15 @@ class DiscordExecutor:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RetriableActionError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
+    async def post_line(self, community: str, channel: str, text: str) -> None:
+        """A plain message in a guild channel (the mod-log), mentioning nobody."""
+        from discord.http import Route
+
+        await self._call(
+            Route("POST", "/channels/{channel_id}/messages", channel_id=channel),
+            json={"content": text[:2000], "allowed_mentions": {"parse": []}},
+        )
+
     # -- actions ------------------------------------------------------------------------------
 
     async def execute(self, request: ActionRequest) -> Outcome:
@@ -168,6 +192,8 @@ class DiscordExecutor:
                 ActionKind.BAN: self._ban,
                 ActionKind.WARN: self._warn,
                 ActionKind.RAID_MODE: self._raid_mode,
+                ActionKind.UNTIMEOUT: self._untimeout,
+                ActionKind.UNBAN: self._unban,
             },
         )
 
@@ -257,6 +283,25 @@ class DiscordExecutor:
             return Outcome.done("already banned")
         return await self._ban(request)
 
+    async def _untimeout(self, request: ActionRequest) -> Outcome:
+        route = _guild_user_route("PATCH", "members", request)
+        _, left = await self._call(
+            route,
+            json={"communication_disabled_until": None},
+            reason=_reason(request),
+            tolerate=(UNKNOWN_MEMBER,),
+        )
+        if left:
+            return Outcome.skipped("not a member any more (Unknown Member)")
+        return Outcome.done("timeout removed")
+
+    async def _unban(self, request: ActionRequest) -> Outcome:
+        route = _guild_user_route("DELETE", "bans", request)
+        _, unknown = await self._call(route, reason=_reason(request), tolerate=(UNKNOWN_BAN,))
+        if unknown:
+            return Outcome.done("not banned any more (Unknown Ban)")
+        return Outcome.done("unbanned")
+
     async def _raid_mode(self, request: ActionRequest) -> Outcome:
         """Slowmode on the channel and a higher verification level on the guild, each only
         where it is stricter than what is set (a moderator's stricter choice stays)."""
@@ -322,7 +367,12 @@ class DiscordExecutor:
         text = (request.notice or request.reason)[:1900] + f"\n-# {ref}"
         _, closed = await self._call(
             Route("POST", "/channels/{channel_id}/messages", channel_id=dm),
-            json={"content": text, "nonce": nonce(request.action_id), "enforce_nonce": True},
+            json={
+                "content": text,
+                "nonce": nonce(request.action_id),
+                "enforce_nonce": True,
+                "components": dispute_components(request),
+            },
             tolerate=(CANNOT_DM,),
         )
         if closed:

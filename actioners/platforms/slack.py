@@ -13,11 +13,14 @@ Per action, and how an action found in flight after a restart is finished (``rec
   adapter writes it, since a ts is unique only within its channel); ``message_not_found`` = already
   deleted. Repeated. Deleting other people's messages needs a workspace admin's user token
   (``WARDEN_PLATFORMS__SLACK__ADMIN_TOKEN``); the bot token is used without one.
-- warn: ``chat.postEphemeral`` to the author in the channel. Ephemeral messages cannot be
+- warn: ``chat.postEphemeral`` to the author in the channel, with a "Dispute" button
+  (``warning_blocks``; answered by ``actioners.bots.slack``). Ephemeral messages cannot be
   looked up, so an in-flight warning is not repeated (skipped, saying so).
 - kick and ban: ``conversations.kick`` from the channel (a bot has no workspace ban);
   ``not_in_channel`` = already out. Repeated.
 - timeout: Slack has none; skipped.
+- unban, untimeout (an overturn): skipped, since a bot can neither ban nor time out on Slack
+  (a "ban" removed the user from the channel; they may rejoin or be invited back).
 - raid_mode: Slack channels have no slow, followers-only or emote-only mode; skipped, saying so.
 - hold: no call (skipped, "held for review").
 """
@@ -45,7 +48,16 @@ logger = logging.getLogger(__name__)
 
 # Calls per minute by tier, and each method's tier (api.slack.com/docs/rate-limits).
 TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
-METHOD_TIER = {"chat.delete": 3, "chat.postEphemeral": 4, "conversations.kick": 3, "auth.test": 4}
+METHOD_TIER = {
+    "chat.delete": 3,
+    "chat.postEphemeral": 4,
+    "chat.postMessage": 4,
+    "conversations.kick": 3,
+    "auth.test": 4,
+}
+# The warning's "Dispute" button (block action id; its value is the message id), answered by
+# the interactivity endpoint (actioners.bots.slack).
+DISPUTE_ACTION = "warden_dispute"
 RETRIABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
@@ -172,12 +184,28 @@ class SlackExecutor:
             raise RetriableActionError(f"{method}: {type(exc).__name__}: {exc}") from exc
         return None
 
+    async def post_line(self, community: str, channel: str, text: str) -> None:
+        """A plain message in a channel the bot is in (the mod-log), links not unfurled."""
+        await self._api(
+            self._bot,
+            "chat.postMessage",
+            community,
+            channel=channel,
+            text=text[:3500],
+            unfurl_links=False,
+        )
+
     async def execute(self, request: ActionRequest) -> Outcome:
         if request.kind is ActionKind.HOLD:
             return held()
         if request.kind is ActionKind.RAID_MODE:
             return Outcome.skipped(
                 "Slack has no raid mode (no slow, followers-only or emote-only channels)"
+            )
+        if request.kind in (ActionKind.UNBAN, ActionKind.UNTIMEOUT):
+            return Outcome.skipped(
+                "Slack bots cannot ban or time out, so there is nothing to undo"
+                " (a removed user may rejoin the channel or be invited back)"
             )
         workspace = request.community
         if request.kind is ActionKind.DELETE:
@@ -199,6 +227,7 @@ class SlackExecutor:
                 channel=request.channel,
                 user=request.user,
                 text=(request.notice or request.reason)[:3000],
+                blocks=warning_blocks(request),
             )
             if absent:
                 return Outcome.skipped("the user is not in the channel any more")
@@ -228,6 +257,21 @@ class SlackExecutor:
 
     async def bulk_delete(self, requests: Sequence[ActionRequest]) -> Outcome:
         raise NotImplementedError("Slack has no bulk delete")
+
+
+def warning_blocks(request: ActionRequest) -> list[dict[str, Any]]:
+    """The warning as blocks: its text and a "Dispute" button carrying the message id."""
+    text = (request.notice or request.reason)[:2900]
+    button = {
+        "type": "button",
+        "action_id": DISPUTE_ACTION,
+        "text": {"type": "plain_text", "text": "Dispute"},
+        "value": request.message_id[:2000],
+    }
+    return [
+        {"type": "section", "text": {"type": "plain_text", "text": text}},
+        {"type": "actions", "elements": [button]},
+    ]
 
 
 def message_ts(message_id: str) -> str:

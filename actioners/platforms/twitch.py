@@ -34,6 +34,8 @@ Per action, and how one found in flight after a restart is finished (``reconcile
   (``raid_followers_minutes``), ``emote_only``. It never loosens what a moderator set (a longer
   slow mode stays). ``verification`` is Discord's: skipped with a note. Repeated (idempotent).
   Raid mode is not turned off by the executor after ``duration_s``: see the README.
+- unban and untimeout (an overturn): ``DELETE /moderation/bans`` (both lift a ban or a
+  timeout); 400 "not banned" = done (nothing to lift any more). Repeated.
 - hold: no call at all (skipped, "held for review").
 
 Errors: 5xx, 408 and network failures are retriable; 400, 401, 403, 404 are permanent, with
@@ -294,6 +296,8 @@ class TwitchExecutor:
                 ActionKind.KICK: self._kick,
                 ActionKind.WARN: self._warn,
                 ActionKind.RAID_MODE: self._raid_mode,
+                ActionKind.UNBAN: self._unban,
+                ActionKind.UNTIMEOUT: self._unban,
             },
         )
 
@@ -368,6 +372,20 @@ class TwitchExecutor:
                 return Outcome.done("already banned")
             raise PermanentActionError(f"POST /moderation/bans: 400 {answer.message}")
         return Outcome.done("banned")
+
+    async def _unban(self, request: ActionRequest) -> Outcome:
+        answer = await self._call(
+            "DELETE",
+            "/moderation/bans",
+            params=self._ids(request, user_id=request.user),
+            tolerate=(400,),
+        )
+        if answer.status == 400:
+            if "not banned" in answer.message.lower():
+                return Outcome.done("not banned or timed out any more")
+            raise PermanentActionError(f"DELETE /moderation/bans: 400 {answer.message}")
+        lifted = "ban" if request.kind is ActionKind.UNBAN else "timeout"
+        return Outcome.done(f"{lifted} lifted")
 
     async def _current_ban(self, request: ActionRequest) -> dict[str, Any] | None:
         """The user's running ban or timeout in the channel (None: neither)."""

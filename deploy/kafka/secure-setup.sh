@@ -4,14 +4,21 @@
 # changing a password (that is how a password is rotated) or the ACLs below.
 #
 # Who may do what (docs/security.md has the table); nothing else is allowed:
-#   ingest    writes chat.messages.v1 and the dead letters
-#   scorer    reads chat.messages.v1, writes moderation.verdicts.v1 and the dead letters,
-#             owns the topics and groups starting with <prefix>.scorer (faust's own topics)
-#   actioner  reads moderation.verdicts.v1, writes moderation.actions.v1 and the dead letters
+#   ingest     writes chat.messages.v1, moderation.feedback.v1 (disputes) and the dead letters
+#   scorer     reads chat.messages.v1, writes moderation.verdicts.v1, moderation.raids.v1 and
+#              the dead letters, owns the topics and groups starting with <prefix>.scorer
+#              (faust's own topics)
+#   actioner   reads moderation.verdicts.v1 and moderation.raids.v1, writes
+#              moderation.actions.v1 and the dead letters
+#   explainer  reads moderation.verdicts.v1 and moderation.feedback.v1, writes
+#              moderation.explanations.v1 and the dead letters
+#   review     reads moderation.feedback.v1 and moderation.explanations.v1, writes
+#              moderation.feedback.v1 (reviews, bot disputes), moderation.actions.v1 (the
+#              reversals of an overturn) and the dead letters
 # Each service's consumer groups start with <prefix>.<service> (core.clients.group_id).
 #
 # Environment: KAFKA_ADMIN_PASSWORD, KAFKA_INGEST_PASSWORD, KAFKA_SCORER_PASSWORD,
-# KAFKA_ACTIONER_PASSWORD (all required), KAFKA_BOOTSTRAP (default kafka:9092),
+# KAFKA_ACTIONER_PASSWORD, KAFKA_EXPLAINER_PASSWORD, KAFKA_REVIEW_PASSWORD (all required), KAFKA_BOOTSTRAP (default kafka:9092),
 # WARDEN_GROUP_PREFIX (default warden), TOPIC_SUFFIX (default empty), KAFKA_HOME.
 set -euo pipefail
 
@@ -19,6 +26,8 @@ set -euo pipefail
 : "${KAFKA_INGEST_PASSWORD:?KAFKA_INGEST_PASSWORD is required}"
 : "${KAFKA_SCORER_PASSWORD:?KAFKA_SCORER_PASSWORD is required}"
 : "${KAFKA_ACTIONER_PASSWORD:?KAFKA_ACTIONER_PASSWORD is required}"
+: "${KAFKA_EXPLAINER_PASSWORD:?KAFKA_EXPLAINER_PASSWORD is required}"
+: "${KAFKA_REVIEW_PASSWORD:?KAFKA_REVIEW_PASSWORD is required}"
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-kafka:9092}
 prefix=${WARDEN_GROUP_PREFIX:-warden}
@@ -28,12 +37,15 @@ messages="chat.messages.v1$suffix"
 verdicts="moderation.verdicts.v1$suffix"
 actions="moderation.actions.v1$suffix"
 deadletters="moderation.deadletter.v1$suffix"
+raids="moderation.raids.v1$suffix"
+explanations="moderation.explanations.v1$suffix"
+feedback="moderation.feedback.v1$suffix"
 
 umask 077
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for password in "$KAFKA_ADMIN_PASSWORD" "$KAFKA_INGEST_PASSWORD" "$KAFKA_SCORER_PASSWORD" \
-    "$KAFKA_ACTIONER_PASSWORD"; do
+    "$KAFKA_ACTIONER_PASSWORD" "$KAFKA_EXPLAINER_PASSWORD" "$KAFKA_REVIEW_PASSWORD"; do
   case "$password" in
     *'"'* | *'\'* | *';'* | *','* | *']'*)
       echo "Kafka passwords must not contain \" \\ ; , or ]" >&2; exit 2 ;;
@@ -63,6 +75,8 @@ set_password() {
 set_password ingest "$KAFKA_INGEST_PASSWORD"
 set_password scorer "$KAFKA_SCORER_PASSWORD"
 set_password actioner "$KAFKA_ACTIONER_PASSWORD"
+set_password explainer "$KAFKA_EXPLAINER_PASSWORD"
+set_password review "$KAFKA_REVIEW_PASSWORD"
 
 acl() {
   "$KAFKA_HOME/bin/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" "${@:2}" >/dev/null
@@ -70,10 +84,12 @@ acl() {
 # Producers: WRITE (with it, Kafka 3 allows the idempotent producer's InitProducerId).
 acl ingest --operation Write --operation Describe --topic "$messages"
 acl ingest --operation Write --operation Describe --topic "$deadletters"
+acl ingest --operation Write --operation Describe --topic "$feedback"
 
 acl scorer --operation Read --operation Describe --topic "$messages"
 acl scorer --operation Write --operation Describe --topic "$verdicts"
 acl scorer --operation Write --operation Describe --topic "$deadletters"
+acl scorer --operation Write --operation Describe --topic "$raids"
 acl scorer --operation Read --group "$prefix.scorer" --resource-pattern-type prefixed
 # faust creates and uses topics named after its app id (<prefix>.scorer-__assignor-__leader...).
 acl scorer --operation All --topic "$prefix.scorer" --resource-pattern-type prefixed
@@ -81,6 +97,19 @@ acl scorer --operation All --topic "$prefix.scorer" --resource-pattern-type pref
 acl actioner --operation Read --operation Describe --topic "$verdicts"
 acl actioner --operation Write --operation Describe --topic "$actions"
 acl actioner --operation Write --operation Describe --topic "$deadletters"
+acl actioner --operation Read --operation Describe --topic "$raids"
 acl actioner --operation Read --group "$prefix.actioner" --resource-pattern-type prefixed
 
-echo "SCRAM users ingest, scorer, actioner and their ACLs are set"
+acl explainer --operation Read --operation Describe --topic "$verdicts"
+acl explainer --operation Read --operation Describe --topic "$feedback"
+acl explainer --operation Write --operation Describe --topic "$explanations"
+acl explainer --operation Write --operation Describe --topic "$deadletters"
+acl explainer --operation Read --group "$prefix.explainer" --resource-pattern-type prefixed
+
+acl review --operation Read --operation Write --operation Describe --topic "$feedback"
+acl review --operation Read --operation Describe --topic "$explanations"
+acl review --operation Write --operation Describe --topic "$actions"
+acl review --operation Write --operation Describe --topic "$deadletters"
+acl review --operation Read --group "$prefix.review" --resource-pattern-type prefixed
+
+echo "SCRAM users ingest, scorer, actioner, explainer, review and their ACLs are set"

@@ -1,8 +1,9 @@
 """A local server speaking the parts of Discord's REST API (v10) that the actioner uses.
 
 The Discord executor talks to it through its configurable base URL
-(``WARDEN_PLATFORMS__DISCORD__API_BASE_URL``). It keeps state (deleted messages, timeouts, kicks,
-bans, DMs, channel slowmode, guild verification level), checks the bot token, keeps Discord's
+(``WARDEN_PLATFORMS__DISCORD__API_BASE_URL``). It keeps state (deleted messages, timeouts and
+their removal, kicks, bans and unbans, DMs, channel slowmode, guild verification level), checks
+the bot token, keeps Discord's
 rate limits the way Discord announces them (per-route buckets per channel or guild with
 ``X-RateLimit-*`` headers, 429 with ``retry_after``, the global limit), answers the permanent
 errors the executor handles (Unknown Message, Missing Permissions, ...), and records every
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -41,7 +43,11 @@ DISCORD_ROUTES: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/guilds/{guild_id}/members/{user_id}"): ("member-get", "guild_id"),
     ("PUT", "/guilds/{guild_id}/bans/{user_id}"): ("ban", "guild_id"),
     ("GET", "/guilds/{guild_id}/bans/{user_id}"): ("ban-get", "guild_id"),
+    ("DELETE", "/guilds/{guild_id}/bans/{user_id}"): ("unban", "guild_id"),
     ("POST", "/users/@me/channels"): ("dm-create", None),
+    # `warden bots sync-discord`: the application's commands, global or one guild's.
+    ("PUT", "/applications/{application_id}/commands"): ("commands-sync", None),
+    ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands"): ("commands-sync", None),
     ("GET", "/channels/{channel_id}"): ("channel-get", "channel_id"),
     ("PATCH", "/channels/{channel_id}"): ("channel-modify", "channel_id"),
     ("GET", "/guilds/{guild_id}"): ("guild-get", "guild_id"),
@@ -60,7 +66,9 @@ DISCORD_LIMITS: dict[str, Limit] = {
     "member-get": Limit(5, 1.0),
     "ban": Limit(5, 1.0),
     "ban-get": Limit(5, 1.0),
+    "unban": Limit(5, 1.0),
     "dm-create": Limit(5, 1.0),
+    "commands-sync": Limit(10, 10.0),
     "channel-get": Limit(5, 1.0),
     "channel-modify": Limit(2, 10.0),
     "guild-get": Limit(5, 1.0),
@@ -122,6 +130,8 @@ class DiscordServer(LocalServer):
         self.slowmode: dict[str, int] = {}
         self.verification: dict[str, int] = {}
         self._ids = 10_000
+        # Registered application commands: (application, guild or "") -> the commands stored.
+        self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
         for (method, path), _ in DISCORD_ROUTES.items():
             self.app.router.add_route(method, "/api/v10" + path, self._handler(method, path))
@@ -280,7 +290,13 @@ class DiscordServer(LocalServer):
                 self.kicked.add(member)
                 await self._effect("kick", f"{guild}:{user}")
                 return 204, None
-            until = str((body or {}).get("communication_disabled_until"))
+            raw_until = (body or {}).get("communication_disabled_until")
+            if raw_until is None:
+                # null removes the timeout (Discord answers 200 with the member either way).
+                if self.timeouts.pop(member, None) is not None:
+                    await self._effect("untimeout", f"{guild}:{user}")
+                return 200, {"user": {"id": user}, "communication_disabled_until": None}
+            until = str(raw_until)
             if self.timeouts.get(member) != until:
                 self.timeouts[member] = until
                 await self._effect("timeout", f"{guild}:{user}:{until}")
@@ -291,10 +307,18 @@ class DiscordServer(LocalServer):
                 self.kicked.discard(member)
                 await self._effect("ban", f"{guild}:{user}")
             return 204, None
+        if bucket == "unban":
+            if member not in self.bans:
+                return 404, {"message": "Unknown Ban", "code": UNKNOWN_BAN}
+            del self.bans[member]
+            await self._effect("unban", f"{guild}:{user}")
+            return 204, None
         if bucket == "ban-get":
             if member not in self.bans:
                 return 404, {"message": "Unknown Ban", "code": UNKNOWN_BAN}
             return 200, {"user": {"id": user}, "reason": self.bans[member]}
+        if bucket == "commands-sync":
+            return self._sync_commands(params, body)
         if bucket == "dm-create":
             recipient = str((body or {}).get("recipient_id", ""))
             if not recipient.isdigit():
@@ -313,11 +337,16 @@ class DiscordServer(LocalServer):
                 "id": self._next_id(),
                 "channel_id": channel,
                 "content": (body or {}).get("content", ""),
+                "components": (body or {}).get("components") or [],
                 "timestamp": datetime.now(UTC).isoformat(),
             }
             if nonce:
                 self._nonces[(channel, nonce)] = sent
             self.dms.setdefault(channel, []).append(sent)
+            if channel not in self.dm_channels:
+                # A guild channel (the mod-log): a post, not a DM.
+                await self._effect("message", channel)
+                return 200, sent
             await self._effect("dm", f"{recipient}:{nonce}")
             return 200, sent
         if bucket in ("channel-get", "channel-modify"):
@@ -343,3 +372,99 @@ class DiscordServer(LocalServer):
             limit = int(request.query.get("limit", "50"))
             return 200, list(reversed(self.dms.get(channel, [])))[:limit]
         return 404, {"message": "404: Not Found", "code": 0}
+
+    def _sync_commands(self, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        """Bulk overwrite (PUT) of the application's commands, checked as Discord checks them."""
+        if not isinstance(body, list) or len(body) > 100:
+            return 400, {"message": "Invalid Form Body", "code": 50035}
+        stored = []
+        for command in body:
+            name = command.get("name") if isinstance(command, dict) else None
+            if not isinstance(name, str) or not re.fullmatch(r"[-_a-z0-9]{1,32}", name):
+                return 400, {"message": "Invalid Form Body", "code": 50035}
+            if not 1 <= len(str(command.get("description", ""))) <= 100:
+                return 400, {"message": "Invalid Form Body", "code": 50035}
+            stored.append(
+                {**command, "id": self._next_id(), "application_id": params["application_id"]}
+            )
+        key = (params["application_id"], params.get("guild_id", ""))
+        self.commands[key] = stored
+        return 200, stored
+
+
+def sign_interaction(private_key: Any, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """The headers Discord sends with an interaction: Ed25519 over ``timestamp + body``.
+
+    ``private_key`` is a ``cryptography`` ``Ed25519PrivateKey`` (the test holds it; the endpoint
+    is configured with its public half, as with the key in Discord's developer portal).
+    """
+    stamp = timestamp or str(int(time.time()))
+    signature = private_key.sign(stamp.encode() + body).hex()
+    return {
+        "Content-Type": "application/json",
+        "X-Signature-Ed25519": signature,
+        "X-Signature-Timestamp": stamp,
+        "User-Agent": "Discord-Interactions/1.0 (+https://discord.com)",
+    }
+
+
+def interaction(
+    kind: int,
+    *,
+    guild: str | None = "5000",
+    user: str = "1001",
+    permissions: int = 0,
+    data: dict[str, Any] | None = None,
+    application: str = "4242",
+) -> dict[str, Any]:
+    """An interaction payload as Discord posts it: in a guild (``member`` with its permissions)
+    or, with ``guild=None``, in a DM (``user``). ``kind``: 1 ping, 2 command, 3 component."""
+    payload: dict[str, Any] = {
+        "id": str(int(time.time() * 1000)),
+        "application_id": application,
+        "type": kind,
+        "token": "interaction-token",
+        "version": 1,
+    }
+    author = {"id": user, "username": f"user{user}", "discriminator": "0"}
+    if guild is not None:
+        payload["guild_id"] = guild
+        payload["channel_id"] = "777"
+        payload["member"] = {"user": author, "permissions": str(permissions), "roles": []}
+    else:
+        payload["channel_id"] = f"{user}77"
+        payload["user"] = author
+    if data is not None:
+        payload["data"] = data
+    return payload
+
+
+def command(name: str, sub: str | None = None, /, **options: Any) -> dict[str, Any]:
+    """An application command's ``data`` (string options type 3; ``user`` options type 6)."""
+    values = [
+        {"name": key, "type": 6 if key == "user" else 3, "value": value}
+        for key, value in options.items()
+    ]
+    if sub is not None:
+        values = [{"name": sub, "type": 1, "options": values}]
+    return {"id": "1", "name": name, "type": 1, "options": values}
+
+
+async def send_interaction(
+    url: str, private_key: Any, payload: dict[str, Any], *, timestamp: str | None = None
+) -> tuple[int, Any]:
+    """POST a signed interaction to an Interactions Endpoint URL, as Discord does; returns the
+    status and the JSON (or text) answered."""
+    import aiohttp
+
+    body = json.dumps(payload).encode()
+    headers = sign_interaction(private_key, body, timestamp)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as reply,
+    ):
+        text = await reply.text()
+        try:
+            return reply.status, json.loads(text)
+        except ValueError:
+            return reply.status, text

@@ -8,10 +8,13 @@ answers Slack's ``ok: false`` errors, and records every request and effect.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -23,6 +26,9 @@ SLACK_LIMITS: dict[str, int] = {
     "chat.delete": 50,
     "chat.postEphemeral": 100,
     "conversations.kick": 50,
+    # The bots: the moderator check and the mod-log.
+    "users.info": 100,
+    "chat.postMessage": 100,
 }
 
 
@@ -55,8 +61,16 @@ class SlackServer(LocalServer):
         self.kicked: set[tuple[str, str]] = set()
         self.absent: set[tuple[str, str]] = set()
         self.ephemeral: list[dict[str, str]] = []
+        # The blocks (buttons) of each ephemeral message, in the same order.
+        self.ephemeral_blocks: list[list[dict[str, Any]]] = []
         self.errors: dict[str, str] = {}
+        # users.info: workspace admins (is_admin) and owners (is_owner); everyone else a member.
+        self.admins: set[str] = set()
+        self.owners: set[str] = set()
+        self.posted: list[dict[str, Any]] = []
         self.app.router.add_post("/api/{method}", self._handle)
+        # slack_sdk reads some methods (users.info) with GET and query parameters.
+        self.app.router.add_get("/api/{method}", self._handle)
 
     @property
     def base_url(self) -> str:
@@ -129,8 +143,30 @@ class SlackServer(LocalServer):
             if (channel, user) in self.absent or (channel, user) in self.kicked:
                 return {"ok": False, "error": "user_not_in_channel"}
             self.ephemeral.append({"channel": channel, "user": user, "text": str(args["text"])})
+            self.ephemeral_blocks.append(args.get("blocks") or [])
             await self._effect("ephemeral", f"{channel}:{user}")
             return {"ok": True, "message_ts": f"{time.time():.6f}"}
+        if method == "users.info":
+            if not user.startswith(("U", "W")):
+                return {"ok": False, "error": "user_not_found"}
+            profile = {"id": user, "team_id": self.team, "name": f"user-{user.lower()}"}
+            return {
+                "ok": True,
+                "user": {
+                    **profile,
+                    "is_admin": user in self.admins,
+                    "is_owner": user in self.owners,
+                },
+            }
+        if method == "chat.postMessage":
+            post = {
+                "channel": channel,
+                "text": str(args.get("text", "")),
+                "ts": f"{time.time():.6f}",
+            }
+            self.posted.append(post)
+            await self._effect("post", channel)
+            return {"ok": True, "channel": channel, "ts": post["ts"]}
         if method == "conversations.kick":
             if (channel, user) in self.kicked or (channel, user) in self.absent:
                 return {"ok": False, "error": "not_in_channel"}
@@ -138,3 +174,86 @@ class SlackServer(LocalServer):
             await self._effect("kick", f"{channel}:{user}")
             return {"ok": True}
         return {"ok": False, "error": "unknown_method"}
+
+
+def sign_request(signing_secret: str, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """The headers Slack sends with a slash command or an interaction: ``v0=`` HMAC-SHA256 of
+    ``v0:<timestamp>:<body>`` with the app's signing secret."""
+    stamp = timestamp or str(int(time.time()))
+    base = b"v0:" + stamp.encode() + b":" + body
+    digest = hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+    }
+
+
+def slash_command(
+    text: str, *, user: str = "U1001", team: str = "T0001", channel: str = "C0001"
+) -> dict[str, str]:
+    """A ``/warden`` slash command's form fields as Slack posts them."""
+    return {
+        "token": "deprecated-verification-token",
+        "team_id": team,
+        "team_domain": "acme",
+        "channel_id": channel,
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": f"user-{user.lower()}",
+        "command": "/warden",
+        "text": text,
+        "api_app_id": "A0001",
+        "response_url": "https://hooks.slack.com/commands/T0001/1/x",
+        "trigger_id": "1.2.3",
+    }
+
+
+def block_action(
+    action_id: str, value: str, *, user: str = "U1001", team: str = "T0001", channel: str = "C0001"
+) -> dict[str, str]:
+    """A button click (``block_actions``) on an ephemeral message, as Slack posts it: one form
+    field, ``payload``, holding the JSON."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "acme"},
+        "user": {"id": user, "username": f"user-{user.lower()}", "team_id": team},
+        "api_app_id": "A0001",
+        "token": "deprecated-verification-token",
+        "container": {"type": "message", "channel_id": channel, "is_ephemeral": True},
+        "trigger_id": "1.2.3",
+        "channel": {"id": channel, "name": "general"},
+        "response_url": "https://hooks.slack.com/actions/T0001/1/x",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b1",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Dispute"},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return {"payload": json.dumps(payload)}
+
+
+async def send_signed(
+    url: str, signing_secret: str, fields: dict[str, str], *, timestamp: str | None = None
+) -> tuple[int, Any]:
+    """POST form ``fields`` signed as Slack signs them; returns the status and the JSON (or
+    text) answered."""
+    import aiohttp
+
+    body = urlencode(fields).encode()
+    headers = sign_request(signing_secret, body, timestamp)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as reply,
+    ):
+        text = await reply.text()
+        try:
+            return reply.status, json.loads(text)
+        except ValueError:
+            return reply.status, text

@@ -24,6 +24,18 @@ sent_at       the ``tmi-sent-ts`` tag (ms since the epoch)
 ============  ===========================================================================
 
 ``/me`` actions (CTCP ``ACTION``) keep their text without the CTCP framing.
+
+Disputes: a line ``!dispute [reason]`` is published as chat like any other line (so an abusive
+dispute is moderated too) and also as a ``Feedback(kind=dispute, source="twitch")`` on
+``moderation.feedback.v1``, with ``message_id`` the ``!dispute`` line's own id and ``user`` its
+author: Twitch has no way to point at an earlier message, so the review side attaches it to
+the user's latest action in that channel. Each user may dispute ``dispute_limit`` times per
+``dispute_window_s`` (``WARDEN_BOTS__*``); beyond it a line is not taken as a dispute, and no
+reply is sent (a reply per refused line would let one user make the bot flood the chat).
+When the adapter is logged in (``WARDEN_PLATFORMS__TWITCH__TOKEN``) it acknowledges a dispute
+with a reply in the channel (``@reply-parent-msg-id``; the token needs ``chat:edit``). Read
+anonymously (``justinfan``) it cannot send, and disputes are taken without a reply. Whispers
+are not IRC any more (Helix only, with a verified phone number), so replies are in-channel.
 """
 
 from __future__ import annotations
@@ -34,9 +46,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
+from pydantic import ValidationError
 
-from core.errors import ConfigError
-from core.settings import TwitchSettings
+from core.disputes import DisputeLimiter, limiter_key, new_dispute
+from core.errors import ConfigError, TransientError
+from core.settings import BotSettings, TwitchSettings
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
 
@@ -45,6 +59,7 @@ logger = logging.getLogger(__name__)
 EMOTE_URL = "https://static-cdn.jtvnw.net/emoticons/v2/{id}/default/dark/1.0"
 _TAG_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 ACTION_PREFIX = "\x01ACTION "
+DISPUTE_COMMAND = "!dispute"
 
 
 class Reconnect(Exception):
@@ -170,7 +185,9 @@ def to_chat_message(line: IrcLine, received_at: datetime | None = None) -> ChatM
 class TwitchChat:
     """Reads Twitch chat and publishes every PRIVMSG; reconnects until cancelled."""
 
-    def __init__(self, settings: TwitchSettings, publisher: Publisher) -> None:
+    def __init__(
+        self, settings: TwitchSettings, publisher: Publisher, bots: BotSettings | None = None
+    ) -> None:
         if not settings.channels:
             raise ConfigError("no Twitch channels to join (WARDEN_PLATFORMS__TWITCH__CHANNELS)")
         self.settings = settings
@@ -178,6 +195,8 @@ class TwitchChat:
         self.channels = [c.lower().lstrip("#") for c in settings.channels]
         self.connections = 0
         self.connected = asyncio.Event()
+        bots = bots or BotSettings()
+        self.disputes = DisputeLimiter(bots.dispute_limit, bots.dispute_window_s)
 
     async def run(self) -> None:
         """Connect, read, and reconnect (immediately on RECONNECT, else with back-off)."""
@@ -239,5 +258,44 @@ class TwitchChat:
                 await self.publisher.reject(raw.encode(), exc, f"twitch:{channel}")
                 return
             await self.publisher.publish(message)
+            if dispute_reason(message.text) is not None:
+                await self.dispute(ws, message)
         elif line.command == "NOTICE":
             logger.warning("Twitch notice: %s", line.params[-1] if line.params else "")
+
+    async def dispute(self, ws: aiohttp.ClientWebSocketResponse, message: ChatMessage) -> bool:
+        """Publish a ``!dispute`` line as a dispute and acknowledge it; False when refused."""
+        reason = dispute_reason(message.text) or ""
+        key = limiter_key(Platform.TWITCH.value, message.community, message.user)
+        if self.disputes.take(key) is not None:
+            logger.info("dispute from %s refused: over the dispute limit", key)
+            return False
+        try:
+            feedback = new_dispute(
+                platform=Platform.TWITCH,
+                community=message.community,
+                message_id=message.message_id,
+                user=message.user,
+                reason=reason,
+                source="twitch",
+            )
+            self.publisher.offer_feedback(feedback)
+        except (ValidationError, TransientError) as exc:
+            logger.warning("dispute %s not taken: %s", message.message_id, exc)
+            return False
+        if self.settings.token is not None:
+            name = message.user_name or message.user
+            await ws.send_str(
+                f"@reply-parent-msg-id={message.message_id} PRIVMSG {message.channel} "
+                f":@{name} your dispute is recorded; a moderator will review your latest "
+                "moderation here."
+            )
+        return True
+
+
+def dispute_reason(text: str) -> str | None:
+    """The reason of a ``!dispute [reason]`` line ("" without one); None for any other line."""
+    head, _, rest = text.strip().partition(" ")
+    if head.lower() != DISPUTE_COMMAND:
+        return None
+    return rest.strip()

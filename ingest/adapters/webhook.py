@@ -23,6 +23,22 @@
     (``422`` with ``errors`` beside the results when some items are invalid). Nothing is
     published: this is for callers who want the verdict in the response.
 
+``POST /v1/disputes``
+    A user's dispute of an automated action, from any platform::
+
+        {"platform": "discord", "community": "g1", "user": "u1", "message_id": "m1",
+         "action_id": "optional", "reason": "it was a joke"}
+
+    ``platform`` defaults to ``webhook``; ``community``, ``user`` and ``message_id`` are
+    required. It becomes a ``Feedback(kind=dispute, source="webhook")`` on
+    ``moderation.feedback.v1`` (key: the message id) and is answered ``202 {"dispute_id"}``.
+    The id is deterministic (``core.disputes.dispute_id``: platform, community, message and the
+    disputing user), so a dispute sent again is the same dispute downstream. The credential's
+    platforms and communities bound what it may dispute for (``403`` otherwise), each user may
+    dispute ``dispute_limit`` times per ``dispute_window_s`` (``WARDEN_BOTS__*``; ``429`` with
+    ``Retry-After``), a body over ``DISPUTE_MAX_BODY`` bytes is ``413`` and anything else
+    invalid ``400`` with one line saying what.
+
 ``GET /healthz``
     ``200 {"status": "ok", "buffered": n, "accepting": bool}`` (no authentication).
 
@@ -83,13 +99,14 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from core.disputes import DisputeLimiter, limiter_key, new_dispute
 from core.errors import ConfigError, TransientError
-from core.settings import IngestSettings
+from core.settings import BotSettings, IngestSettings
 from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
 from ingest.publisher import BufferFull, Publisher
-from schemas.events import ChatMessage, Platform, Severity, utcnow
+from schemas.events import ChatMessage, Feedback, Platform, Severity, utcnow
 from schemas.rules import is_flagged
 from toxicity.base import TextScorer
 
@@ -127,6 +144,70 @@ class Credential:
                 f"{message.community!r}"
             )
         return None
+
+
+# A dispute is a few short fields: anything larger is not one.
+DISPUTE_MAX_BODY = 8 * 1024
+
+
+class DisputeBody(BaseModel):
+    """The body of ``POST /v1/disputes`` (unknown fields are errors, so a typo is not lost)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    platform: str = Field(default=Platform.WEBHOOK.value, max_length=20)
+    community: str = Field(min_length=1, max_length=200)
+    user: str = Field(min_length=1, max_length=200)
+    message_id: str = Field(min_length=1, max_length=200)
+    action_id: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+def parse_dispute(body: bytes, credential: Credential) -> Feedback:
+    """The Feedback of a dispute body; raises ValueError with one line naming what is wrong,
+    or :class:`OutOfScope` when the credential may not speak for its platform or community."""
+    try:
+        parsed = DisputeBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise ValueError(_dispute_problems(exc)) from None
+    allowed = ", ".join(sorted(credential.platforms))
+    if parsed.platform not in credential.platforms:
+        raise OutOfScope(
+            f"credential {credential.name!r} may not dispute for platform "
+            f"{parsed.platform!r} (allowed: {allowed})"
+        )
+    if credential.communities is not None and parsed.community not in credential.communities:
+        raise OutOfScope(
+            f"credential {credential.name!r} may not dispute for community {parsed.community!r}"
+        )
+    try:
+        return new_dispute(
+            platform=parsed.platform,
+            community=parsed.community,
+            message_id=parsed.message_id,
+            user=parsed.user,
+            reason=parsed.reason,
+            action_id=parsed.action_id,
+            source="webhook",
+        )
+    except ValidationError as exc:
+        raise ValueError(_dispute_problems(exc)) from None
+    except ValueError as exc:  # Platform(...) of an unknown name
+        raise ValueError(f"platform: {exc}") from None
+
+
+def _dispute_problems(exc: ValidationError) -> str:
+    """A dispute body's validation errors on one line, in words a caller can act on."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"]
+        if err["type"] == "string_pattern_mismatch":
+            message = "must not contain control characters"
+        elif err["type"] == "json_invalid":
+            message = "not JSON: " + str(err.get("ctx", {}).get("error", message))
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
 
 
 def credentials(settings: IngestSettings) -> list[Credential]:
@@ -370,6 +451,7 @@ class WebhookAPI:
         publisher: Publisher,
         model: TextScorer | None = None,
         flag_severity: Severity = Severity.MEDIUM,
+        bots: BotSettings | None = None,
     ) -> None:
         self.auth = Authenticator(settings)
         if not self.auth.credentials:
@@ -384,11 +466,14 @@ class WebhookAPI:
         self.flag_severity = flag_severity
         # One model call at a time, off the event loop.
         self._model_lock = asyncio.Lock()
+        bots = bots or BotSettings()
+        self.disputes_limiter = DisputeLimiter(bots.dispute_limit, bots.dispute_window_s)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.webhook_max_body_bytes)
         app.router.add_post("/v1/messages", self._authenticated(self.messages))
         app.router.add_post("/v1/moderate", self._authenticated(self.moderate))
+        app.router.add_post("/v1/disputes", self._authenticated(self.dispute))
         app.router.add_get("/healthz", self.health)
         return app
 
@@ -489,6 +574,47 @@ class WebhookAPI:
             payload["errors"] = parsed.errors
             return web.json_response(payload, status=422)
         return web.json_response(payload, status=200)
+
+    async def dispute(
+        self, request: web.Request, body: bytes, credential: Credential
+    ) -> web.Response:
+        """``POST /v1/disputes``: one dispute onto the feedback topic (see the module doc)."""
+        if len(body) > DISPUTE_MAX_BODY:
+            return _error(413, f"a dispute body is at most {DISPUTE_MAX_BODY} bytes")
+        problem = self.publisher.unavailable()
+        if problem is not None:
+            return self._unavailable(problem)
+        try:
+            feedback = parse_dispute(body, credential)
+        except OutOfScope as exc:
+            return _error(403, str(exc))
+        except ValueError as exc:
+            return _error(400, f"not a valid dispute: {exc}")
+        key = limiter_key(feedback.platform.value, feedback.community, feedback.user)
+        wait = self.disputes_limiter.take(key)
+        if wait is not None:
+            retry = max(1, round(wait))
+            return _error(
+                429,
+                f"too many disputes from this user; try again in {retry} s",
+                headers={"Retry-After": str(retry)},
+                retry_after_s=retry,
+            )
+        try:
+            self.publisher.offer_feedback(feedback)
+        except BufferFull as exc:
+            return _error(
+                503,
+                str(exc),
+                headers={"Retry-After": str(exc.retry_after_s)},
+                retry_after_s=exc.retry_after_s,
+            )
+        except TransientError as exc:
+            return self._unavailable(str(exc))
+        logger.info("dispute %s of %s accepted", feedback.feedback_id, feedback.message_id)
+        return web.json_response(
+            {"dispute_id": feedback.feedback_id, "message_id": feedback.message_id}, status=202
+        )
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -41,7 +41,16 @@ from core.net import free_port
 from core.settings import KafkaSettings, Settings, load_settings
 from core.topic_admin import create_topics
 from schemas.events import ChatMessage, Verdict
-from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, TOPICS, VERDICTS
+from schemas.topics import (
+    ACTIONS,
+    CHAT_MESSAGES,
+    DEADLETTER,
+    EXPLANATIONS,
+    FEEDBACK,
+    RAIDS,
+    TOPICS,
+    VERDICTS,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -72,12 +81,15 @@ log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 START_TIMEOUT_S = 90.0
 SETUP_TIMEOUT_S = 150.0
 CLIENT_TIMEOUT_S = 20.0
-SERVICES = ("ingest", "scorer", "actioner")
+SERVICES = ("ingest", "scorer", "actioner", "explainer", "review")
 
 MESSAGES = CHAT_MESSAGES.name_for("")
 VERDICTS_TOPIC = VERDICTS.name_for("")
 ACTIONS_TOPIC = ACTIONS.name_for("")
 DEADLETTERS = DEADLETTER.name_for("")
+RAIDS_TOPIC = RAIDS.name_for("")
+EXPLANATIONS_TOPIC = EXPLANATIONS.name_for("")
+FEEDBACK_TOPIC = FEEDBACK.name_for("")
 # faust's own topics are named after the scorer's app id; the scorer may create and use them.
 FAUST_TOPIC = "warden.scorer-acl-check"
 
@@ -86,11 +98,18 @@ FAUST_TOPIC = "warden.scorer-acl-check"
 MAY_WRITE = {
     ("ingest", MESSAGES),
     ("ingest", DEADLETTERS),
+    ("ingest", FEEDBACK_TOPIC),
     ("scorer", VERDICTS_TOPIC),
+    ("scorer", RAIDS_TOPIC),
     ("scorer", DEADLETTERS),
     ("scorer", FAUST_TOPIC),
     ("actioner", ACTIONS_TOPIC),
     ("actioner", DEADLETTERS),
+    ("explainer", EXPLANATIONS_TOPIC),
+    ("explainer", DEADLETTERS),
+    ("review", FEEDBACK_TOPIC),
+    ("review", ACTIONS_TOPIC),
+    ("review", DEADLETTERS),
 }
 # Every topic of the catalog, so that a grant nobody listed fails too.
 WRITE_CASES = [
@@ -328,7 +347,8 @@ def test_the_broker_runs_the_compose_images_kafka_version() -> None:
 
 def test_the_setup_job_reports_success_and_logs_no_password(secure_kafka: SecureKafka) -> None:
     assert (
-        "SCRAM users ingest, scorer, actioner and their ACLs are set" in secure_kafka.setup_output
+        "SCRAM users ingest, scorer, actioner, explainer, review and their ACLs are set"
+        in secure_kafka.setup_output
     )
     for password in secure_kafka.passwords.values():
         assert password not in secure_kafka.setup_output
@@ -379,6 +399,11 @@ async def test_a_wrong_password_or_unknown_user_cannot_connect(
     [
         ("scorer", MESSAGES, "warden.scorer"),
         ("actioner", VERDICTS_TOPIC, "warden.actioner"),
+        ("actioner", RAIDS_TOPIC, "warden.actioner"),
+        ("explainer", VERDICTS_TOPIC, "warden.explainer"),
+        ("explainer", FEEDBACK_TOPIC, "warden.explainer"),
+        ("review", FEEDBACK_TOPIC, "warden.review"),
+        ("review", EXPLANATIONS_TOPIC, "warden.review"),
     ],
 )
 async def test_a_service_reads_its_input_in_its_own_groups(
@@ -404,6 +429,8 @@ async def test_a_service_reads_its_input_in_its_own_groups(
         # Its own group, but a topic it may only write.
         ("actioner", DEADLETTERS, "warden.actioner", TopicAuthorizationFailedError),
         ("scorer", VERDICTS_TOPIC, "warden.scorer", TopicAuthorizationFailedError),
+        ("review", VERDICTS_TOPIC, "warden.review", TopicAuthorizationFailedError),
+        ("explainer", MESSAGES, "warden.explainer", TopicAuthorizationFailedError),
     ],
 )
 async def test_reading_outside_the_grants_is_refused(

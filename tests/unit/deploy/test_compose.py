@@ -16,7 +16,14 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 SETUP = ROOT / "deploy" / "kafka" / "secure-setup.sh"
 BROKER = ROOT / "deploy" / "kafka" / "secure-broker.sh"
-SERVICES = {"ingest": "ingest", "scorer": "scorer", "actioner": "actioner", "init": "admin"}
+SERVICES = {
+    "ingest": "ingest",
+    "scorer": "scorer",
+    "actioner": "actioner",
+    "explainer": "explainer",
+    "review": "review",
+    "init": "admin",
+}
 
 
 def _compose() -> dict:
@@ -35,6 +42,8 @@ def test_no_secret_has_a_default() -> None:
         "KAFKA_INGEST_PASSWORD",
         "KAFKA_SCORER_PASSWORD",
         "KAFKA_ACTIONER_PASSWORD",
+        "KAFKA_EXPLAINER_PASSWORD",
+        "KAFKA_REVIEW_PASSWORD",
     }
     for secret in secrets:
         uses = re.findall(r"\$\{" + secret + r"(:?[?-])?", text)
@@ -73,6 +82,10 @@ def _writers() -> dict[str, set[str]]:
 def test_only_the_scorer_writes_verdicts_and_only_the_actioner_actions() -> None:
     writers = _writers()
     assert writers["verdicts"] == {"scorer"}
-    assert writers["actions"] == {"actioner"}
+    # The review service is the actioner's: it publishes the reversals of an overturn.
+    assert writers["actions"] == {"actioner", "review"}
     assert writers["messages"] == {"ingest"}
-    assert writers["deadletters"] == {"ingest", "scorer", "actioner"}
+    assert writers["raids"] == {"scorer"}
+    assert writers["explanations"] == {"explainer"}
+    assert writers["feedback"] == {"ingest", "review"}
+    assert writers["deadletters"] == {"ingest", "scorer", "actioner", "explainer", "review"}
