@@ -33,3 +33,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Write each trial's counts to this JSON file (and a Markdown table beside it).",
     )
+    group = parser.getgroup("screenshots", "the review pages' screenshots")
+    group.addoption(
+        "--screenshots",
+        type=Path,
+        default=None,
+        help="Save the browser test's screenshots here (the README's are docs/: "
+        "pytest tests/integration/test_review_browser.py --screenshots docs).",
+    )

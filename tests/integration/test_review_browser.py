@@ -1,7 +1,8 @@
 """The review queue in a real headless browser (Debian's chromium and chromedriver, through
 selenium): sign in, open a dispute, overturn it with a note, see the result.
 
-The page's screenshots go to docs/ (the README shows the queue).
+Its screenshots go to the test's temporary folder, or to ``--screenshots DIR`` (the README's in
+docs/ are made with ``--screenshots docs``), so that a test run leaves the checkout as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from kit import REPO, Service
+from kit import Service
 from reviewkit import PASSWORD, add_moderator, review_env, seed_timeout, sign_in, snowflake, started
 
 from actioners.chatlog import ChatLog
@@ -37,7 +38,6 @@ from schemas.topics import EXPLANATIONS, FEEDBACK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-DOCS = REPO / "docs"
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -83,6 +83,8 @@ async def test_sign_in_open_a_dispute_and_overturn_it(
     service_factory: Callable[..., Service],
     discord: DiscordServer,
     browser: object,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -90,6 +92,7 @@ async def test_sign_in_open_a_dispute_and_overturn_it(
     from selenium.webdriver.support.ui import WebDriverWait
 
     assert isinstance(browser, WebDriver)
+    shots: Path = request.config.getoption("--screenshots") or tmp_path
     guild, user = snowflake(), snowflake()
     name = f"alice_{uuid.uuid4().hex[:6]}"
     await add_moderator(migrated, name, ("discord", guild))
@@ -177,9 +180,9 @@ async def test_sign_in_open_a_dispute_and_overturn_it(
         browser.find_element(By.ID, "sign-in").click()
         wait.until(ec.presence_of_element_located((By.ID, "disputes")))
         assert "go back to your cave" in browser.find_element(By.ID, "sample").text
-        DOCS.mkdir(exist_ok=True)
+        shots.mkdir(parents=True, exist_ok=True)
         browser.set_window_size(1280, 1000)
-        browser.save_screenshot(str(DOCS / "review-queue.png"))
+        browser.save_screenshot(str(shots / "review-queue.png"))
         browser.set_window_size(1280, 1500)
         browser.find_element(By.CSS_SELECTOR, "#disputes a").click()
         wait.until(ec.presence_of_element_located((By.ID, "overturn-note")))
@@ -192,7 +195,7 @@ async def test_sign_in_open_a_dispute_and_overturn_it(
         shown = browser.find_element(By.TAG_NAME, "main").text
         assert "Overturned" in shown and "quoting the streamer, not abuse" in shown
         assert "dispute overturned" in shown
-        browser.save_screenshot(str(DOCS / "review-message.png"))
+        browser.save_screenshot(str(shots / "review-message.png"))
 
     await asyncio.to_thread(drive)
     for _ in range(50):
