@@ -20,6 +20,8 @@ import psycopg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kit import Service, consume
 from reviewkit import (
     DISCORD_TOKEN,
@@ -35,7 +37,7 @@ from reviewkit import (
 from actioners.review.resolutions import NotFound, ResolutionError
 from core.net import free_port
 from core.settings import Settings
-from devkit.platforms.discord import DiscordServer
+from devkit.platforms.discord import DiscordServer, command, interaction, send_interaction
 from schemas.events import Feedback, FeedbackKind, Platform, Severity, Verdict
 from schemas.topics import ACTIONS, DEADLETTER, FEEDBACK, VERDICTS
 
@@ -105,8 +107,15 @@ async def test_disputes_queue_and_an_overturn_lifts_the_timeout_once(
     await add_moderator(migrated, mod, ("discord", guild))
     await add_moderator(migrated, outsider, ("discord", other_guild))
     env = review_env(settings, discord, free_port())
+    # The review app also serves the Discord interactions endpoint (disputes from the bot).
+    key = Ed25519PrivateKey.generate()
+    env["WARDEN_BOTS__DISCORD_PUBLIC_KEY"] = (
+        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    )
     base = f"http://127.0.0.1:{env['WARDEN_REVIEW__PORT']}"
-    actioner = service_factory("actioner", **{k: v for k, v in env.items() if "REVIEW" not in k})
+    actioner = service_factory(
+        "actioner", **{k: v for k, v in env.items() if "REVIEW" not in k and "BOTS" not in k}
+    )
     review = service_factory("review", **env)
 
     # Two MEDIUM lines: the second climbs the ladder to a 600 s timeout on the fake Discord.
@@ -122,8 +131,20 @@ async def test_disputes_queue_and_an_overturn_lifts_the_timeout_once(
     await until(lambda: (guild, user) in discord.timeouts, "the timeout", 40)
     assert actioner.alive()
 
-    # Two disputes of one action (one naming a line of its own, as Twitch's !dispute does),
-    # and the first delivered twice: one row, counted twice.
+    # The author disputes through the Discord bot (a signed /dispute interaction from the fake
+    # platform, sent twice: one dispute), then two more disputes of the same action arrive on
+    # the topic (one naming a line of its own, as Twitch's !dispute does), the first delivered
+    # twice: one row, counted three times.
+    link = f"https://discord.com/channels/{guild}/100/{second}"
+    for _ in range(2):
+        status, reply = await send_interaction(
+            f"{base}/bots/discord/interactions",
+            key,
+            interaction(
+                2, guild=guild, user=user, data=command("dispute", message=link, reason="a quote")
+            ),
+        )
+        assert status == 200 and reply["data"]["flags"] == 64, reply
     feedback = FEEDBACK.name_for(settings.kafka.topic_suffix)
     # A record that is no Feedback: a dead letter, and the consumer goes on.
     await producer.send_and_wait(feedback, b'{"kind": "dispute"}', key=b"broken")
@@ -150,7 +171,7 @@ async def test_disputes_queue_and_an_overturn_lifts_the_timeout_once(
 
         async def disputed() -> list[dict[str, Any]]:
             queue = (await client.get("/api/queue")).json()
-            return [d for d in queue["disputes"] if d["message_id"] == second and d["count"] == 2]
+            return [d for d in queue["disputes"] if d["message_id"] == second and d["count"] == 3]
 
         (row,) = await until(disputed, "the dispute in the queue")
         assert row["user_id"] == user and row["action_id"] == f"{second}:timeout"
