@@ -116,10 +116,28 @@ class Moderator:
 
 
 class Accounts:
-    """Moderators in Postgres (``warden moderators`` and the review service's sign-in)."""
+    """Moderators in Postgres (``warden moderators`` and the review service's sign-in).
 
-    def __init__(self, db: Database) -> None:
+    Every change is recorded in ``moderator_changes`` in its own transaction, with ``by``: who
+    made it (``warden moderators`` passes the operator, ``actioners.commands.operator``).
+    """
+
+    def __init__(self, db: Database, *, by: str = "unknown") -> None:
         self.db = db
+        self.by = by
+
+    async def _record(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        name: str,
+        change: str,
+        communities: Sequence[Community] = (),
+    ) -> None:
+        await cur.execute(
+            "INSERT INTO moderator_changes (moderator, change, communities, changed_by)"
+            " VALUES (%s, %s, %s, %s)",
+            (name, change, [f"{p}:{c}" for p, c in communities], self.by),
+        )
 
     async def add(self, name: str, password: str, communities: Sequence[Community]) -> None:
         """A new moderator with these communities; ``AccountError`` if the name is taken."""
@@ -131,6 +149,7 @@ class Accounts:
                     (check_name(name), stored),
                 )
                 await _grant(cur, name, communities)
+                await self._record(cur, name, "added", communities)
         except psycopg.errors.UniqueViolation as exc:
             raise AccountError(f"moderator {name!r} exists already") from exc
 
@@ -142,6 +161,7 @@ class Accounts:
             )
             if cur.rowcount == 0:
                 raise AccountError(f"no moderator {name!r}")
+            await self._record(cur, name, "password")
 
     async def set_disabled(self, name: str, disabled: bool) -> None:
         async with self.db.transaction() as cur:
@@ -150,11 +170,13 @@ class Accounts:
             )
             if cur.rowcount == 0:
                 raise AccountError(f"no moderator {name!r}")
+            await self._record(cur, name, "disabled" if disabled else "enabled")
 
     async def grant(self, name: str, communities: Sequence[Community]) -> None:
         async with self.db.transaction() as cur:
             await _exists(cur, name)
             await _grant(cur, name, communities)
+            await self._record(cur, name, "granted", communities)
 
     async def revoke(self, name: str, communities: Sequence[Community]) -> int:
         """Take communities away; returns how many grants were removed."""
@@ -168,6 +190,7 @@ class Accounts:
                     (name, platform, community),
                 )
                 removed += cur.rowcount
+            await self._record(cur, name, "revoked", communities)
         return removed
 
     async def list(self) -> list[Moderator]:

@@ -12,6 +12,7 @@ from core.commandline import settings_from
 
 if TYPE_CHECKING:
     from actioners.database import Database
+    from actioners.review.accounts import Accounts
 
 T = TypeVar("T")
 COMMUNITY_HELP = "PLATFORM:ID, e.g. discord:123456789 (repeat for several)."
@@ -40,10 +41,16 @@ def review(ctx: click.Context) -> None:
     )
 
 
-def _run(ctx: click.Context, work: Callable[[Database], Awaitable[T]]) -> T:
+def _run(ctx: click.Context, work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """``work`` on the moderator accounts, its changes recorded as made by this operator."""
     from actioners.cli import _with_db
+    from actioners.commands import operator
+    from actioners.review.accounts import Accounts
 
-    return _with_db(settings_from(ctx), work)
+    async def run(db: Database) -> T:
+        return await work(Accounts(db, by=await operator(db)))
+
+    return _with_db(settings_from(ctx), run)
 
 
 def _communities(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -74,12 +81,12 @@ def moderators_add(
     ctx: click.Context, name: str, communities: tuple[str, ...], password_stdin: bool
 ) -> None:
     """Add a moderator (the password is prompted for, or read with --password-stdin)."""
-    from actioners.review.accounts import Accounts, check_name, check_password
+    from actioners.review.accounts import check_name, check_password
 
     check_name(name)
     grants = _communities(communities)
     password = check_password(_password(password_stdin))
-    _run(ctx, lambda db: Accounts(db).add(name, password, grants))
+    _run(ctx, lambda accounts: accounts.add(name, password, grants))
     where = ", ".join(f"{p}:{c}" for p, c in grants) or "no community yet"
     click.echo(f"moderator {name} added ({where})")
 
@@ -88,9 +95,8 @@ def moderators_add(
 @click.pass_context
 def moderators_list(ctx: click.Context) -> None:
     """List moderators and their communities."""
-    from actioners.review.accounts import Accounts
 
-    found = _run(ctx, lambda db: Accounts(db).list())
+    found = _run(ctx, lambda accounts: accounts.list())
     if not found:
         click.echo("no moderators")
     for m in found:
@@ -105,10 +111,9 @@ def moderators_list(ctx: click.Context) -> None:
 @click.pass_context
 def moderators_grant(ctx: click.Context, name: str, communities: tuple[str, ...]) -> None:
     """Let a moderator review these communities."""
-    from actioners.review.accounts import Accounts
 
     grants = _communities(communities)
-    _run(ctx, lambda db: Accounts(db).grant(name, grants))
+    _run(ctx, lambda accounts: accounts.grant(name, grants))
     click.echo(f"{name} now moderates " + ", ".join(f"{p}:{c}" for p, c in grants))
 
 
@@ -121,14 +126,13 @@ def moderators_revoke(
     ctx: click.Context, name: str, communities: tuple[str, ...], disable: bool
 ) -> None:
     """Take communities away from a moderator, or disable the account."""
-    from actioners.review.accounts import AccountError, Accounts
+    from actioners.review.accounts import AccountError
 
     if not communities and not disable:
         raise AccountError("say which --community to revoke, or --disable")
     grants = _communities(communities)
 
-    async def work(db: Database) -> int:
-        accounts = Accounts(db)
+    async def work(accounts: Accounts) -> int:
         removed = await accounts.revoke(name, grants) if grants else 0
         if disable:
             await accounts.set_disabled(name, True)

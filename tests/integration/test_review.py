@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,9 +24,10 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from kit import Service, consume
+from kit import REPO, Service, consume, service_env
 from reviewkit import (
     DISCORD_TOKEN,
+    PASSWORD,
     add_moderator,
     review_env,
     seed_ban_hold,
@@ -372,3 +375,62 @@ async def test_holds_are_approved_or_dismissed_once_and_upholds_label_the_line(
         (upheld, True, False),
     }
     assert len(discord.effects) == 1  # the approved ban, nothing else
+
+
+def test_moderator_account_changes_are_audited_with_who_made_them(
+    migrated: Settings,
+) -> None:
+    name, guild = f"acct_{uuid.uuid4().hex[:8]}", snowflake()
+    env = service_env(migrated)
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "warden",
+            "moderators",
+            "add",
+            name,
+            "--password-stdin",
+            "--community",
+            f"discord:{guild}",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    revoked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "warden",
+            "moderators",
+            "revoke",
+            name,
+            "--community",
+            f"discord:{guild}",
+            "--disable",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    with psycopg.connect(migrated.postgres.dsn.get_secret_value()) as conn:
+        rows = conn.execute(
+            "SELECT change, communities, changed_by FROM moderator_changes"
+            " WHERE moderator = %s ORDER BY id",
+            (name,),
+        ).fetchall()
+    assert [(change, communities) for change, communities, _ in rows] == [
+        ("added", [f"discord:{guild}"]),
+        ("revoked", [f"discord:{guild}"]),
+        ("disabled", []),
+    ]
+    # The operator as the actioner's commands record it: the OS account and the PG role.
+    assert all(by.startswith("cli:") and "(pg: " in by for _, _, by in rows), rows
