@@ -31,8 +31,8 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
@@ -70,7 +70,13 @@ class Bookkeeping(Protocol):
 
     async def start(self, entries: Sequence[Entry], executor: str) -> list[Entry]: ...
 
-    async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry: ...
+    async def finish(
+        self,
+        entry: Entry,
+        result: ActionResult,
+        attempts: int,
+        restore: dict[str, Any] | None = None,
+    ) -> Entry: ...
 
 
 class PrioritySemaphore:
@@ -386,7 +392,7 @@ class Dispatcher:
         outcome, tries = await self._attempts(Job([entry], bulk=False), call, was_in_flight)
         ACTION_SECONDS.labels(name).observe(time.perf_counter() - began)
         if was_in_flight:
-            outcome = Outcome(outcome.status, f"{outcome.detail} (reconciled after a restart)")
+            outcome = replace(outcome, detail=f"{outcome.detail} (reconciled after a restart)")
         return await self._finish(entry, outcome, tries)
 
     async def _bulk(self, job: Job) -> list[Entry]:
@@ -422,7 +428,9 @@ class Dispatcher:
         ACTIONS.labels(request.platform.value, request.kind.value, outcome.status.value).inc()
         if outcome.status is ActionStatus.FAILED:
             logger.warning("action %s failed: %s", request.action_id, outcome.detail)
-        return await self.ledger.finish(entry, result, tries)
+        if outcome.restore is None:
+            return await self.ledger.finish(entry, result, tries)
+        return await self.ledger.finish(entry, result, tries, outcome.restore)
 
 
 def _failed(detail: str) -> Outcome:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.errors import RetriableActionError
 from schemas.events import ActionKind, ActionRequest, ActionStatus, Platform
@@ -37,10 +37,13 @@ class RateLimited(RetriableActionError):
 class Outcome:
     status: ActionStatus
     detail: str
+    # What to put back when this action is undone (a raid mode: the settings it found before
+    # tightening them), kept in the ledger for its RAID_MODE_OFF (``ActionRequest.restore``).
+    restore: dict[str, Any] | None = None
 
     @classmethod
-    def done(cls, detail: str) -> Outcome:
-        return cls(ActionStatus.DONE, detail)
+    def done(cls, detail: str, restore: dict[str, Any] | None = None) -> Outcome:
+        return cls(ActionStatus.DONE, detail, restore)
 
     @classmethod
     def skipped(cls, detail: str) -> Outcome:

@@ -67,6 +67,8 @@ class Entry:
     published: bool = False
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    # Not to be carried out before this (a raid mode's RAID_MODE_OFF); see ``Ledger.due``.
+    due_at: datetime | None = None
 
     @property
     def action_id(self) -> str:
@@ -75,6 +77,11 @@ class Entry:
     @property
     def open(self) -> bool:
         return self.state in (State.PENDING, State.IN_FLIGHT)
+
+    @property
+    def waiting(self) -> bool:
+        """Pending until its ``due_at``: only ``Ledger.due`` hands it out to be carried out."""
+        return self.state is State.PENDING and self.due_at is not None
 
     def result(self) -> ActionResult:
         """The ActionResult of a finished entry."""
@@ -141,7 +148,7 @@ def result_of(
 
 _SELECT = (
     "SELECT request, state, source_topic, source_partition, source_offset, detail, executor,"
-    " attempts, published, started_at, completed_at FROM action_ledger"
+    " attempts, published, started_at, completed_at, due_at FROM action_ledger"
 )
 
 
@@ -157,6 +164,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         published=published,
         started_at=times[0],
         completed_at=times[1],
+        due_at=times[2],
     )
 
 
@@ -313,8 +321,8 @@ async def record_decisions(
     await cur.executemany(
         "INSERT INTO action_ledger (action_id, message_id, platform, community, user_id, kind,"
         " severity, state, request, detail, executor, source_topic, source_partition,"
-        " source_offset, completed_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " source_offset, completed_at, due_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (action_id) DO NOTHING",
         [
             (
@@ -333,6 +341,7 @@ async def record_decisions(
                 e.source.partition,
                 e.source.offset,
                 e.completed_at,
+                e.due_at,
             )
             for e in entries
         ],
@@ -366,12 +375,16 @@ class Ledger:
         return [_entry(row) for row in await self.db.run(read)]
 
     async def unfinished(self, topic: str, partitions: Sequence[int]) -> list[Entry]:
-        """Entries of these partitions not finished or not yet published (after a restart)."""
+        """Entries of these partitions not finished or not yet published (after a restart).
+
+        Pending entries with a ``due_at`` are left out: ``due`` hands them out when their time
+        has come (with what they restore), never before."""
 
         async def read(cur: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
             await cur.execute(
                 _SELECT + " WHERE source_topic = %s AND source_partition = ANY(%s)"
                 " AND (state IN ('pending', 'in_flight') OR NOT published)"
+                " AND NOT (state = 'pending' AND due_at IS NOT NULL)"
                 " ORDER BY source_partition, source_offset, created_at",
                 (topic, list(partitions)),
             )
@@ -413,15 +426,22 @@ class Ledger:
                 out.append(replace(entry, state=State.IN_FLIGHT, started_at=now, executor=executor))
         return out
 
-    async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry:
+    async def finish(
+        self,
+        entry: Entry,
+        result: ActionResult,
+        attempts: int,
+        restore: dict[str, Any] | None = None,
+    ) -> Entry:
         """Record the outcome and its audit row together (once: an entry no longer in flight
-        keeps the outcome it has, and its audit row is written once)."""
+        keeps the outcome it has, and its audit row is written once), with what undoing it
+        restores (``restore``: kept for a RAID_MODE_OFF, see ``due``)."""
         state = STATE_OF[result.status]
 
         async def record(cur: psycopg.AsyncCursor[Any]) -> None:
             await cur.execute(
                 "UPDATE action_ledger SET state = %s, detail = %s, executor = %s,"
-                " attempts = attempts + %s, completed_at = %s"
+                " attempts = attempts + %s, completed_at = %s, restore = COALESCE(%s, restore)"
                 " WHERE action_id = %s AND state = 'in_flight'",
                 (
                     state.value,
@@ -429,6 +449,7 @@ class Ledger:
                     result.executor,
                     attempts,
                     result.completed_at,
+                    _json(restore),
                     entry.action_id,
                 ),
             )
@@ -443,6 +464,36 @@ class Ledger:
             attempts=entry.attempts + attempts,
             completed_at=result.completed_at,
         )
+
+    async def due(
+        self, topic: str, partitions: Sequence[int], limit: int = 100
+    ) -> list[tuple[Entry, str | None]]:
+        """Pending entries of these partitions whose ``due_at`` has passed, each with the state
+        of the entry it reverses (None: none).
+
+        What that entry's executor said to restore is copied into the request first (in the
+        same statement), so the undo carries it whoever runs it, also after a restart that
+        finds it in flight (``unfinished``)."""
+
+        async def read(cur: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+            await cur.execute(
+                "WITH due AS (SELECT d.action_id, o.state AS original, o.restore"
+                " FROM action_ledger d LEFT JOIN action_ledger o"
+                " ON o.action_id = d.request->>'reverses'"
+                " WHERE d.source_topic = %s AND d.source_partition = ANY(%s)"
+                " AND d.state = 'pending' AND d.due_at IS NOT NULL AND d.due_at <= now()"
+                " ORDER BY d.due_at LIMIT %s)"
+                " UPDATE action_ledger l SET request = jsonb_set(l.request, '{restore}',"
+                " COALESCE(due.restore, 'null'::jsonb))"
+                " FROM due WHERE l.action_id = due.action_id"
+                " RETURNING l.request, l.state, l.source_topic, l.source_partition,"
+                " l.source_offset, l.detail, l.executor, l.attempts, l.published,"
+                " l.started_at, l.completed_at, l.due_at, due.original",
+                (topic, list(partitions), limit),
+            )
+            return await cur.fetchall()
+
+        return [(_entry(row[:-1]), row[-1]) for row in await self.db.run(read)]
 
     async def mark_published(self, action_ids: Sequence[str]) -> None:
         """Record that these results reached the broker (tried through reconnects, so that a

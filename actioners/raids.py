@@ -12,21 +12,26 @@ Every raid gets a decision row, also the ones answered with nothing (a friendly 
 ``act_on: harmful``), so that ``warden explain <raid_id>`` says why. The raid accounts' own
 lines are judged per message by the label rules (``raid`` with a harm label: a ban in the
 presets), not here.
+
+A raid mode that is to be carried out (not shadow, not skipped) is written together with its
+end: a pending RAID_MODE_OFF (``<action_id>:off``, ``reverses`` the raid mode) due
+``duration_s`` later, which ``actioners.timers`` carries out when its time has come.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from aiokafka import ConsumerRecord
 
 from actioners import ledger as ledgers
 from actioners.database import Database
 from actioners.ledger import DecisionRow, Entry, Source, State
-from actioners.policy import RAID_USER, raid_request
+from actioners.policy import RAID_USER, raid_request, reference
 from actioners.policy.decisions import RAID_MODEL
 from actioners.policystore import PolicyStore, StoredPolicy
-from schemas.events import ActionRequest, RaidEvent, Severity, utcnow
+from schemas.events import ActionKind, ActionRequest, RaidEvent, Severity, utcnow
 
 RaidDecoded = tuple[ConsumerRecord[bytes, bytes], RaidEvent]
 
@@ -37,7 +42,8 @@ async def decide_raids(
     executor_for: Callable[[ActionRequest], str],
     raids: Sequence[RaidDecoded],
 ) -> list[Entry]:
-    """Decide the raids not decided before; return the ledger entries they created."""
+    """Decide the raids not decided before; return the ledger entries they created to be
+    settled now (not the RAID_MODE_OFFs, which wait for their time)."""
     if not raids:
         return []
     stored: dict[tuple[str, str], StoredPolicy] = {}
@@ -73,16 +79,19 @@ async def decide_raids(
                 rule = f"raid mode {', '.join(m.value for m in request.modes)}"
                 reason = request.reason
                 shadow = not policy.policy.live
+                source = Source(record.topic, record.partition, record.offset)
                 intents.append(
                     Entry(
                         request=request,
                         state=State.SKIPPED if skip else State.PENDING,
-                        source=Source(record.topic, record.partition, record.offset),
+                        source=source,
                         detail=f"not done: {skip}" if skip else "",
                         executor=executor_for(request) if skip else "",
                         completed_at=now if skip else None,
                     )
                 )
+                if not skip and request.duration_s:
+                    intents.append(off_entry(request, source, now))
             decisions.append(
                 DecisionRow(
                     message_id=event.raid_id,
@@ -102,4 +111,35 @@ async def decide_raids(
                 )
             )
         await ledgers.record_decisions(cur, decisions, intents)
-    return intents
+    return [e for e in intents if not e.waiting]  # a raid mode's end waits for its time
+
+
+def off_request(raid_mode: ActionRequest, due_at: datetime) -> ActionRequest:
+    """The end of a raid mode (deterministic id ``<action_id>:off``), requested for ``due_at``;
+    its ``restore`` is filled in from the ledger when it comes due."""
+    off_id = f"{raid_mode.action_id}:off"
+    if len(off_id) > 200:  # ids are at most 200 characters
+        off_id = f"raid-{reference(raid_mode.action_id, 40)}:off"
+    return raid_mode.model_copy(
+        update={
+            "action_id": off_id,
+            "kind": ActionKind.RAID_MODE_OFF,
+            "duration_s": None,
+            "notice": None,
+            "reverses": raid_mode.action_id,
+            "restore": None,
+            "requested_at": due_at,
+            "reason": f"raid mode's {raid_mode.duration_s} s are over ({raid_mode.reason})"[:2000],
+        }
+    )
+
+
+def off_entry(raid_mode: ActionRequest, source: Source, now: datetime) -> Entry:
+    """The pending RAID_MODE_OFF written with a raid mode, due ``duration_s`` after ``now``."""
+    due_at = now + timedelta(seconds=raid_mode.duration_s or 0)
+    return Entry(
+        request=off_request(raid_mode, due_at),
+        state=State.PENDING,
+        source=source,
+        due_at=due_at,
+    )

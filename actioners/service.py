@@ -53,6 +53,7 @@ from pydantic import ValidationError
 
 from actioners import ledger as ledgers
 from actioners import strikes as strike_book
+from actioners import timers
 from actioners.chatlog import ChatLog
 from actioners.database import Database, DatabaseUnavailable, is_unavailable
 from actioners.dispatch import Dispatcher
@@ -371,7 +372,8 @@ class Actioner:
             ids = list(dict.fromkeys(message_ids))
             found = {e.action_id: e for e in entries}
             for entry in await self.ledger.entries(ids):
-                if entry.action_id not in found and (entry.open or not entry.published):
+                unsettled = not entry.waiting and (entry.open or not entry.published)
+                if entry.action_id not in found and unsettled:
                     found[entry.action_id] = entry
             return list(found.values())
 
@@ -532,8 +534,16 @@ class Actioner:
         metrics.MESSAGES_OUT.labels(SERVICE, self.actions_topic).inc(len(entries))
         metrics.DEAD_LETTERS.labels(SERVICE).inc(len(letters))
         for entry in entries:
+            if entry.due_at is not None:
+                continue  # waited for its time on purpose (a raid mode's end): not latency
             sent_at = entry.request.sent_at.timestamp()
             metrics.END_TO_END_SECONDS.labels(SERVICE).observe(now - sent_at)
+
+    async def settle_due(self) -> None:
+        """Settle the entries of the raid partitions held here whose time has come (a raid
+        mode's end: ``actioners.timers``)."""
+        mine = [tp.partition for tp in self.consumer.assignment() if tp.topic == self.raids_topic]
+        self.spawn(await timers.due(self.ledger, self.raids_topic, mine))
 
     async def recover(self, assigned: Sequence[TopicPartition]) -> None:
         """Settle what the ledger holds unfinished for newly assigned partitions."""
@@ -624,6 +634,7 @@ class Actioner:
         """Read, decide and commit until ``stop``; then drain, within ``drain_timeout_s``."""
         max_records = self.settings.actioner.max_batch
         stopping = asyncio.ensure_future(stop.wait())
+        next_due = 0.0
         try:
             while not stop.is_set():
                 self._back_pressure()
@@ -634,6 +645,11 @@ class Actioner:
                     done, _ = await self._unless_stopped(
                         self.recover(partitions), stopping, grace=False
                     )
+                    if not done:
+                        break
+                if time.monotonic() >= next_due:
+                    next_due = time.monotonic() + self.settings.actioner.due_check_s
+                    done, _ = await self._unless_stopped(self.settle_due(), stopping, grace=False)
                     if not done:
                         break
                 records = [record for batch in batches.values() for record in batch]

@@ -342,6 +342,9 @@ class ActionerSettings(Section):
     # On shutdown or when partitions are taken away, actions under way get this long to finish
     # (what is left stays in the ledger for whoever gets the partitions next).
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    # How often the actioner looks for ledger entries whose time has come (a raid mode's
+    # RAID_MODE_OFF after its duration_s): raid mode ends at most this late.
+    due_check_s: float = Field(default=5.0, gt=0, le=3600)
 
 
 class ExplainerSettings(Section):

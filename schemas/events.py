@@ -230,6 +230,13 @@ class ActionRequest(Event):
         default=None,
         description="unban, untimeout, raid_mode_off: the action_id of the action undone.",
     )
+    restore: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "raid_mode_off only: what the raid mode changed and what was set before it (as its"
+            " executor reported), filled in from the action ledger when the off comes due."
+        ),
+    )
 
     @property
     def key(self) -> str:

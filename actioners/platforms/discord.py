@@ -25,7 +25,11 @@ Per action, and how an action found in flight after a restart is finished (``rec
   ``rate_limit_per_user`` = ``raid_slowmode_s``), ``verification`` raises the guild's
   verification level (``PATCH /guilds/{g}`` ``verification_level`` = ``raid_verification_level``);
   each is read first (``GET``) and never lowered. ``followers`` and ``emote_only`` are Twitch's:
-  skipped with a note. Repeated (idempotent). Not turned off after ``duration_s`` (see README).
+  skipped with a note. Repeated (idempotent). The outcome's ``restore`` keeps the values found
+  before (``{"slowmode": {"channel", "before", "set"}, "verification": {"before", "set"}}``).
+- raid_mode_off (``duration_s`` later, ``actioners.timers``): the slowmode and the verification
+  level go back to what they were, each only while it still has raid mode's value (a moderator's
+  change since stays). Repeated (idempotent).
 - untimeout (an overturn): ``PATCH /guilds/{g}/members/{u}`` with
   ``communication_disabled_until`` = null; Unknown Member = skipped (left). Repeated.
 - unban (an overturn): ``DELETE /guilds/{g}/bans/{u}``; 404 Unknown Ban (10026) = done (not
@@ -192,6 +196,7 @@ class DiscordExecutor:
                 ActionKind.BAN: self._ban,
                 ActionKind.WARN: self._warn,
                 ActionKind.RAID_MODE: self._raid_mode,
+                ActionKind.RAID_MODE_OFF: self._raid_mode_off,
                 ActionKind.UNTIMEOUT: self._untimeout,
                 ActionKind.UNBAN: self._unban,
             },
@@ -309,6 +314,7 @@ class DiscordExecutor:
 
         done: list[str] = []
         notes: list[str] = []
+        restore: dict[str, Any] = {}
         for mode in dict.fromkeys(request.modes):
             if mode is RaidMode.SLOW:
                 want = self.settings.raid_slowmode_s
@@ -320,6 +326,7 @@ class DiscordExecutor:
                     continue
                 route = Route("PATCH", "/channels/{channel_id}", channel_id=request.channel)
                 await self._call(route, json={"rate_limit_per_user": want}, reason=_reason(request))
+                restore["slowmode"] = {"channel": request.channel, "before": have, "set": want}
                 done.append(f"slowmode {want} s")
             elif mode is RaidMode.VERIFICATION:
                 level = self.settings.raid_verification_level
@@ -331,12 +338,54 @@ class DiscordExecutor:
                     continue
                 route = Route("PATCH", "/guilds/{guild_id}", guild_id=request.community)
                 await self._call(route, json={"verification_level": level}, reason=_reason(request))
+                restore["verification"] = {"before": have, "set": level}
                 done.append(f"verification level {have} -> {level}")
             else:
                 notes.append(f"{mode.value} is Twitch's (Discord has none): skipped")
         if not done and not any("already" in note for note in notes):
             return Outcome.skipped("; ".join(notes) or "raid mode without modes: nothing to do")
         head = ("raid mode on: " + ", ".join(done)) if done else "raid mode already on"
+        return Outcome.done("; ".join([head, *notes]), restore)
+
+    async def _raid_mode_off(self, request: ActionRequest) -> Outcome:
+        """Put back the slowmode and verification level raid mode raised, each only while it
+        still has raid mode's value."""
+        from discord.http import Route
+
+        restore = request.restore or {}
+        back: list[str] = []
+        notes: list[str] = []
+        slow = restore.get("slowmode")
+        if isinstance(slow, dict):
+            channel = str(slow.get("channel") or request.channel)
+            route = Route("GET", "/channels/{channel_id}", channel_id=channel)
+            found, _ = await self._call(route)
+            have = int((found or {}).get("rate_limit_per_user") or 0)
+            before = int(slow.get("before") or 0)
+            if have == slow.get("set"):
+                route = Route("PATCH", "/channels/{channel_id}", channel_id=channel)
+                await self._call(
+                    route, json={"rate_limit_per_user": before}, reason=_reason(request)
+                )
+                back.append(f"slowmode back to {before} s")
+            else:
+                notes.append(_unchanged("slowmode", have, before))
+        level = restore.get("verification")
+        if isinstance(level, dict):
+            route = Route("GET", "/guilds/{guild_id}", guild_id=request.community)
+            guild, _ = await self._call(route)
+            have = int((guild or {}).get("verification_level") or 0)
+            before = int(level.get("before") or 0)
+            if have == level.get("set"):
+                route = Route("PATCH", "/guilds/{guild_id}", guild_id=request.community)
+                json = {"verification_level": before}
+                await self._call(route, json=json, reason=_reason(request))
+                back.append(f"verification level back to {before}")
+            else:
+                notes.append(_unchanged("verification level", have, before))
+        if not back and not notes:
+            return Outcome.skipped("raid mode turned nothing on: nothing to turn off")
+        head = ("raid mode off: " + ", ".join(back)) if back else "raid mode: nothing to undo"
         return Outcome.done("; ".join([head, *notes]))
 
     async def _warn(self, request: ActionRequest, *, check_first: bool = False) -> Outcome:
@@ -378,6 +427,12 @@ class DiscordExecutor:
         if closed:
             return Outcome.skipped("the user does not accept DMs (50007)")
         return Outcome.done("warning sent by DM")
+
+
+def _unchanged(what: str, have: int, before: int) -> str:
+    if have == before:
+        return f"{what} already back to {before}"
+    return f"{what} changed since raid mode ({have}): left as it is"
 
 
 def _parse_time(text: Any) -> datetime | None:

@@ -21,7 +21,8 @@ Per action, and how an action found in flight after a restart is finished (``rec
 - timeout: Slack has none; skipped.
 - unban, untimeout (an overturn): skipped, since a bot can neither ban nor time out on Slack
   (a "ban" removed the user from the channel; they may rejoin or be invited back).
-- raid_mode: Slack channels have no slow, followers-only or emote-only mode; skipped, saying so.
+- raid_mode (and raid_mode_off): Slack channels have no slow, followers-only or emote-only
+  mode; skipped, saying so.
 - hold: no call (skipped, "held for review").
 """
 
@@ -198,7 +199,7 @@ class SlackExecutor:
     async def execute(self, request: ActionRequest) -> Outcome:
         if request.kind is ActionKind.HOLD:
             return held()
-        if request.kind is ActionKind.RAID_MODE:
+        if request.kind in (ActionKind.RAID_MODE, ActionKind.RAID_MODE_OFF):
             return Outcome.skipped(
                 "Slack has no raid mode (no slow, followers-only or emote-only channels)"
             )

@@ -33,7 +33,13 @@ Per action, and how one found in flight after a restart is finished (``reconcile
   ``request.modes`` asks and is not on yet: ``slow`` (``raid_slow_s``), ``followers``
   (``raid_followers_minutes``), ``emote_only``. It never loosens what a moderator set (a longer
   slow mode stays). ``verification`` is Discord's: skipped with a note. Repeated (idempotent).
-  Raid mode is not turned off by the executor after ``duration_s``: see the README.
+  The outcome's ``restore`` says what it changed and what was set before (``raid_restore``).
+- raid_mode_off (``duration_s`` later, ``actioners.timers``): ``GET /chat/settings``, then one
+  ``PATCH`` putting back what was set before, for each mode that still has the value raid mode
+  set (one a moderator changed since is left as it is). Repeated (idempotent: a mode already
+  back is left alone). A raid mode reconciled after its PATCH went through finds its own values
+  on and so has nothing to restore: its off changes nothing (never loosening what it cannot
+  tell apart from a moderator's choice).
 - unban and untimeout (an overturn): ``DELETE /moderation/bans`` (both lift a ban or a
   timeout); 400 "not banned" = done (nothing to lift any more). Repeated.
 - hold: no call at all (skipped, "held for review").
@@ -185,6 +191,58 @@ def raid_settings(
     return patch, on, notes
 
 
+# Each mode with the setting that goes with it: restored together.
+MODE_KEYS = (
+    ("slow_mode", "slow_mode_wait_time", "slow mode"),
+    ("follower_mode", "follower_mode_duration", "followers-only"),
+    ("emote_mode", None, "emote-only"),
+)
+
+
+def raid_restore(patch: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """What a raid mode's ``patch`` changed, and what ``current`` had before, per mode."""
+    restore: dict[str, Any] = {}
+    for flag, value, _ in MODE_KEYS:
+        if flag in patch:
+            keys = [k for k in (flag, value) if k is not None]
+            restore[flag] = {
+                "set": {k: patch.get(k) for k in keys},
+                "before": {k: current.get(k) for k in keys},
+            }
+    return restore
+
+
+def off_settings(
+    restore: Mapping[str, Any], current: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """What to PATCH to undo a raid mode (``raid_restore``) given the ``current`` settings.
+
+    Returns (patch, what is put back, notes): a mode is put back only while it still has what
+    raid mode set; one a moderator changed since is left alone.
+    """
+    patch: dict[str, Any] = {}
+    back: list[str] = []
+    notes: list[str] = []
+    for flag, value, name in MODE_KEYS:
+        change = restore.get(flag)
+        if not isinstance(change, Mapping):
+            continue
+        was: Mapping[str, Any] = change.get("before") or {}
+        set_: Mapping[str, Any] = change.get("set") or {}
+        if all(current.get(k) == v for k, v in set_.items()):
+            if was.get(flag):
+                patch |= {k: v for k, v in was.items() if v is not None}
+                back.append(f"{name} back to {was.get(value) if value else 'on'}")
+            else:
+                patch[flag] = False
+                back.append(f"{name} off")
+        elif all(current.get(k) == v for k, v in was.items()):
+            notes.append(f"{name} already as before")
+        else:
+            notes.append(f"{name} changed since raid mode: left as it is")
+    return patch, back, notes
+
+
 class TwitchExecutor:
     name = "twitch"
     bulk_delete_max = 0
@@ -296,6 +354,7 @@ class TwitchExecutor:
                 ActionKind.KICK: self._kick,
                 ActionKind.WARN: self._warn,
                 ActionKind.RAID_MODE: self._raid_mode,
+                ActionKind.RAID_MODE_OFF: self._raid_mode_off,
                 ActionKind.UNBAN: self._unban,
                 ActionKind.UNTIMEOUT: self._unban,
             },
@@ -432,18 +491,31 @@ class TwitchExecutor:
         self._unsent_warnings.discard(request.action_id)
         return Outcome.done("warned (Twitch warning)")
 
+    async def _chat_settings(self, request: ActionRequest) -> dict[str, Any]:
+        answer = await self._call("GET", "/chat/settings", params=self._ids(request))
+        rows = answer.data.get("data") if isinstance(answer.data, dict) else None
+        return rows[0] if rows and isinstance(rows[0], dict) else {}
+
     async def _raid_mode(self, request: ActionRequest) -> Outcome:
         if not request.modes:
             return Outcome.skipped("raid mode without modes: nothing to turn on")
-        answer = await self._call("GET", "/chat/settings", params=self._ids(request))
-        rows = answer.data.get("data") if isinstance(answer.data, dict) else None
-        current = rows[0] if rows and isinstance(rows[0], dict) else {}
+        current = await self._chat_settings(request)
         patch, on, notes = raid_settings(request.modes, current, self.settings)
         if not on and not any("already" in note for note in notes):
             return Outcome.skipped("; ".join(notes))
         if patch:
             await self._call("PATCH", "/chat/settings", params=self._ids(request), json=patch)
         detail = ("raid mode on: " + ", ".join(on)) if on else "raid mode already on"
+        return Outcome.done("; ".join([detail, *notes]), raid_restore(patch, current))
+
+    async def _raid_mode_off(self, request: ActionRequest) -> Outcome:
+        if not request.restore:
+            return Outcome.skipped("raid mode turned nothing on: nothing to turn off")
+        current = await self._chat_settings(request)
+        patch, back, notes = off_settings(request.restore, current)
+        if patch:
+            await self._call("PATCH", "/chat/settings", params=self._ids(request), json=patch)
+        detail = ("raid mode off: " + ", ".join(back)) if back else "raid mode: nothing to undo"
         return Outcome.done("; ".join([detail, *notes]))
 
 

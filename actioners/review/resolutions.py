@@ -52,7 +52,7 @@ CANNOT_UNDO = {
     ActionKind.DELETE: "a deleted message cannot be restored",
     ActionKind.WARN: "a warning cannot be taken back",
     ActionKind.KICK: "a kick cannot be undone (the user may rejoin)",
-    ActionKind.RAID_MODE: "raid mode is turned off by a moderator on the platform",
+    ActionKind.RAID_MODE: "raid mode ends by itself after its duration (or on the platform)",
 }
 STRONGEST = ("ban", "kick", "timeout", "warn", "delete")
 NOTE_MAX = 2000

@@ -131,7 +131,8 @@ async def test_a_harmful_raid_gets_one_raid_mode_a_friendly_raid_none_and_a_repl
         "SELECT kind, state FROM action_ledger WHERE community = %s ORDER BY action_id",
         channel,
     )
-    assert ledger == [("raid_mode", "done")]
+    # With the raid mode's end, waiting for its duration_s (600 s).
+    assert ledger == [("raid_mode", "done"), ("raid_mode_off", "pending")]
     decided = rows(
         migrated,
         "SELECT message_id, rule, user_id FROM decisions WHERE community = %s ORDER BY rule",

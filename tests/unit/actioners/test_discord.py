@@ -209,6 +209,39 @@ async def test_raid_mode_sets_slowmode_and_verification_never_lowering_them(
     assert only_twitch.status is ActionStatus.SKIPPED and "emote_only" in only_twitch.detail
 
 
+async def test_raid_mode_off_puts_back_what_raid_mode_raised_and_nothing_else(
+    fake: FakeDiscord, discord: DiscordExecutor
+) -> None:
+    # Discord's real 2 per 10 s would make discord.py wait out the window after the second.
+    fake.limits["channel-modify"] = Limit(5, 10.0)
+    fake.slowmode["7"] = 5
+    fake.verification["42"] = 1
+    raid = request("raid_mode").model_copy(update={"modes": [RaidMode.SLOW, RaidMode.VERIFICATION]})
+    on = await discord.execute(raid)
+    assert on.restore == {
+        "slowmode": {"channel": "7", "before": 5, "set": 30},
+        "verification": {"before": 1, "set": 3},
+    }
+    off = raid.model_copy(
+        update={"kind": ActionKind.RAID_MODE_OFF, "reverses": raid.action_id, "restore": on.restore}
+    )
+    # A moderator raised the verification level further during the raid: it stays.
+    fake.verification["42"] = 4
+    done = await discord.execute(off)
+    assert done.status is ActionStatus.DONE
+    assert done.detail == (
+        "raid mode off: slowmode back to 5 s; verification level changed since raid mode (4):"
+        " left as it is"
+    )
+    assert fake.slowmode["7"] == 5 and fake.verification["42"] == 4
+    # Again (a reconcile): nothing is patched twice.
+    again = await discord.reconcile(off, REQUESTED)
+    assert "slowmode already back to 5" in again.detail
+    assert fake.count("channel-modify") == 2 and fake.count("guild-modify") == 1
+    nothing = await discord.execute(off.model_copy(update={"restore": None}))
+    assert nothing.status is ActionStatus.SKIPPED and "nothing to turn off" in nothing.detail
+
+
 async def test_hold_calls_discord_for_nothing(fake: FakeDiscord, discord: DiscordExecutor) -> None:
     asked = len(fake.requests)
     for outcome in [

@@ -71,7 +71,9 @@ class Books:
             for e in entries
         ]
 
-    async def finish(self, entry: Entry, result: ActionResult, attempts: int) -> Entry:
+    async def finish(
+        self, entry: Entry, result: ActionResult, attempts: int, restore: object = None
+    ) -> Entry:
         self.finished[entry.action_id] = result
         self.attempts[entry.action_id] = attempts
         return replace(entry, state=State(result.status.value), detail=result.detail)

@@ -172,6 +172,48 @@ async def test_raid_mode_patches_chat_settings_and_never_loosens_them(
     assert only_discord.status is ActionStatus.SKIPPED and "Discord" in only_discord.detail
 
 
+async def test_raid_mode_off_restores_what_was_there_and_keeps_a_moderators_change(
+    fake: FakeTwitch, twitch: TwitchExecutor
+) -> None:
+    fake.chat_settings(CHANNEL).update({"slow_mode": True, "slow_mode_wait_time": 5})
+    before = dict(fake.chat_settings(CHANNEL))
+    raid = request("raid_mode", modes=("slow", "followers", "emote_only"))
+    on = await twitch.execute(raid)
+    assert on.status is ActionStatus.DONE and on.restore is not None
+    assert on.restore["slow_mode"]["before"] == {"slow_mode": True, "slow_mode_wait_time": 5}
+
+    def off(restore: dict[str, object] | None) -> ActionRequest:
+        return raid.model_copy(
+            update={
+                "kind": ActionKind.RAID_MODE_OFF,
+                "reverses": raid.action_id,
+                "restore": restore,
+            }
+        )
+
+    # A moderator turns emote-only off during the raid: raid mode leaves that alone.
+    fake.chat_settings(CHANNEL)["emote_mode"] = False
+    done = await twitch.execute(off(on.restore))
+    assert done.status is ActionStatus.DONE
+    assert "slow mode back to 5" in done.detail and "followers-only off" in done.detail
+    assert "emote-only already as before" in done.detail
+    assert fake.chat_settings(CHANNEL) == before
+    patches = [r.body["body"] for r in fake.requests if r.bucket == "settings"]
+    assert patches[-1] == {"slow_mode": True, "slow_mode_wait_time": 5, "follower_mode": False}
+    # Again (a reconcile): everything is back, nothing is patched.
+    again = await twitch.reconcile(off(on.restore), NOW)
+    assert again.detail.startswith("raid mode: nothing to undo") and fake.count("settings") == 2
+    # A moderator who tightened a mode after raid mode keeps it.
+    on = await twitch.execute(raid)
+    fake.chat_settings(CHANNEL)["slow_mode_wait_time"] = 120
+    kept = await twitch.execute(off(on.restore))
+    assert "slow mode changed since raid mode: left as it is" in kept.detail
+    assert fake.chat_settings(CHANNEL)["slow_mode_wait_time"] == 120
+    assert not fake.chat_settings(CHANNEL)["emote_mode"]
+    nothing = await twitch.execute(off(None))
+    assert nothing.status is ActionStatus.SKIPPED and "nothing to turn off" in nothing.detail
+
+
 def test_raid_settings_arithmetic() -> None:
     config = TwitchSettings(raid_slow_s=20, raid_followers_minutes=30)
     patch, on, notes = raid_settings(
