@@ -420,6 +420,13 @@ class BotSettings(Section):
     modlog_channels: dict[str, str] = Field(default_factory=dict)
     # Seconds a mod-log post may take; a slow platform never holds up the actioner longer.
     modlog_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Twitch moderator commands (`!warden strikes @user`, ...) in the channels of
+    # WARDEN_PLATFORMS__TWITCH__CHANNELS, read and answered over IRC by `warden review` (or
+    # `warden bots twitch`) logged in with WARDEN_PLATFORMS__TWITCH__TOKEN (chat:read, chat:edit).
+    twitch_commands: bool = False
+    # Replies per 30 s: Twitch allows 20 to a bot that is not a moderator of the channel, 100
+    # to one that is; beyond it Twitch drops the bot's lines for 30 min, so we drop first.
+    twitch_reply_limit: int = Field(default=20, ge=1, le=100)
 
 
 class StackSettings(Section):

@@ -12,6 +12,10 @@ slash-command / interactivity endpoint, as FastAPI routers the review app mounts
 database connects in its lifespan can mount the routers first); ``feedback`` is anything with
 ``async send(Feedback)``. ``discord_router`` and ``slack_router`` raise ``ConfigError`` when
 their secrets are not set; ``bot_routers`` returns only the configured ones.
+
+Twitch has no HTTP commands: ``actioners.bots.twitch`` is a chat bot on Twitch IRC that the
+review app runs as a background task (``twitch_bot(settings, db, feedback)``, None unless
+``WARDEN_BOTS__TWITCH_COMMANDS``), or ``warden bots twitch`` alone.
 """
 
 from __future__ import annotations

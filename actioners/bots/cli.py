@@ -1,4 +1,5 @@
-"""``warden bots sync-discord``: register the Discord application commands."""
+"""``warden bots sync-discord``: register the Discord application commands; ``warden bots
+twitch``: run only the Twitch moderator-command bot (without the review app)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 import click
 
 from core.commandline import settings_from
+from core.settings import Settings
 
 
 @click.group()
 def bots() -> None:
-    """Disputes and moderator commands in Discord and Slack (actioners.bots)."""
+    """Disputes and moderator commands in Discord, Slack and Twitch (actioners.bots)."""
 
 
 @bots.command("sync-discord")
@@ -56,6 +58,38 @@ def sync_discord(ctx: click.Context, guild: str | None, print_only: bool) -> Non
         f"registered {len(registered)} commands for {where}: "
         + ", ".join("/" + str(c.get("name")) for c in registered)
     )
+
+
+@bots.command("twitch")
+@click.pass_context
+def twitch(ctx: click.Context) -> None:
+    """Answer moderators' !warden commands in Twitch chat (for those who do not run the review
+    app, which runs the same bot with WARDEN_BOTS__TWITCH_COMMANDS=true).
+
+    Needs WARDEN_PLATFORMS__TWITCH__TOKEN (chat:read, chat:edit), __NICK and __CHANNELS.
+    """
+    from actioners.bots.twitch import require_login
+
+    settings = settings_from(ctx)
+    require_login(settings)  # a missing token fails before anything connects
+    asyncio.run(run_twitch(settings))
+
+
+async def run_twitch(settings: Settings) -> None:
+    """The Twitch bot on the actioner's database until cancelled (Ctrl-C)."""
+    from actioners.bots.feedback import KafkaFeedback
+    from actioners.bots.moderation import BotCommands
+    from actioners.bots.twitch import TwitchBot
+    from actioners.database import Database
+
+    database = await Database.connect(settings.postgres)
+    feedback = KafkaFeedback(settings.kafka)
+    try:
+        await database.check_schema()
+        await TwitchBot(settings, BotCommands(database, feedback, settings)).run()
+    finally:
+        await feedback.close()
+        await database.close()
 
 
 async def register(

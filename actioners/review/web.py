@@ -11,8 +11,9 @@ It mounts the chat bots' endpoints (``actioners.bots``: ``/bots/discord/interact
 ``/bots/slack/events``) whose secrets are set. The lifespan starts what the service needs: the
 Postgres connection (schema checked), the actioner's executor (``WARDEN_ACTIONER__EXECUTOR``),
 the producer, the consumers of the feedback and explanations topics
-(``actioners.review.intake``), and the resumption of unfinished reversals
-(``actioners.review.resolutions``).
+(``actioners.review.intake``), the resumption of unfinished reversals
+(``actioners.review.resolutions``) and, with ``WARDEN_BOTS__TWITCH_COMMANDS``, the Twitch chat
+bot (``actioners.bots.twitch``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from actioners.bots import bot_routers
 from actioners.bots.feedback import KafkaFeedback
+from actioners.bots.twitch import twitch_bot
 from actioners.chatlog import ChatLog
 from actioners.database import Database
 from actioners.publisher import Publisher
@@ -139,6 +141,9 @@ def create_app(settings: Settings) -> FastAPI:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["urlpart"] = lambda value: quote(str(value), safe="")
     feedback = KafkaFeedback(settings.kafka)
+    # Twitch moderator commands (WARDEN_BOTS__TWITCH_COMMANDS): built here so a missing token
+    # fails at start; the database getter is called per command, after the lifespan connects.
+    twitch = twitch_bot(settings, lambda: services_of(app).db, feedback)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +165,8 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(intake.run(), name="review-intake"),
             asyncio.create_task(resolver.resume(), name="review-resume"),
         ]
+        if twitch is not None:
+            background.append(asyncio.create_task(twitch.run(), name="review-twitch-bot"))
         for task in background:
             task.add_done_callback(_report_failure)
         metrics.READY.labels(SERVICE).set(1)

@@ -40,9 +40,7 @@ are not IRC any more (Helix only, with a verified phone number), so replies are 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -51,84 +49,23 @@ from pydantic import ValidationError
 from core.disputes import DisputeLimiter, limiter_key, new_dispute
 from core.errors import ConfigError, TransientError
 from core.settings import BotSettings, TwitchSettings
+from core.twitch_irc import (  # re-exported: the parsing moved to core (the bot shares it)
+    IrcClient,
+    IrcLine,
+    Reconnect,
+    badge_roles,
+    parse_line,
+    unescape_tag,
+    user_roles,
+)
 from ingest.publisher import Publisher
 from schemas.events import Attachment, ChatMessage, Platform, utcnow
 
 logger = logging.getLogger(__name__)
 
 EMOTE_URL = "https://static-cdn.jtvnw.net/emoticons/v2/{id}/default/dark/1.0"
-_TAG_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 ACTION_PREFIX = "\x01ACTION "
 DISPUTE_COMMAND = "!dispute"
-
-
-class Reconnect(Exception):
-    """The server asked us to reconnect (``RECONNECT``)."""
-
-
-@dataclass(frozen=True)
-class IrcLine:
-    """One parsed IRC line: IRCv3 tags, prefix, command and parameters."""
-
-    command: str
-    params: list[str] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    prefix: str | None = None
-
-    @property
-    def nick(self) -> str | None:
-        if self.prefix is None:
-            return None
-        return self.prefix.split("!", 1)[0]
-
-
-def unescape_tag(value: str) -> str:
-    """Undo IRCv3 tag value escapes (``\\:`` is ``;``, ``\\s`` a space, and so on)."""
-    if "\\" not in value:
-        return value
-    out: list[str] = []
-    chars = iter(value)
-    for char in chars:
-        if char != "\\":
-            out.append(char)
-            continue
-        nxt = next(chars, "")
-        out.append(_TAG_ESCAPES.get(nxt, nxt))
-    return "".join(out)
-
-
-def parse_line(line: str) -> IrcLine:
-    """Parse one IRC line (without CRLF); raises ValueError for an empty or malformed one."""
-    rest = line.rstrip("\r\n")
-    tags: dict[str, str] = {}
-    if rest.startswith("@"):
-        raw_tags, _, rest = rest[1:].partition(" ")
-        for item in raw_tags.split(";"):
-            if item:
-                key, _, value = item.partition("=")
-                tags[key] = unescape_tag(value)
-    rest = rest.lstrip(" ")
-    prefix = None
-    if rest.startswith(":"):
-        prefix, _, rest = rest[1:].partition(" ")
-    rest = rest.lstrip(" ")
-    trailing = None
-    if " :" in rest:
-        rest, trailing = rest.split(" :", 1)
-    elif rest.startswith(":"):
-        rest, trailing = "", rest[1:]
-    words = rest.split()
-    if not words:
-        raise ValueError(f"not an IRC line: {line!r}")
-    params = words[1:]
-    if trailing is not None:
-        params.append(trailing)
-    return IrcLine(command=words[0].upper(), params=params, tags=tags, prefix=prefix)
-
-
-def badge_roles(badges: str) -> list[str]:
-    """``broadcaster/1,subscriber/12`` -> ``["broadcaster", "subscriber"]``."""
-    return [b.split("/", 1)[0] for b in badges.split(",") if b.split("/", 1)[0]]
 
 
 def emote_attachments(emotes: str, text: str) -> list[Attachment]:
@@ -161,9 +98,7 @@ def to_chat_message(line: IrcLine, received_at: datetime | None = None) -> ChatM
     received = received_at or utcnow()
     sent_ms = tags.get("tmi-sent-ts", "")
     sent = datetime.fromtimestamp(int(sent_ms) / 1000, UTC) if sent_ms.isdigit() else received
-    roles = badge_roles(tags.get("badges", ""))
-    if tags.get("mod") == "1" and "moderator" not in roles:
-        roles.append("moderator")
+    roles = user_roles(tags)
     return ChatMessage(
         message_id=tags["id"],
         platform=Platform.TWITCH,
@@ -182,7 +117,7 @@ def to_chat_message(line: IrcLine, received_at: datetime | None = None) -> ChatM
     )
 
 
-class TwitchChat:
+class TwitchChat(IrcClient):
     """Reads Twitch chat and publishes every PRIVMSG; reconnects until cancelled."""
 
     def __init__(
@@ -190,54 +125,13 @@ class TwitchChat:
     ) -> None:
         if not settings.channels:
             raise ConfigError("no Twitch channels to join (WARDEN_PLATFORMS__TWITCH__CHANNELS)")
+        super().__init__(
+            settings, [c.lower().lstrip("#") for c in settings.channels], settings.nick
+        )
         self.settings = settings
         self.publisher = publisher
-        self.channels = [c.lower().lstrip("#") for c in settings.channels]
-        self.connections = 0
-        self.connected = asyncio.Event()
         bots = bots or BotSettings()
         self.disputes = DisputeLimiter(bots.dispute_limit, bots.dispute_window_s)
-
-    async def run(self) -> None:
-        """Connect, read, and reconnect (immediately on RECONNECT, else with back-off)."""
-        backoff = 1.0
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    await self._session(session)
-                    backoff = 1.0  # a clean close by the server: reconnect at once
-                except Reconnect:
-                    logger.info("Twitch asked for a reconnect")
-                    backoff = 1.0
-                    continue
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    logger.warning("Twitch connection lost (%r); again in %.0f s", exc, backoff)
-                finally:
-                    self.connected.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.reconnect_max_s)
-
-    async def _session(self, session: aiohttp.ClientSession) -> None:
-        async with session.ws_connect(self.settings.irc_url, heartbeat=60) as ws:
-            token = self.settings.token
-            await ws.send_str("CAP REQ :twitch.tv/tags twitch.tv/commands")
-            if token is not None:
-                secret = token.get_secret_value()
-                await ws.send_str(
-                    f"PASS {secret if secret.startswith('oauth:') else 'oauth:' + secret}"
-                )
-            await ws.send_str(f"NICK {self.settings.nick}")
-            await ws.send_str("JOIN " + ",".join(f"#{c}" for c in self.channels))
-            self.connections += 1
-            self.connected.set()
-            logger.info("connected to %s, joined %s", self.settings.irc_url, self.channels)
-            async for frame in ws:
-                if frame.type == aiohttp.WSMsgType.TEXT:
-                    for raw in frame.data.split("\r\n"):
-                        if raw:
-                            await self.handle(ws, raw)
-                elif frame.type == aiohttp.WSMsgType.ERROR:
-                    raise aiohttp.ClientError(f"WebSocket error: {ws.exception()!r}")
 
     async def handle(self, ws: aiohttp.ClientWebSocketResponse, raw: str) -> None:
         """One IRC line: answer PING, honour RECONNECT, publish PRIVMSG, ignore the rest."""
@@ -299,3 +193,16 @@ def dispute_reason(text: str) -> str | None:
     if head.lower() != DISPUTE_COMMAND:
         return None
     return rest.strip()
+
+
+__all__ = [
+    "IrcLine",
+    "Reconnect",
+    "TwitchChat",
+    "badge_roles",
+    "dispute_reason",
+    "emote_attachments",
+    "parse_line",
+    "to_chat_message",
+    "unescape_tag",
+]

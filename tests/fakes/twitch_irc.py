@@ -2,7 +2,8 @@
 
 It answers CAP REQ, PASS/NICK and JOIN the way Twitch does, records every line a client sends,
 and lets a test push real server lines (``PRIVMSG`` with tags, ``PING``, ``RECONNECT``) to the
-connected clients. ``privmsg()`` builds a PRIVMSG line with the tags Twitch sends.
+connected clients. ``privmsg()`` builds a PRIVMSG line with the tags Twitch sends; ``say()``
+sends one as a given user (badges, ``mod``), ``said()`` reads what the clients posted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def privmsg(
     emotes: str = "",
     display_name: str | None = None,
     reply_parent_msg_id: str | None = None,
+    reply_parent_user_id: str | None = None,
     sent_ms: int | None = None,
     mod: bool = False,
 ) -> str:
@@ -64,6 +66,7 @@ def privmsg(
     if reply_parent_msg_id:
         tags["reply-parent-msg-id"] = reply_parent_msg_id
         tags["reply-parent-user-login"] = "someone"
+        tags["reply-parent-user-id"] = reply_parent_user_id or "1"
     raw_tags = ";".join(f"{k}={escape_tag(v)}" for k, v in tags.items())
     return f"@{raw_tags} :{login}!{login}@{login}.{HOST} PRIVMSG #{channel} :{text}"
 
@@ -158,6 +161,23 @@ class TwitchIrcServer:
                 await self._changed.wait_for(lambda: check(self))
 
         await asyncio.wait_for(until(), within_s)
+
+    async def say(self, channel: str, text: str, **tags: object) -> str:
+        """Send a chat line to the clients as a user (``privmsg``'s keywords: ``login``,
+        ``user_id``, ``room_id``, ``badges``, ``mod``, ...); returns the line's message id."""
+        msg_id = str(tags.pop("msg_id", None) or uuid.uuid4())
+        await self.send(privmsg(channel, text, msg_id=msg_id, **tags))  # type: ignore[arg-type]
+        return msg_id
+
+    def said(self, channel: str) -> list[str]:
+        """The text of every PRIVMSG the clients sent to ``#channel``, oldest first."""
+        found = []
+        for line in self.received:
+            body = line.split(" ", 1)[1] if line.startswith("@") else line
+            head, _, text = body.partition(" :")
+            if head.split() == ["PRIVMSG", f"#{channel}"]:
+                found.append(text)
+        return found
 
     def lines(self, command: str) -> list[str]:
         return [line for line in self.received if line.split(" ", 1)[0] == command]

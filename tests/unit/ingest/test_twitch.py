@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.adapters.twitch import badge_roles, parse_line, to_chat_message, unescape_tag
+from core.twitch_irc import badge_roles, parse_line, unescape_tag
+from ingest.adapters.twitch import to_chat_message
 
 # Twitch's own example of a PRIVMSG with tags (dev.twitch.tv, "IRC tags reference").
 DOCUMENTED = (
