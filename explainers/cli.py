@@ -102,19 +102,12 @@ def explain(
     are absent here (a message with no known history), as for `warden score`.
     """
     from explainers import terminal
-    from toxicity.artifacts import default_model_dir, load_meta, naming_model_source
     from toxicity.explanation import Explainer
-    from toxicity.hybrid import HybridScorer
+    from toxicity.loading import load_for_command
 
     settings = settings_from(ctx)
     message = read_text(text)
-    folder = model_dir or settings.model.path or default_model_dir()
-    with naming_model_source(model_dir, settings.model.path):
-        load_meta(folder)  # a wrong directory fails before torch loads (seconds)
-        import torch
-
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-        scorer = HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)
+    scorer = load_for_command(model_dir, settings)
     config = settings.explainer
     explained = Explainer(
         scorer,

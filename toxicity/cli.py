@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from core.commandline import settings_from
 from core.errors import PayloadError
-
-if TYPE_CHECKING:
-    from core.settings import Settings
-    from toxicity.hybrid import HybridScorer
 
 
 class InputError(PayloadError):
@@ -82,15 +78,11 @@ def score(
     """Score messages offline with the hybrid model."""
     import time
 
-    from toxicity.artifacts import default_model_dir, load_meta, naming_model_source
+    from toxicity.loading import load_for_command
 
     settings = settings_from(ctx)
     messages = read_messages(input_path)
-    folder = model_dir or settings.model.path or default_model_dir()
-    with naming_model_source(model_dir, settings.model.path):
-        # Checked before torch loads (seconds), so that a wrong directory fails at once.
-        load_meta(folder)
-        scorer = _load_scorer(folder, settings)
+    scorer = load_for_command(model_dir, settings)
     started = time.monotonic()
     tmp = output_path.with_name(output_path.name + ".partial")
     chunk = 4096
@@ -120,12 +112,3 @@ def score(
             f"encoder {scorer.encoder.backend}, model {scorer.version})",
             err=True,
         )
-
-
-def _load_scorer(folder: Path, settings: Settings) -> HybridScorer:
-    import torch
-
-    from toxicity.hybrid import HybridScorer
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    return HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.settings import ModelSettings
 from toxicity.base import TextScorer, Thresholds
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from toxicity.hybrid import HybridScorer
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +63,20 @@ def load_scorer(model: ModelSettings, *, cache_dir: Path | None = None) -> TextS
             # Name the variable that chose the directory (a ConfigError: one line, exit 2).
             raise ModelFormatError(f"{env_name(('model', 'path'))}: {exc}") from exc
     raise ValueError(f"unknown model kind {model.kind!r}")
+
+
+def load_for_command(model_dir: Path | None, settings: Settings) -> HybridScorer:
+    """The hybrid model for an offline command (``warden score``, ``warden explain``): the
+    directory given, else ``WARDEN_MODEL__PATH``, else the shipped one; a wrong directory fails
+    before torch loads (seconds), naming where it came from; torch uses at most two threads
+    (a command beside running services)."""
+    import torch
+
+    from toxicity.artifacts import default_model_dir, load_meta, naming_model_source
+    from toxicity.hybrid import HybridScorer
+
+    folder = model_dir or settings.model.path or default_model_dir()
+    with naming_model_source(model_dir, settings.model.path):
+        load_meta(folder)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        return HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)

@@ -29,6 +29,7 @@ from devkit.platforms.server import (
     Recorded,
     Storm,
     json_response,
+    post_signed,
 )
 
 # Discord routes: (method, path under the API base) -> (bucket name, major parameter).
@@ -455,16 +456,6 @@ async def send_interaction(
 ) -> tuple[int, Any]:
     """POST a signed interaction to an Interactions Endpoint URL, as Discord does; returns the
     status and the JSON (or text) answered."""
-    import aiohttp
-
     body = json.dumps(payload).encode()
     headers = sign_interaction(private_key, body, timestamp)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=headers) as reply,
-    ):
-        text = await reply.text()
-        try:
-            return reply.status, json.loads(text)
-        except ValueError:
-            return reply.status, text
+    return await post_signed(url, body, headers)

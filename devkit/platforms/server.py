@@ -21,6 +21,7 @@ __all__ = [
     "Recorded",
     "Storm",
     "json_response",
+    "post_signed",
 ]
 
 EffectHook = Callable[[str, str], Awaitable[None] | None]
@@ -141,3 +142,19 @@ class LocalServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def post_signed(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, Any]:
+    """POST ``body`` as a platform posts to our endpoints (its signature in ``headers``);
+    returns the status and the JSON (or text) answered."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=dict(headers)) as reply,
+    ):
+        text = await reply.text()
+        try:
+            return reply.status, json.loads(text)
+        except ValueError:
+            return reply.status, text

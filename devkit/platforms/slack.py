@@ -18,7 +18,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from devkit.platforms.server import FixedWindows, Limit, LocalServer, Recorded, Storm, json_response
+from devkit.platforms.server import (
+    FixedWindows,
+    Limit,
+    LocalServer,
+    Recorded,
+    Storm,
+    json_response,
+    post_signed,
+)
 
 # Slack methods we speak, their tier and calls per minute (api.slack.com/docs/rate-limits).
 SLACK_LIMITS: dict[str, int] = {
@@ -244,16 +252,6 @@ async def send_signed(
 ) -> tuple[int, Any]:
     """POST form ``fields`` signed as Slack signs them; returns the status and the JSON (or
     text) answered."""
-    import aiohttp
-
     body = urlencode(fields).encode()
     headers = sign_request(signing_secret, body, timestamp)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=headers) as reply,
-    ):
-        text = await reply.text()
-        try:
-            return reply.status, json.loads(text)
-        except ValueError:
-            return reply.status, text
+    return await post_signed(url, body, headers)
