@@ -184,6 +184,14 @@ class TwitchSettings(Section):
     # The token's user id; None = looked up from the token at start (GET /users).
     moderator_id: str | None = None
     api_base_url: str = "https://api.twitch.tv/helix"
+    # User tokens expire (about 4 h): with the refresh token and the app's client secret (a
+    # confidential client) the executor trades them for a new token when Helix answers 401, and
+    # validates the token hourly as Twitch requires. Without them an expired token is a failed
+    # action naming WARDEN_PLATFORMS__TWITCH__API_TOKEN.
+    refresh_token: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    auth_url: str = "https://id.twitch.tv/oauth2"
+    validate_every_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=15.0, gt=0)
     # Twitch has no kick: a kick is a timeout this long (1 s: the "purge" streamers know,
     # which clears the user's lines and lets them chat again), never shortening a longer one.

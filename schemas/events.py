@@ -136,6 +136,13 @@ class Verdict(Event):
     p_toxic: Probability
     severity: Annotated[Severity, LAX]
     flagged: bool = Field(description="True when the actioner should consider an action.")
+    model_flagged: bool | None = Field(
+        default=None,
+        description=(
+            "True when the model's severity alone flags it (flagged may also come from a"
+            " stream-detector label); null in verdicts written before this field: read flagged."
+        ),
+    )
     labels: list[Label] = Field(
         default_factory=list,
         max_length=64,

@@ -119,6 +119,7 @@ class BatchScorer:
                 p_toxic=s.p_toxic,
                 severity=s.severity,
                 flagged=is_flagged(s.severity, self.flag_severity),
+                model_flagged=is_flagged(s.severity, self.flag_severity),
                 labels=list(s.labels),
                 label_scores=s.label_scores,
                 model_version=self.model.version,

@@ -46,6 +46,13 @@ Per action, and how one found in flight after a restart is finished (``reconcile
 
 Errors: 5xx, 408 and network failures are retriable; 400, 401, 403, 404 are permanent, with
 Helix's message in the one-line detail.
+
+Tokens: a user token expires after about four hours. With ``refresh_token`` and
+``client_secret`` set, a 401 trades the refresh token for a new pair at ``auth_url``
+(``POST /token``, once for all callers in flight, at most once a minute) and the call is made
+again with the new token; the token is also validated hourly (``GET /validate``, as Twitch asks
+of every app) and refreshed when it has under ten minutes left. The new tokens live in memory
+only (Twitch rotates the refresh token: restart with the latest one if the first is revoked).
 """
 
 from __future__ import annotations
@@ -74,6 +81,11 @@ DEFAULT_TIMEOUT_S = 600
 # Answers that mean Helix did not act (an edge's 502/504 may come after it did).
 NOT_ACTED = frozenset({500, 503})
 TOKEN_VAR = "WARDEN_PLATFORMS__TWITCH__API_TOKEN"  # noqa: S105 - a variable name
+REFRESH_VAR = "WARDEN_PLATFORMS__TWITCH__REFRESH_TOKEN"
+# A token with less than this left is refreshed by the hourly validation.
+REFRESH_BEFORE_S = 600
+# No second refresh this soon after one: a 401 that a new token does not cure is not expiry.
+REFRESH_GAP_S = 60.0
 
 
 class HelixBucket:
@@ -246,6 +258,7 @@ def off_settings(
 class TwitchExecutor:
     name = "twitch"
     bulk_delete_max = 0
+    refresh_gap_s = REFRESH_GAP_S
 
     def __init__(self, settings: TwitchSettings) -> None:
         if settings.api_token is None:
@@ -259,14 +272,22 @@ class TwitchExecutor:
         self._session: aiohttp.ClientSession | None = None
         # Warnings whose last try Helix answered with 500/503: not given, so tried again.
         self._unsent_warnings: set[str] = set()
+        self._token = settings.api_token.get_secret_value()
+        self._refresh_token = (
+            settings.refresh_token.get_secret_value() if settings.refresh_token else None
+        )
+        self._refresh_lock = asyncio.Lock()
+        self._refreshed_at = -math.inf
+        self._validator: asyncio.Task[None] | None = None
+
+    @property
+    def refreshable(self) -> bool:
+        return self._refresh_token is not None and self.settings.client_secret is not None
 
     async def start(self) -> None:
-        assert self.settings.api_token is not None and self.settings.client_id is not None
+        assert self.settings.client_id is not None
         self._session = aiohttp.ClientSession(
-            headers={
-                "Authorization": f"Bearer {self.settings.api_token.get_secret_value()}",
-                "Client-Id": self.settings.client_id,
-            },
+            headers={"Client-Id": self.settings.client_id},
             timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
         )
         # Fail fast on a bad token or client id; learn whose token it is.
@@ -287,9 +308,15 @@ class TwitchExecutor:
                 f" ({token_user}), since Helix acts as the token's user"
             )
         self.moderator_id = self.moderator_id or token_user
+        if self.refreshable:
+            self._validator = asyncio.create_task(self._validate_hourly(), name="twitch-validate")
         logger.info("twitch executor on %s as moderator %s", self.base_url, self.moderator_id)
 
     async def close(self) -> None:
+        if self._validator is not None:
+            self._validator.cancel()
+            await asyncio.gather(self._validator, return_exceptions=True)
+            self._validator = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -305,19 +332,26 @@ class TwitchExecutor:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         tolerate: tuple[int, ...] = (),
+        refreshed: bool = False,
     ) -> Answer:
         """One Helix call, the bucket kept and errors turned into our tree.
 
         Returns the answer when it is 2xx or its status is in ``tolerate`` (an outcome for the
-        caller to read); raises otherwise.
+        caller to read); raises otherwise. A 401 with a refreshable token refreshes it and
+        makes the call once more.
         """
         if self._session is None:
             raise RuntimeError("TwitchExecutor.start() was not awaited")
         what = f"{method} {path}"
         await self.bucket.acquire()
+        token = self._token
         try:
             async with self._session.request(
-                method, self.base_url + path, params=params, json=json
+                method,
+                self.base_url + path,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {token}"},
             ) as response:
                 status = response.status
                 headers = dict(response.headers)
@@ -333,6 +367,10 @@ class TwitchExecutor:
             raise RateLimited(f"{what}: 429 {message}".strip(), self.bucket.wait_s())
         if 200 <= status < 300 or status in tolerate:
             return Answer(status, data, message)
+        if status == 401 and not refreshed and await self.refresh(token):
+            return await self._call(
+                method, path, params=params, json=json, tolerate=tolerate, refreshed=True
+            )
         detail = f"{what}: {status} {message}".strip()
         if status >= 500 or status == 408:
             raise HelixServerError(detail, status)
@@ -517,6 +555,66 @@ class TwitchExecutor:
             await self._call("PATCH", "/chat/settings", params=self._ids(request), json=patch)
         detail = ("raid mode off: " + ", ".join(back)) if back else "raid mode: nothing to undo"
         return Outcome.done("; ".join([detail, *notes]))
+
+    async def refresh(self, stale: str, *, refused: bool = True) -> bool:
+        """Trade the refresh token for a new pair, unless ``stale`` is no longer the token in
+        use (another caller refreshed it). False when no refresh was possible or due: a token
+        Helix ``refused`` is not refreshed again within ``refresh_gap_s`` of the last refresh."""
+        if not self.refreshable or self._session is None:
+            return False
+        async with self._refresh_lock:
+            if self._token != stale:
+                return True
+            if refused and time.monotonic() - self._refreshed_at < self.refresh_gap_s:
+                return False
+            self._refreshed_at = time.monotonic()
+            assert self._refresh_token is not None and self.settings.client_secret is not None
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self._refresh_token,
+                "client_id": self.settings.client_id or "",
+                "client_secret": self.settings.client_secret.get_secret_value(),
+            }
+            url = self.settings.auth_url.rstrip("/") + "/token"
+            try:
+                async with self._session.post(url, data=form) as response:
+                    status = response.status
+                    data = await response.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                raise RetriableActionError(
+                    f"twitch token refresh: {type(exc).__name__}: {exc}"
+                ) from exc
+            if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
+                message = data.get("message", "") if isinstance(data, dict) else ""
+                raise PermanentActionError(
+                    f"{REFRESH_VAR}: Twitch refused to refresh the token ({status} {message})"
+                )
+            self._token = str(data["access_token"])
+            self._refresh_token = str(data.get("refresh_token") or self._refresh_token)
+            logger.info("twitch user token refreshed (expires in %s s)", data.get("expires_in"))
+            return True
+
+    async def _validate_hourly(self) -> None:
+        """Twitch asks every app to validate its user tokens hourly; one about to expire (or
+        already refused) is refreshed here rather than by the next action's 401."""
+        assert self._session is not None
+        url = self.settings.auth_url.rstrip("/") + "/validate"
+        while True:
+            await asyncio.sleep(self.settings.validate_every_s)
+            token = self._token
+            try:
+                async with self._session.get(
+                    url, headers={"Authorization": f"OAuth {token}"}
+                ) as response:
+                    status = response.status
+                    data = await response.json(content_type=None)
+                left = data.get("expires_in") if isinstance(data, dict) else None
+                if status == 401 or (isinstance(left, int) and 0 < left < REFRESH_BEFORE_S):
+                    await self.refresh(token, refused=status == 401)
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                logger.warning("twitch token validation failed: %s: %s", type(exc).__name__, exc)
+            except PermanentActionError as exc:
+                logger.error("%s", exc)
 
 
 class HelixServerError(RetriableActionError):

@@ -88,7 +88,10 @@ def _grade(
             f"p_toxic {verdict.p_toxic:.2f} >= {scope} {severity.value} threshold "
             f"{thresholds.cut(severity):.2f}"
         )
-    if not verdict.flagged:
+    # A stream-detector label (spam, flood...) also sets ``flagged``; those act through their
+    # label rules, so the severity ladder reads the model's own flag.
+    model_flagged = verdict.flagged if verdict.model_flagged is None else verdict.model_flagged
+    if not model_flagged:
         return Severity.SAFE, "not flagged by the model"
     return verdict.severity, (
         f"model severity {verdict.severity.value} (p_toxic {verdict.p_toxic:.2f}, flagged)"

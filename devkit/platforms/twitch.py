@@ -9,6 +9,11 @@ bucket is full again), answers 429 while it is empty, and answers errors as Heli
 bans and timeouts, warnings, chat settings) and records every request and effect, so a test can
 count what Twitch actually did.
 
+It also speaks the OAuth side (``/oauth2/token`` with ``grant_type=refresh_token``, and
+``/oauth2/validate``) as ``id.twitch.tv`` does, for a user token that expires:
+``expire_token()`` makes the current token answer 401 "Invalid OAuth token" until the client
+trades the refresh token (and the app's client secret) for a new pair.
+
 Its clock is the wall clock (``time.time``): ``Ratelimit-Reset`` is an epoch instant, and the
 recorded ``at`` of each request can be compared with it.
 """
@@ -40,6 +45,7 @@ HELIX_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/moderation/warnings"): "warn",
 }
 
+TOKEN_LIFETIME_S = 14_400
 # Helix: 800 points a minute per user token; each call here costs one point.
 HELIX_LIMIT = Limit(800, 60.0)
 MAX_TIMEOUT_S = 1_209_600
@@ -88,9 +94,16 @@ class TwitchServer(LocalServer):
         limit: Limit = HELIX_LIMIT,
         latency_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        refresh_token: str = "fake-refresh-token",  # noqa: S107 - a local server's test token
+        client_secret: str = "fake-client-secret",  # noqa: S107
     ) -> None:
         super().__init__()
         self.token = token
+        self.refresh_token = refresh_token
+        self.client_secret = client_secret
+        # Seconds the current token has left (a new one gets ~4 h, as Twitch user tokens do).
+        self.expires_in = TOKEN_LIFETIME_S
+        self.refreshes = 0
         self.client_id = client_id
         self.moderator_id = moderator_id
         self.limit = limit
@@ -107,12 +120,22 @@ class TwitchServer(LocalServer):
         self.forbidden_broadcasters: set[str] = set()
         for (method, path), bucket in HELIX_ROUTES.items():
             self.app.router.add_route(method, "/helix" + path, self._handler(bucket))
+        self.app.router.add_post("/oauth2/token", self._token)
+        self.app.router.add_get("/oauth2/validate", self._validate)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/helix"
 
+    @property
+    def auth_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oauth2"
+
     # -- what tests arrange ------------------------------------------------------------------
+
+    def expire_token(self) -> None:
+        """The current user token expires: every call with it answers 401 from now on."""
+        self.token = f"{self.token}-expired"  # nobody holds this one
 
     def exhaust(self, seconds: float) -> int:
         """Empty the points bucket for ``seconds``: every call before then answers 429, with
@@ -183,6 +206,56 @@ class TwitchServer(LocalServer):
         if status >= 400:
             return helix_error(status, str(payload), headers)
         return json_response(status, payload, headers)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """``POST /oauth2/token``: a refresh token (and the app's id and secret) for a new pair.
+
+        Like Twitch: a form body; 400 "Invalid refresh token" for a wrong one, 403 "invalid client
+        secret" for a wrong secret; the old refresh token stops working (one use).
+        """
+        form = await request.post()
+        at = self.clock()
+        status, payload = 200, {}
+        if form.get("grant_type") != "refresh_token":
+            status, payload = 400, {"status": 400, "message": "missing or invalid grant_type"}
+        elif form.get("client_id") != self.client_id:
+            status, payload = 400, {"status": 400, "message": "invalid client"}
+        elif form.get("client_secret") != self.client_secret:
+            status, payload = 403, {"status": 403, "message": "invalid client secret"}
+        elif form.get("refresh_token") != self.refresh_token:
+            status, payload = 400, {"status": 400, "message": "Invalid refresh token"}
+        else:
+            self.refreshes += 1
+            self.expires_in = TOKEN_LIFETIME_S
+            self.token = f"fake-twitch-token-{self.refreshes}"
+            self.refresh_token = f"fake-refresh-token-{self.refreshes}"
+            payload = {
+                "access_token": self.token,
+                "refresh_token": self.refresh_token,
+                "expires_in": self.expires_in,
+                "scope": ["moderator:manage:banned_users"],
+                "token_type": "bearer",
+            }
+        self.requests.append(Recorded("POST", request.path, "oauth-token", status, {}, at))
+        return json_response(status, payload)
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        """``GET /oauth2/validate`` (``Authorization: OAuth <token>``): whose, for how long."""
+        auth = request.headers.get("Authorization", "")
+        ok = auth.removeprefix("OAuth ").removeprefix("Bearer ") == self.token
+        self.requests.append(
+            Recorded("GET", request.path, "oauth-validate", 200 if ok else 401, {}, self.clock())
+        )
+        if not ok:
+            return json_response(401, {"status": 401, "message": "invalid access token"})
+        payload = {
+            "client_id": self.client_id,
+            "login": "chatwarden_bot",
+            "user_id": self.moderator_id,
+            "scopes": ["moderator:manage:banned_users"],
+            "expires_in": self.expires_in,
+        }
+        return json_response(200, payload)
 
     def _limit_headers(self, remaining: int, reset_at: float) -> dict[str, str]:
         return {

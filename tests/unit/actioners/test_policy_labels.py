@@ -312,3 +312,16 @@ def test_a_community_without_a_stored_policy_starts_in_first_day_mode() -> None:
     assert default.version_id == f"first-day:livestream@{PRESET_VERSION}"
     off = PolicyStore(db=None, default_preset="balanced", first_day=False)  # type: ignore[arg-type]
     assert off.default("twitch", "c").policy.live
+
+
+def test_a_detector_flag_never_climbs_the_model_severity_ladder() -> None:
+    # A LOW line flagged only by a stream detector (spam) acts through the spam rule; the LOW
+    # severity rule (here one that strikes) reads the model's own flag, which it is not.
+    policy = apply_changes(BALANCED, {"actions.LOW": {"delete": False, "strikes": 2}})
+    spam = verdict("buy followers at cheap dot com", labels=("spam",), severity="LOW")
+    by_detector = spam.model_copy(update={"flagged": True, "model_flagged": False})
+    decision = decide(policy, by_detector)
+    assert decision is not None and decision.strikes_added == 1  # the spam rule's strike
+    # A verdict from before model_flagged existed reads flagged, as it always did.
+    legacy = decide(policy, spam.model_copy(update={"flagged": True, "model_flagged": None}))
+    assert legacy is not None and legacy.strikes_added == 2

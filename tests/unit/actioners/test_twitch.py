@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -410,3 +411,47 @@ def test_the_twitch_executor_is_chosen_by_settings() -> None:
     assert "helix-secret-42" not in repr(Settings.model_validate({"platforms": {"twitch": twitch}}))
     with pytest.raises(ConfigError, match="WARDEN_PLATFORMS__TWITCH__API_TOKEN"):
         build_executor(Settings.model_validate({"actioner": {"executor": "twitch"}}))
+
+
+async def test_an_expired_user_token_is_refreshed_once_and_the_action_made(
+    fake: FakeTwitch, caplog: pytest.LogCaptureFixture
+) -> None:
+    refreshing = TwitchExecutor(
+        settings(
+            fake,
+            refresh_token=SecretStr("fake-refresh-token"),
+            client_secret=SecretStr("fake-client-secret"),
+            auth_url=fake.auth_url,
+            validate_every_s=0.05,
+        )
+    )
+    plain = TwitchExecutor(settings(fake))
+    await refreshing.start()
+    await plain.start()
+    try:
+        fake.expire_token()
+        # Three actions in flight at once meet the 401: one refresh, all three done.
+        outcomes = await asyncio.gather(
+            refreshing.execute(request("delete", "m-1")),
+            *(refreshing.execute(request("timeout", user=str(k), duration_s=60)) for k in (1, 2)),
+        )
+        assert [o.status for o in outcomes] == [ActionStatus.DONE] * 3
+        assert fake.refreshes == 1 and fake.count("oauth-token", 200) == 1
+        # Without a refresh token an expired token is a permanent failure naming the variable.
+        with pytest.raises(PermanentActionError, match="401 Invalid OAuth token"):
+            await plain.execute(request("delete", "m-9"))
+        # The hourly validation (here every 50 ms) refreshes a token about to expire.
+        fake.expires_in = 300
+        await asyncio.sleep(0.3)
+        assert fake.refreshes == 2 and fake.count("oauth-validate") >= 1
+        # A revoked refresh token: one clear line naming it, no secret in it or in the log.
+        fake.refresh_token = "revoked"
+        fake.expire_token()
+        refreshing.refresh_gap_s = 0  # past the guard of one refresh a minute on a 401
+        with pytest.raises(PermanentActionError, match="REFRESH_TOKEN: Twitch refused") as info:
+            await refreshing.execute(request("delete", "m-10"))
+        assert "fake-refresh" not in str(info.value) and "fake-refresh" not in caplog.text
+        assert "fake-client-secret" not in caplog.text
+    finally:
+        await refreshing.close()
+        await plain.close()
