@@ -81,6 +81,13 @@ def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
     default=None,
     help="Folder with hatexplain_{train,dev,test}.csv instead of the fetched ones (tests).",
 )
+@click.option(
+    "--finetune/--no-finetune",
+    default=True,
+    show_default=True,
+    help="Fine-tune the encoder's low-rank adapter on the training split first "
+    "(retrain/finetune.py; ~8 min on 2 cores, reused when the data is unchanged).",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -93,8 +100,10 @@ def train(
     max_rounds: int,
     pool_csv: Path | None,
     hatexplain_dir: Path | None,
+    finetune: bool,
 ) -> None:
     """Train the hybrid model into a new versioned directory."""
+    from retrain.finetune import FinetuneConfig
     from retrain.sources import FetchError, is_fetched
     from retrain.training import TrainConfig
     from retrain.training import train as run_training
@@ -117,6 +126,7 @@ def train(
         num_boost_round=max_rounds,
         pool_csv=pool_csv,
         hatexplain_dir=hatexplain_dir,
+        finetune=FinetuneConfig(seed=seed) if finetune else None,
     )
     folder = run_training(config, echo=click.echo)
     click.echo(str(folder))

@@ -13,7 +13,6 @@ unpacking. Nothing here is committed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import WardenError
+from toxicity.adapter import file_sha256 as sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +99,6 @@ TRAINING_SOURCES = ("pool", "hatexplain")
 
 class FetchError(WardenError, RuntimeError):
     """A source could not be downloaded, or its bytes are not the pinned ones (exit 1)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_dir(cache_dir: Path) -> Path:

@@ -20,11 +20,12 @@ they are present, learns their weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ import numpy as np
 from retrain.classification_metrics import binary_metrics, pick_thresholds
 from retrain.datasets import Example, Splits, load_splits
 from retrain.embeddings import EmbeddingCache, cache_folder, features_folder
+from retrain.finetune import FinetuneConfig, finetune_adapter, training_rows
 from retrain.head_fitting import fit_heads, fit_label_heads
 from retrain.sources import SOURCES, TRAINING_SOURCES
+from toxicity.adapter import file_sha256, merged_encoder
 from toxicity.artifacts import ModelMeta, model_version, save_model
 from toxicity.base import CONTEXT_FEATURES, Thresholds
 from toxicity.calibration import (
@@ -43,7 +46,7 @@ from toxicity.calibration import (
     expected_calibration_error,
     fit_calibrator,
 )
-from toxicity.encoder import Encoder
+from toxicity.encoder import Encoder, encoder_hash, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import head_features
 from toxicity.lexicon import Lexicon
@@ -88,6 +91,9 @@ class TrainConfig:
     benign_chat_flag_rate: float = 0.05
     params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     heads: tuple[str, ...] = ("tfidf", "tfidf_chat", "emb_all", "emb_hx", "emb_chat")
+    # The encoder's low-rank adapter fine-tuned on chat first (``retrain.finetune``); None
+    # embeds with the encoder as published.
+    finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
     threads: int = 2
     pool_csv: Path | None = None
     hatexplain_dir: Path | None = None
@@ -177,6 +183,40 @@ def cap_benign_chat(
     return out, medium
 
 
+def _adapter(
+    config: TrainConfig, splits: Splits, echo: Callable[[str], None]
+) -> tuple[Path | None, dict[str, float]]:
+    """The encoder adapter fine-tuned on the training split (None when ``finetune`` is off).
+
+    Kept in ``<cache>/adapters`` under a hash of its rows, settings and base encoder, so a
+    second training on the same data reuses it.
+    """
+    if config.finetune is None:
+        return None, {}
+    _, base = resolve_encoder(config.encoder)
+    if not isinstance(base, Path):
+        raise ValueError(f"fine-tuning needs a local encoder directory, not {base!r}")
+    texts = [scoring_text(e.text) for e in splits.train]
+    rows = training_rows(
+        texts,
+        [e.label for e in splits.train],
+        [e.source == "chat" for e in splits.train],
+        config.finetune,
+    )
+    digest = hashlib.sha256(f"{encoder_hash(base)}|{asdict(config.finetune)}".encode())
+    for text, label in rows:
+        digest.update(f"{label}\t{text}\n".encode())
+    path = config.cache_dir / "adapters" / f"adapter-{digest.hexdigest()[:16]}.safetensors"
+    if path.is_file():
+        echo(f"encoder adapter reused from {path}")
+        return path, {}
+    echo(f"fine-tuning the encoder's adapter on {len(rows)} rows")
+    tmp = path.with_suffix(".tmp")
+    stats = finetune_adapter(rows, base, tmp, config.finetune, echo=echo)
+    tmp.replace(path)
+    return path, stats
+
+
 def scoring_text(text: str) -> str:
     """``text`` as the scorer reads it (``HybridScorer.model_text`` with the default lexicon)."""
     return model_text(text, _is_listed)
@@ -229,8 +269,12 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         f"pool_dev {len(splits.pool_dev)}, chat_dev {len(splits.chat_dev)} "
         f"(HateXplain test held out: {len(splits.hx_test)}; chat test split never read)"
     )
+    adapter, adapter_stats = _adapter(config, splits, echo)
+    base_id, base_source = resolve_encoder(config.encoder)
     encoder = Encoder.load(
-        config.encoder,
+        str(merged_encoder(base_source, adapter, config.cache_dir))  # type: ignore[arg-type]
+        if adapter is not None
+        else config.encoder,
         quantize="int8" if config.quantize == "int8" else "none",
         cache_dir=config.cache_dir,
         batch_size=config.embed_batch_size,
@@ -348,8 +392,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     booster_bytes = bytes(booster.save_raw(raw_format="ubj"))
     meta = ModelMeta(
         version="pending",
-        encoder_id=encoder.encoder_id,
+        encoder_id=base_id,
         encoder_sha256=encoder.weights_hash,
+        encoder_adapter=file_sha256(adapter) if adapter is not None else None,
         encoder_backend=encoder.backend,
         max_length=encoder.max_length,
         embedding_dim=dim,
@@ -393,6 +438,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "heads": [head.name for head in heads],
         "threads": config.threads,
         "embedding_recipe": encoder.cache_tag,
+        "encoder_finetune": (
+            {**asdict(config.finetune), **adapter_stats} if config.finetune is not None else None
+        ),
         "embeddings_cached_at_start": cached_at_start,
         "seconds": {
             "features": round(features_s, 1),
@@ -405,7 +453,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     folder = config.out / meta.version
     from retrain.card import model_card
 
-    save_model(folder, meta, booster_bytes, card=model_card(meta))
+    save_model(folder, meta, booster_bytes, card=model_card(meta), adapter=adapter)
     echo(f"model {meta.version} written to {folder} in {total_s:.0f}s")
     echo(json.dumps(metrics, indent=2))
     return folder

@@ -5,6 +5,9 @@
     <dir>/booster.ubj    the XGBoost booster (UBJSON)
     <dir>/heads.npz      weights of the TF-IDF head, when the model has one (float32, zipped)
     <dir>/MODEL_CARD.md  the model card (metrics table, data, limitations)
+    <dir>/encoder_adapter.safetensors
+                         the encoder's low-rank adapter, when training fine-tuned it
+                         (``toxicity.adapter``; merged into the encoder on first use)
 
 Everything is small plain files; the int8 encoder is never stored here (it is rebuilt from the
 encoder's weights into the cache on first use).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.settings import env_name
+from toxicity.adapter import ADAPTER_FILE, file_sha256
 from toxicity.base import Thresholds
 from toxicity.calibration import Calibrator
 from toxicity.heads import EmbeddingHead, Head, TfidfHead
@@ -73,6 +78,9 @@ class ModelMeta:
     calibrator: Calibrator
     decision_threshold: float
     heads: list[Head] = field(default_factory=list)
+    # sha256 of ``encoder_adapter.safetensors`` when the encoder was fine-tuned (then
+    # ``encoder_sha256`` names the merged encoder: ``toxicity.adapter.merged_id``).
+    encoder_adapter: str | None = None
     # One logistic head per harm label (schemas.labels.HARM_LABELS) on the embedding: the
     # label's score; they explain a verdict and never feed the booster.
     label_heads: list[EmbeddingHead] = field(default_factory=list)
@@ -99,6 +107,7 @@ class ModelMeta:
                 "backend": self.encoder_backend,
                 "max_length": self.max_length,
                 "dim": self.embedding_dim,
+                **({"adapter": self.encoder_adapter} if self.encoder_adapter else {}),
             },
             "features": {
                 "static": self.static_features,
@@ -135,6 +144,7 @@ class ModelMeta:
                 encoder_backend=str(encoder["backend"]),
                 max_length=int(encoder["max_length"]),
                 embedding_dim=int(encoder["dim"]),
+                encoder_adapter=str(encoder["adapter"]) if encoder.get("adapter") else None,
                 static_features=list(data["features"]["static"]),
                 context_features=list(data["features"]["context"]),
                 thresholds=Thresholds(
@@ -184,13 +194,33 @@ def model_version(booster_bytes: bytes, meta: ModelMeta) -> str:
     digest.update(repr(meta.thresholds).encode())
     for head in [*meta.heads, *meta.label_heads]:
         digest.update(np.ascontiguousarray(head.coef, dtype=np.float32).tobytes())
+    if meta.encoder_adapter:
+        digest.update(meta.encoder_adapter.encode())
     return f"hybrid-minilm-xgb-{digest.hexdigest()[:10]}"
 
 
+def adapter_file(folder: Path, meta: ModelMeta) -> Path | None:
+    """The model's encoder adapter (checked against ``model.json``), or None without one."""
+    if not meta.encoder_adapter:
+        return None
+    path = folder / ADAPTER_FILE
+    if not path.is_file():
+        raise ModelFormatError(f"{folder} has no {ADAPTER_FILE} (model.json names one)")
+    if file_sha256(path) != meta.encoder_adapter:
+        raise ModelFormatError(f"{path}: sha256 differs from the one in model.json")
+    return path
+
+
 def save_model(
-    folder: Path, meta: ModelMeta, booster_bytes: bytes, card: str | None = None
+    folder: Path,
+    meta: ModelMeta,
+    booster_bytes: bytes,
+    card: str | None = None,
+    adapter: Path | None = None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    if adapter is not None:
+        shutil.copyfile(adapter, folder / ADAPTER_FILE)
     (folder / BOOSTER_FILE).write_bytes(booster_bytes)
     tfidf = {
         f"{head.name}.{part}": np.asarray(getattr(head, part), dtype=np.float32)

@@ -25,6 +25,7 @@ works offline (``HF_HUB_OFFLINE=1``) on a fresh machine.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -74,9 +75,13 @@ def resolve_encoder(name_or_path: str | None) -> tuple[str, Path | str]:
 
 
 def encoder_hash(source: Path | str) -> str:
-    """sha256 of the encoder's weight file (or of its name when it is not a local directory)."""
+    """sha256 of the encoder's weight file (or of its name when it is not a local directory);
+    a merged encoder (``toxicity.adapter``) is named by its base's and its adapter's hashes."""
     digest = hashlib.sha256()
     if isinstance(source, Path):
+        merge = source / "merge.json"
+        if merge.is_file():
+            return str(json.loads(merge.read_text())["id"])
         for name in _WEIGHT_FILES:
             weights = source / name
             if weights.is_file():

@@ -34,9 +34,16 @@ import numpy as np
 from schemas.events import Severity
 from schemas.labels import PROFANITY
 from schemas.rules import HARD_SLUR
-from toxicity.artifacts import ModelFormatError, ModelMeta, load_booster_bytes, load_meta
+from toxicity.adapter import merged_encoder
+from toxicity.artifacts import (
+    ModelFormatError,
+    ModelMeta,
+    adapter_file,
+    load_booster_bytes,
+    load_meta,
+)
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
-from toxicity.encoder import Encoder
+from toxicity.encoder import Encoder, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 from toxicity.lexicon import Hits, Lexicon
@@ -179,6 +186,14 @@ class HybridScorer:
         device = model_settings.device if model_settings else "cpu"
         batch_size = model_settings.batch_size if model_settings else 64
         name = model_settings.encoder if model_settings and model_settings.encoder else None
+        adapter = adapter_file(model_dir, meta)
+        if name is None and adapter is not None:
+            # The fine-tuned encoder: the base with the model's adapter merged in (cached).
+            base = resolve_encoder(meta.encoder_id)[1]
+            if not isinstance(base, Path):
+                raise ModelFormatError(f"{model_dir}: the adapter's base encoder is not local")
+            cache = cache_dir or Path.home() / ".cache" / "chatwarden"
+            name = str(merged_encoder(base, adapter, cache))
         encoder = Encoder.load(
             name or meta.encoder_id,
             quantize=quantize,

@@ -12,6 +12,7 @@ from core.errors import PayloadError
 from core.settings import Settings, load_settings
 from retrain.cli import evaluate, train
 from retrain.sources import FetchError
+from toxicity.adapter import ADAPTER_FILE, file_sha256
 from toxicity.artifacts import BOOSTER_FILE, CARD_FILE, METADATA_FILE, load_meta
 from toxicity.cli import score
 
@@ -55,6 +56,9 @@ def test_sample_training_writes_a_complete_model_dir(model_dir: Path) -> None:
     }  # fmt: skip
     assert meta.metrics["hatexplain_dev"]["roc_auc"] > 0.7
     assert "Context features" in (model_dir / CARD_FILE).read_text()
+    # The encoder was fine-tuned: its adapter ships with the model, named in model.json.
+    assert meta.encoder_adapter == file_sha256(model_dir / ADAPTER_FILE)
+    assert meta.training["encoder_finetune"]["rank"] == 16
 
 
 def test_same_seed_gives_the_same_model(
