@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import WardenError
-from toxicity.adapter import file_sha256 as sha256_file
+from toxicity.encoder import file_sha256 as sha256_file
 
 logger = logging.getLogger(__name__)
 

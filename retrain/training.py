@@ -37,7 +37,7 @@ from retrain.embeddings import EmbeddingCache, cache_folder, features_folder
 from retrain.finetune import FinetuneConfig, finetune_adapter, training_rows
 from retrain.head_fitting import fit_heads, fit_label_heads
 from retrain.sources import SOURCES, TRAINING_SOURCES
-from toxicity.adapter import file_sha256, merged_encoder
+from toxicity.adapter import merged_encoder
 from toxicity.artifacts import ModelMeta, model_version, save_model
 from toxicity.base import CONTEXT_FEATURES, Thresholds
 from toxicity.calibration import (
@@ -46,7 +46,7 @@ from toxicity.calibration import (
     expected_calibration_error,
     fit_calibrator,
 )
-from toxicity.encoder import Encoder, encoder_hash, resolve_encoder
+from toxicity.encoder import Encoder, encoder_hash, file_sha256, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import head_features
 from toxicity.lexicon import Lexicon
@@ -185,14 +185,16 @@ def cap_benign_chat(
 
 def _adapter(
     config: TrainConfig, splits: Splits, echo: Callable[[str], None]
-) -> tuple[Path | None, dict[str, float]]:
-    """The encoder adapter fine-tuned on the training split (None when ``finetune`` is off).
+) -> tuple[Path | None, str | None, dict[str, float]]:
+    """(the encoder adapter fine-tuned on the training split, the encoder to embed with: the
+    base with the adapter merged in, what fine-tuning reports); (None, ``config.encoder``, {})
+    when ``finetune`` is off.
 
-    Kept in ``<cache>/adapters`` under a hash of its rows, settings and base encoder, so a
-    second training on the same data reuses it.
+    The adapter is kept in ``<cache>/adapters`` under a hash of its rows, settings and base
+    encoder, so a second training on the same data reuses it.
     """
     if config.finetune is None:
-        return None, {}
+        return None, config.encoder, {}
     _, base = resolve_encoder(config.encoder)
     if not isinstance(base, Path):
         raise ValueError(f"fine-tuning needs a local encoder directory, not {base!r}")
@@ -207,14 +209,15 @@ def _adapter(
     for text, label in rows:
         digest.update(f"{label}\t{text}\n".encode())
     path = config.cache_dir / "adapters" / f"adapter-{digest.hexdigest()[:16]}.safetensors"
+    stats: dict[str, float] = {}
     if path.is_file():
         echo(f"encoder adapter reused from {path}")
-        return path, {}
-    echo(f"fine-tuning the encoder's adapter on {len(rows)} rows")
-    tmp = path.with_suffix(".tmp")
-    stats = finetune_adapter(rows, base, tmp, config.finetune, echo=echo)
-    tmp.replace(path)
-    return path, stats
+    else:
+        echo(f"fine-tuning the encoder's adapter on {len(rows)} rows")
+        tmp = path.with_suffix(".tmp")
+        stats = finetune_adapter(rows, base, tmp, config.finetune, echo=echo)
+        tmp.replace(path)
+    return path, str(merged_encoder(base, path, config.cache_dir)), stats
 
 
 def scoring_text(text: str) -> str:
@@ -269,12 +272,9 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         f"pool_dev {len(splits.pool_dev)}, chat_dev {len(splits.chat_dev)} "
         f"(HateXplain test held out: {len(splits.hx_test)}; chat test split never read)"
     )
-    adapter, adapter_stats = _adapter(config, splits, echo)
-    base_id, base_source = resolve_encoder(config.encoder)
+    adapter, encoder_source, adapter_stats = _adapter(config, splits, echo)
     encoder = Encoder.load(
-        str(merged_encoder(base_source, adapter, config.cache_dir))  # type: ignore[arg-type]
-        if adapter is not None
-        else config.encoder,
+        encoder_source,
         quantize="int8" if config.quantize == "int8" else "none",
         cache_dir=config.cache_dir,
         batch_size=config.embed_batch_size,
@@ -392,7 +392,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     booster_bytes = bytes(booster.save_raw(raw_format="ubj"))
     meta = ModelMeta(
         version="pending",
-        encoder_id=base_id,
+        encoder_id=resolve_encoder(config.encoder)[0],
         encoder_sha256=encoder.weights_hash,
         encoder_adapter=file_sha256(adapter) if adapter is not None else None,
         encoder_backend=encoder.backend,

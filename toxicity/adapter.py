@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from toxicity.encoder import encoder_hash, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ TARGETS = (
     "intermediate.dense",
     "output.dense",
 )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def merged_id(base_sha256: str, adapter_sha256: str) -> str:
@@ -68,8 +61,6 @@ def target_modules(model: Any) -> dict[str, Any]:
 
 def merged_encoder(base: Path, adapter: Path, cache_dir: Path) -> Path:
     """The directory of ``base`` with ``adapter`` merged in, written on first use."""
-    from toxicity.encoder import encoder_hash
-
     base_sha = encoder_hash(base)
     adapter_sha = file_sha256(adapter)
     identity = merged_id(base_sha, adapter_sha)

@@ -28,9 +28,10 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.settings import env_name
-from toxicity.adapter import ADAPTER_FILE, file_sha256
+from toxicity.adapter import ADAPTER_FILE
 from toxicity.base import Thresholds
 from toxicity.calibration import Calibrator
+from toxicity.encoder import file_sha256
 from toxicity.heads import EmbeddingHead, Head, TfidfHead
 
 FORMAT = 1

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 DEFAULT_MAX_LENGTH = 128
+# Where built encoders go when no cache folder is given (``settings.stack.cache_dir``'s default).
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "chatwarden"
 Backend = Literal["fp32", "fp16", "int8"]
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Bumped when the export or quantization recipe changes, so stale cached files are not reused.
@@ -74,10 +76,17 @@ def resolve_encoder(name_or_path: str | None) -> tuple[str, Path | str]:
     return name_or_path, name_or_path
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def encoder_hash(source: Path | str) -> str:
     """sha256 of the encoder's weight file (or of its name when it is not a local directory);
     a merged encoder (``toxicity.adapter``) is named by its base's and its adapter's hashes."""
-    digest = hashlib.sha256()
     if isinstance(source, Path):
         merge = source / "merge.json"
         if merge.is_file():
@@ -85,12 +94,8 @@ def encoder_hash(source: Path | str) -> str:
         for name in _WEIGHT_FILES:
             weights = source / name
             if weights.is_file():
-                with weights.open("rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-                return digest.hexdigest()
-    digest.update(str(source).encode())
-    return digest.hexdigest()
+                return file_sha256(weights)
+    return hashlib.sha256(str(source).encode()).hexdigest()
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -167,7 +172,7 @@ class Encoder:
             backend, session = "fp16", _torch_model(source, local, device="cuda", half=True)
         elif quantize == "int8":
             backend = "int8"
-            cache = (cache_dir or Path.home() / ".cache" / "chatwarden") / "encoders"
+            cache = (cache_dir or DEFAULT_CACHE_DIR) / "encoders"
             folder = cache / weights_hash[:16]
             session = _int8_session(source, local, tokenizer, folder)
             count = default_workers() if workers is None else max(1, workers)

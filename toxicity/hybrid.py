@@ -43,7 +43,7 @@ from toxicity.artifacts import (
     load_meta,
 )
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
-from toxicity.encoder import Encoder, resolve_encoder
+from toxicity.encoder import DEFAULT_CACHE_DIR, Encoder, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 from toxicity.lexicon import Hits, Lexicon
@@ -192,8 +192,7 @@ class HybridScorer:
             base = resolve_encoder(meta.encoder_id)[1]
             if not isinstance(base, Path):
                 raise ModelFormatError(f"{model_dir}: the adapter's base encoder is not local")
-            cache = cache_dir or Path.home() / ".cache" / "chatwarden"
-            name = str(merged_encoder(base, adapter, cache))
+            name = str(merged_encoder(base, adapter, cache_dir or DEFAULT_CACHE_DIR))
         encoder = Encoder.load(
             name or meta.encoder_id,
             quantize=quantize,

@@ -136,6 +136,7 @@ async def test_a_verdict_delivered_twice_is_acted_on_once(
                 **golden,
                 "message_id": f"{prefix}{i}",
                 "flagged": i % 2 == 0,
+                "model_flagged": i % 2 == 0,
                 "labels": ["insult"],
                 "reasons": {},
             }

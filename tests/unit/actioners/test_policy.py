@@ -27,6 +27,9 @@ GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "verdict.v1.json"
 def verdict(**overrides: Any) -> Verdict:
     record = json.loads(GOLDEN.read_text())
     record.update(overrides)
+    # As the scorer writes them: the model's own flag is the flag, unless a test says otherwise.
+    if "flagged" in overrides and "model_flagged" not in overrides:
+        record["model_flagged"] = overrides["flagged"]
     return Verdict.model_validate(record)
 
 

@@ -51,6 +51,8 @@ def verdict(
         flagged=severity in ("MEDIUM", "HIGH"),
         **overrides,
     )
+    if "model_flagged" not in overrides:
+        record["model_flagged"] = record["flagged"]
     for label in labels:
         if label not in ("insult", "threat", "self_harm", "identity_attack", "profanity"):
             record["label_scores"].pop(label, None)
