@@ -156,6 +156,40 @@ def _echo_policy(stored: StoredPolicy) -> None:
     click.echo(json.dumps(stored.policy.to_document(), indent=2))
 
 
+def _change_policy(
+    settings: Settings,
+    platform: str,
+    community: str,
+    changes: dict[str, Any],
+    note: str,
+    author: str | None,
+) -> StoredPolicy:
+    """Store COMMUNITY's policy with dotted-path ``changes`` as a new version, by this operator,
+    its detector thresholds mirrored to Redis."""
+    from actioners import commands
+
+    return _with_db(
+        settings,
+        _as_operator(
+            author,
+            _mirrored(
+                settings,
+                lambda db, who, mirror: commands.set_policy(
+                    db,
+                    platform,
+                    community,
+                    changes,
+                    author=who,
+                    note=note,
+                    default_preset=settings.actioner.default_preset,
+                    first_day=_first_day(settings),
+                    mirror=mirror,
+                ),
+            ),
+        ),
+    )
+
+
 @click.group()
 def policy() -> None:
     """A community's moderation policy (versioned in PostgreSQL)."""
@@ -252,26 +286,7 @@ def policy_set(
                 ),
             )
         if parsed:
-            stored = _with_db(
-                settings,
-                _as_operator(
-                    author,
-                    _mirrored(
-                        settings,
-                        lambda db, who, mirror: commands.set_policy(
-                            db,
-                            platform,
-                            community,
-                            parsed,
-                            author=who,
-                            note=note,
-                            default_preset=settings.actioner.default_preset,
-                            first_day=_first_day(settings),
-                            mirror=mirror,
-                        ),
-                    ),
-                ),
-            )
+            stored = _change_policy(settings, platform, community, parsed, note, author)
     except (PolicyChangeError, ValueError) as exc:
         raise click.UsageError(f"invalid policy: {exc}") from exc
     click.echo(f"stored {stored.version_id}")
@@ -363,6 +378,101 @@ def policy_go_live(
         ),
     )
     click.echo(f"stored {stored.version_id} (preset {stored.policy.preset}): live")
+
+
+@policy.command("calibrate")
+@click.argument("community")
+@platform_option
+@click.option("--since-days", type=float, default=30.0, show_default=True)
+@click.option(
+    "--prior", type=float, default=50.0, show_default=True, help="Shrinkage: n/(n+prior)."
+)
+@click.option("--min-reviews", type=int, default=30, show_default=True)
+@click.option("--apply", "apply_it", is_flag=True, help="Store the thresholds as a new version.")
+@click.option("--undo", is_flag=True, help="Restore the thresholds from before the last one.")
+@click.option("--author", default=None, help=IDENTITY_HELP)
+@click.pass_context
+def policy_calibrate(
+    ctx: click.Context,
+    community: str,
+    platform: str,
+    since_days: float,
+    prior: float,
+    min_reviews: int,
+    apply_it: bool,
+    undo: bool,
+    author: str | None,
+) -> None:
+    """Fit COMMUNITY's thresholds to its moderators' reviews (shrunk toward the global model;
+    actioners/calibration.py) and report before/after on held-out reviews; --apply stores them
+    as a policy version (see `warden policy show`), --undo reverses the last calibration."""
+    from datetime import UTC, datetime, timedelta
+
+    from actioners import commands
+    from actioners.calibration import NOTE_PREFIX, calibrate, reviewed, scored_thresholds
+    from actioners.policy import Thresholds
+    from core.topic_reading import read_topic
+    from schemas.topics import FEEDBACK, VERDICTS
+    from toxicity.artifacts import default_model_dir, load_meta
+
+    settings = settings_from(ctx)
+
+    def store(thresholds: dict[str, float] | None, note: str) -> StoredPolicy:
+        changes = {"thresholds": thresholds}
+        return _change_policy(settings, platform, community, changes, note, author)
+
+    if undo:
+        versions = _with_db(settings, lambda db: commands.policy_history(db, platform, community))
+        latest = next((i for i, v in enumerate(versions) if v.note.startswith(NOTE_PREFIX)), None)
+        if latest is None:
+            raise click.UsageError(f"{platform}:{community} has no calibration to undo")
+        earlier = versions[latest + 1].policy.thresholds if latest + 1 < len(versions) else None
+        restored = earlier.model_dump() if earlier is not None else None
+        stored = store(restored, f"calibration of v{versions[latest].version} undone")
+        click.echo(f"stored {stored.version_id}: thresholds {restored or 'of the model'}")
+        return
+
+    since = datetime.now(UTC) - timedelta(days=since_days)
+
+    async def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return await read_topic(settings, VERDICTS, since), await read_topic(
+            settings, FEEDBACK, since
+        )
+
+    verdicts, feedback = asyncio.run(read())
+    ours = [v for v in verdicts if (v.get("platform"), v.get("community")) == (platform, community)]
+    base = scored_thresholds(ours)
+    if base is None:
+        model = load_meta(default_model_dir()).thresholds
+        base = Thresholds(low=model.low, medium=model.medium, high=model.high)
+    try:
+        result = calibrate(
+            reviewed(ours, feedback, platform, community),
+            base,
+            prior=prior,
+            min_reviews=min_reviews,
+        )
+    except ValueError as exc:
+        raise click.UsageError(f"{platform}:{community}: {exc}") from exc
+    t, a = result.thresholds, result.adjustment
+    click.echo(
+        f"{platform}:{community}: {result.train} reviews fitted (weight {a.weight:.2f}),"
+        f" {result.holdout} held out"
+    )
+    click.echo(
+        f"  thresholds  {base.low:.3f}/{base.medium:.3f}/{base.high:.3f} -> "
+        f"{t.low:.3f}/{t.medium:.3f}/{t.high:.3f} (low/medium/high)"
+    )
+    for key in ("accuracy", "benign_flagged", "harmful_caught", "log_loss"):
+        shown = [
+            ("-" if v is None else f"{v:.3f}") for v in (result.before[key], result.after[key])
+        ]
+        click.echo(f"  held-out {key:<15} {shown[0]} -> {shown[1]}")
+    if apply_it:
+        stored = store(t.model_dump(), result.note())
+        click.echo(f"stored {stored.version_id} (undo: warden policy calibrate {community} --undo)")
+    else:
+        click.echo("not stored (--apply stores it)")
 
 
 @policy.command("holds")

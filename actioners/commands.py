@@ -184,7 +184,7 @@ async def sync_detectors(
     """Write the detector thresholds of the policy in force to Redis again (after a failed
     mirror); a community with nothing stored gets its default preset's."""
     stored = await PolicyStore(db, default_preset).current(platform, community)
-    await mirror.publish(platform, community, stored.policy.detectors)
+    await mirror.publish(platform, community, stored.policy.detectors, stored.version_id)
     return stored
 
 

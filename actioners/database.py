@@ -206,13 +206,17 @@ class Database:
                 (list(REQUIRED_TABLES),),
             )
             found = {row[0] for row in await cur.fetchall()}
-            # 0005: entries that wait for their time (a raid mode's end).
-            await cur.execute(
-                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
-                " AND table_name = 'action_ledger' AND column_name = 'due_at'"
-            )
-            if await cur.fetchone() is None:
-                found.discard("action_ledger")
+            # 0005: entries that wait for their time (a raid mode's end); 0008: what a decision
+            # was made from (replays).
+            for table, column in (("action_ledger", "due_at"), ("decisions", "verdict")):
+                await cur.execute(
+                    "SELECT 1 FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND table_name = %s"
+                    " AND column_name = %s",
+                    (table, column),
+                )
+                if await cur.fetchone() is None:
+                    found.discard(table)
         missing = sorted(set(REQUIRED_TABLES) - found)
         if missing:
             raise ConfigError(

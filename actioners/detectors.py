@@ -2,9 +2,11 @@
 
 The policy (in PostgreSQL) is the truth; the scorer reads only Redis, per community:
 
-    wd:policy:<platform>:<community>   hash, field "detectors" = DetectorThresholds as JSON
+    wd:policy:<platform>:<community>   hash, field "detectors" = DetectorThresholds as JSON,
+                                       field "version" = the policy version's id
 
-(``schemas.detection.policy_key`` and ``DETECTORS_FIELD``). Every stored policy version is
+(``schemas.detection.policy_key``, ``DETECTORS_FIELD`` and ``VERSION_FIELD``); the scorer puts
+the version it applied in ``Verdict.policy_version``. Every stored policy version is
 mirrored right after it is committed (``warden policy set|preset|go-live``, and whoever saves
 through ``actioners.policystore.PolicyStore.save`` with a mirror). A community with nothing in
 Redis is scored with the defaults (the ``balanced`` preset's thresholds). A mirror that fails
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from core.clients import redis_client
 from core.errors import TransientError
 from core.settings import RedisSettings
-from schemas.detection import DETECTORS_FIELD, DetectorThresholds, policy_key
+from schemas.detection import DETECTORS_FIELD, VERSION_FIELD, DetectorThresholds, policy_key
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -40,15 +42,27 @@ class DetectorMirror:
         """A mirror on the Redis of ``WARDEN_REDIS__URL`` (connects on first use)."""
         return cls(redis_client(settings))
 
-    async def publish(self, platform: str, community: str, detectors: DetectorThresholds) -> None:
-        """Write one community's thresholds; ``MirrorError`` when Redis does not take them."""
+    async def publish(
+        self,
+        platform: str,
+        community: str,
+        detectors: DetectorThresholds,
+        version: str | None = None,
+    ) -> None:
+        """Write one community's thresholds with the id of the policy version they belong to
+        (None: none, and an older version's id is removed, in the same transaction);
+        ``MirrorError`` when Redis does not take them."""
         from redis.exceptions import RedisError
 
+        key = policy_key(platform, community)
         try:
-            # redis-py types its commands as "Awaitable[T] | T" (sync and async share them).
-            await self.client.hset(  # type: ignore[misc]
-                policy_key(platform, community), DETECTORS_FIELD, detectors.model_dump_json()
-            )
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, DETECTORS_FIELD, detectors.model_dump_json())
+                if version is None:
+                    pipe.hdel(key, VERSION_FIELD)
+                else:
+                    pipe.hset(key, VERSION_FIELD, version)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise MirrorError(
                 f"detector thresholds of {platform}:{community} not mirrored to Redis "

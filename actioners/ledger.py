@@ -200,11 +200,24 @@ class DecisionRow:
     features: dict[str, float | None] | None = None
     label_scores: dict[str, float] | None = None
     reasons: dict[str, str] | None = None
+    # What a replay needs (``warden replay-decision``): the whole verdict as JSON, and the
+    # user's real and shadow strike points before the decision.
+    verdict: dict[str, Any] | None = None
+    strikes_before: int | None = None
+    shadow_strikes_before: int | None = None
 
 
-def decision_row(verdict: Verdict, decision: Decision) -> DecisionRow:
+def decision_row(
+    verdict: Verdict,
+    decision: Decision,
+    *,
+    active_strikes: int | None = None,
+    shadow_strikes: int | None = None,
+) -> DecisionRow:
     """The ``decisions`` row of a verdict the policy acted on (or held), with the verdict's
-    snapshot, so a moderator reviewing it later sees what the model saw."""
+    snapshot, so a moderator reviewing it later sees what the model saw, and with what
+    ``evaluate`` was given (the whole verdict, ``active_strikes`` and ``shadow_strikes``), so
+    the decision can be made again and compared."""
     return DecisionRow(
         message_id=verdict.message_id,
         platform=verdict.platform.value,
@@ -225,7 +238,18 @@ def decision_row(verdict: Verdict, decision: Decision) -> DecisionRow:
         features={k: _finite(v) for k, v in verdict.features.items()},
         label_scores=dict(verdict.label_scores),
         reasons=dict(verdict.reasons) or None,
+        verdict=verdict_document(verdict),
+        strikes_before=active_strikes,
+        shadow_strikes_before=shadow_strikes,
     )
+
+
+def verdict_document(verdict: Verdict) -> dict[str, Any]:
+    """The verdict as jsonb takes it (``Verdict.model_validate`` reads it back)."""
+    document = verdict.model_dump(mode="json")
+    document["text"] = audit.storable(verdict.text)
+    document["features"] = {k: _finite(v) for k, v in verdict.features.items()}
+    return document
 
 
 def _finite(value: float | None) -> float | None:
@@ -287,9 +311,10 @@ async def record_decisions(
         await cur.executemany(
             "INSERT INTO decisions (message_id, platform, community, channel, user_id,"
             " policy_version, model_version, severity, rule, strikes_added, strikes_active,"
-            " shadow, reason, labels, text, p_toxic, features, label_scores, reasons)"
+            " shadow, reason, labels, text, p_toxic, features, label_scores, reasons,"
+            " verdict, strikes_before, shadow_strikes_before)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s, %s, %s)"
+            " %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (message_id) DO NOTHING",
             [
                 (
@@ -312,6 +337,9 @@ async def record_decisions(
                     _json(d.features),
                     _json(d.label_scores),
                     _json(d.reasons),
+                    _json(d.verdict),
+                    d.strikes_before,
+                    d.shadow_strikes_before,
                 )
                 for d in decisions
             ],

@@ -27,10 +27,12 @@ from actioners.database import Database
 from actioners.detectors import DetectorMirror
 from actioners.policy import (
     Policy,
+    builtin,
     first_day,
     first_day_version,
     preset,
     preset_version,
+    stored_number,
     stored_version,
 )
 
@@ -118,6 +120,18 @@ class PolicyStore:
             row = await cur.fetchone()
         return self._stored(platform, community, row) if row else None
 
+    async def at(self, platform: str, community: str, version_id: str) -> StoredPolicy | None:
+        """The policy a community's decision names in ``policy_version``: a stored version
+        (None when it is not stored) or a built-in preset (ValueError for a preset this code
+        cannot rebuild, or an id that names no policy version)."""
+        policy = builtin(version_id)
+        if policy is not None:
+            return StoredPolicy(platform, community, policy, version=0, version_id=version_id)
+        found = stored_number(version_id)
+        if found is None:
+            raise ValueError(f"{version_id!r} is not a policy version")
+        return await self.version(*found)
+
     async def save(
         self,
         platform: str,
@@ -157,7 +171,7 @@ class PolicyStore:
         stored = self._stored(platform, community, row)
         self._cache.pop((platform, community), None)
         if mirror is not None:
-            await mirror.publish(platform, community, stored.policy.detectors)
+            await mirror.publish(platform, community, stored.policy.detectors, stored.version_id)
         return stored
 
     @staticmethod

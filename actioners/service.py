@@ -441,7 +441,11 @@ class Actioner:
                             decay_days=stored.policy.strike_decay_s / 86400,
                         )
                     )
-                decisions.append(ledgers.decision_row(verdict, decision))
+                decisions.append(
+                    ledgers.decision_row(
+                        verdict, decision, active_strikes=real, shadow_strikes=shadow
+                    )
+                )
                 source = Source(record.topic, record.partition, record.offset)
                 for request, skip in requests_for(verdict, decision, now):
                     if request.kind is ActionKind.HOLD:

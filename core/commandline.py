@@ -9,7 +9,8 @@ needs the other, so no service imports the CLI.
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from datetime import timedelta
+from typing import Any, ClassVar, NoReturn
 
 import click
 
@@ -53,3 +54,19 @@ def run(command: click.Command, prog_name: str) -> None:
         command.main(prog_name=prog_name)
     except WardenError as exc:
         fail(exc)
+
+
+class Age(click.ParamType):
+    """A command-line duration back from now, ``30m``, ``24h`` or ``7d``, as a ``timedelta``."""
+
+    name = "age"
+    UNITS: ClassVar[dict[str, int]] = {"m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip()
+        number, unit = text[:-1], text[-1:]
+        if unit not in self.UNITS or not number.isdigit() or int(number) == 0:
+            self.fail(f"{value!r}: expected a number and m, h or d (e.g. 24h)", param, ctx)
+        return timedelta(seconds=int(number) * self.UNITS[unit])

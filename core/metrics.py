@@ -107,6 +107,16 @@ DEGRADED = Counter(
     "Messages scored without context features because Redis was unreachable.",
     ["service"],
 )
+MODEL_INFO = Gauge(
+    "warden_model_info",
+    "1 for the model version this worker scores with (0 for one it replaced).",
+    ["service", "version"],
+)
+MODEL_SWAPS = Counter(
+    "warden_model_swaps_total",
+    "Promoted models swapped in between batches (result: swapped, failed).",
+    ["service", "result"],
+)
 CONSUMER_LAG = Gauge(
     "warden_consumer_lag",
     "Messages behind the partition's end, as of the last batch.",

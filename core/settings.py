@@ -130,10 +130,20 @@ class ModelSettings(Section):
     # int8 on the CPU: single-threaded encoder sessions run side by side, one text each;
     # None = one per core (toxicity.encoder explains why).
     encoder_workers: int | None = Field(default=None, ge=1, le=256)
+    # The model registry (`warden models`): its name (rows in PostgreSQL, the active-model
+    # pointer in Redis), whether scorers follow its active model (None = unless `path` pins a
+    # directory), and how often a scorer looks for a promotion between batches.
+    registry: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    follow_registry: bool | None = None
+    poll_s: float = Field(default=5.0, gt=0, le=3600)
     # Severity thresholds; None = the ones stored with the model (0.3 / 0.5 / 0.7 by default).
     low_threshold: float | None = Field(default=None, ge=0, le=1)
     medium_threshold: float | None = Field(default=None, ge=0, le=1)
     high_threshold: float | None = Field(default=None, ge=0, le=1)
+
+    @property
+    def follows_registry(self) -> bool:
+        return self.follow_registry if self.follow_registry is not None else self.path is None
 
 
 class DiscordSettings(Section):
@@ -294,6 +304,7 @@ class MetricsSettings(Section):
     actioner_port: int = Field(default=9103, ge=0, le=65535)
     explainer_port: int = Field(default=9104, ge=0, le=65535)
     review_port: int = Field(default=9105, ge=0, le=65535)
+    drift_port: int = Field(default=9106, ge=0, le=65535)
 
 
 class ScorerSettings(Section):
@@ -314,6 +325,10 @@ class ScorerSettings(Section):
     # Each community's detector thresholds (mirrored to Redis by the actioner) are re-read at
     # most this often.
     detector_policy_cache_s: float = Field(default=30.0, ge=0)
+    # A challenger in shadow: scores the same stream in a consumer group of its own into
+    # moderation.verdicts.shadow.v1 (never actioned), with WARDEN_MODEL__PATH's model. It writes
+    # no stream state (context counters, detector windows, raids) and follows no registry.
+    shadow: bool = False
 
 
 class ActionerSettings(Section):
@@ -372,6 +387,91 @@ class ExplainerSettings(Section):
     threads: int = Field(default=1, ge=1, le=256)
     # Verdicts below min_severity remembered (by message id) so that a dispute can be explained.
     recent_verdicts: int = Field(default=5_000, ge=0, le=1_000_000)
+
+
+class DriftSettings(Section):
+    """The drift monitor (``warden drift run``): rolling windows of each community's verdicts
+    tested against a pinned reference period with Evidently (``retrain.drift``)."""
+
+    # Where references are kept (references/) and HTML reports are written (reports/ unless
+    # reports_dir says otherwise); None = <WARDEN_STACK__DIR>/drift.
+    dir: Path | None = None
+    reports_dir: Path | None = None
+    # The newest verdicts per community in the current window, and the verdicts of the pinned
+    # reference (the first this many a community sends with no reference on disk, or `warden
+    # drift pin`).
+    window_rows: int = Field(default=1000, ge=50, le=100_000)
+    reference_rows: int = Field(default=1000, ge=50, le=100_000)
+    # A community is tested once its window holds this many verdicts (fewer make PSI noisy:
+    # two samples of 200 from one distribution score up to ~0.25 on a skewed column).
+    min_rows: int = Field(default=500, ge=20, le=100_000)
+    # Communities with a window, at most (the least recently seen is dropped; about 1 MB each
+    # with its reference at the default sizes); the metrics_communities largest windows get
+    # their own metric label, the rest share `other`.
+    max_communities: int = Field(default=100, ge=1, le=10_000)
+    metrics_communities: int = Field(default=20, ge=0, le=500)
+    check_every_s: float = Field(default=60.0, gt=0, le=86_400)
+    # Evidently's per-column test (a distance: higher is further from the reference) and the
+    # score at which a column counts as drifted (PSI: 0.1 some change, 0.25 a major one).
+    method: Literal["psi", "jensenshannon", "hellinger"] = "psi"
+    column_threshold: float = Field(default=0.2, gt=0, le=10)
+    # A community drifts when this share of its tested columns drifted, or when its flag rate
+    # moved by at least flag_rate_shift (absolute; 1 turns that rule off).
+    drift_share: float = Field(default=0.3, gt=0, le=1)
+    flag_rate_shift: float = Field(default=0.1, gt=0, le=1)
+    # At most one DriftEvent (and one HTML report) per community per cooldown.
+    cooldown_s: float = Field(default=3600.0, ge=0)
+    # Drift reports kept per community (the oldest are deleted).
+    keep_reports: int = Field(default=20, ge=1, le=10_000)
+    # Feature-snapshot values (Verdict.features) watched besides score, labels and text.
+    features: list[str] = Field(
+        default_factory=lambda: [
+            "caps_ratio",
+            "emote_ratio",
+            "mention_count",
+            "user_bad_ratio_7d",
+            "hours_since_last_msg",
+        ],
+        max_length=32,
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _feature_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"feature names are identifiers (JSON list of names), got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _min_fits_window(self) -> DriftSettings:
+        if self.min_rows > self.window_rows:
+            var = f"{ENV_PREFIX}DRIFT{NESTED_DELIMITER}"
+            raise ValueError(
+                f"{var}MIN_ROWS {self.min_rows} exceeds {var}WINDOW_ROWS {self.window_rows}: "
+                "no community would ever be tested"
+            )
+        return self
+
+
+class RetrainSettings(Section):
+    """`warden retrain`: a candidate model from the base data plus reviewed feedback."""
+
+    # What starts a retrain under `warden retrain --watch`: a DriftEvent, enough new reviews,
+    # either, or nothing (run `warden retrain` by hand).
+    trigger: Literal["off", "drift", "labels", "drift_or_labels"] = "labels"
+    # New reviews since the last retrain that trigger one ("labels"), and the reviewed texts
+    # a retrain needs at all.
+    min_new_labels: int = Field(default=500, ge=1)
+    min_labels: int = Field(default=50, ge=1)
+    # How far back the verdict and feedback topics are read (the verdicts' retention is 14 d).
+    since_days: float = Field(default=14.0, gt=0)
+    # Confident unreviewed verdicts as weak labels (retrain/feedback.py says why it is off).
+    weak_labels: bool = False
+    # The base weight of a reviewed row (the chat rows have 4, public rows 1).
+    feedback_weight: float = Field(default=4.0, gt=0)
+    # Where candidate model directories go; None = <stack.cache_dir>/models.
+    out_dir: Path | None = None
 
 
 class ReviewSettings(Section):
@@ -516,6 +616,8 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     ingest: IngestSettings = IngestSettings()
     explainer: ExplainerSettings = ExplainerSettings()
+    drift: DriftSettings = DriftSettings()
+    retrain: RetrainSettings = RetrainSettings()
     review: ReviewSettings = ReviewSettings()
     bots: BotSettings = BotSettings()
 

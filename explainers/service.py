@@ -35,15 +35,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from core import metrics
 from core.clients import group_id, kafka_consumer, kafka_producer
-from core.net import reachable
 from core.settings import Settings
+from core.side_consumer import (
+    ConsumerReadiness,
+    ReadyListener,
+    close_quietly,
+    consume_batches,
+    watch_broker,
+)
 from core.stopping import until_stopped
 from explainers.backlog import GRADES, Backlog, Job
 from schemas.events import DeadLetter, Feedback, FeedbackKind, Severity, Verdict
@@ -52,8 +58,6 @@ from toxicity.explanation import Explainer
 
 logger = logging.getLogger(__name__)
 SERVICE = "explainer"
-PROBE_EVERY_S = 2.0
-CLOSE_TIMEOUT_S = 3.0
 # Text kept in the recent-verdict memory at most, whatever ``recent_verdicts`` says.
 RECENT_MAX_CHARS = 10_000_000
 # Message ids explained, remembered so that a dispute of one is not explained again.
@@ -85,43 +89,6 @@ PERTURBED = Counter(
     "Perturbed texts scored for LIME: hit (cached or repeated, no encoder time) or miss.",
     ["result"],
 )
-
-
-class Readiness:
-    """``warden_ready{service="explainer"}``: partitions assigned, Kafka reachable, not stopping."""
-
-    def __init__(self) -> None:
-        self.parts = {"partitions": False, "kafka": True, "running": True}
-        self._publish()
-
-    def set(self, part: str, ok: bool) -> None:
-        self.parts[part] = ok
-        self._publish()
-
-    def _publish(self) -> None:
-        metrics.DEPENDENCY_UP.labels(SERVICE, "kafka").set(1 if self.parts["kafka"] else 0)
-        metrics.READY.labels(SERVICE).set(1 if all(self.parts.values()) else 0)
-
-
-class Listener(ConsumerRebalanceListener):
-    """Readiness on assignment, once every new partition's start offset is known.
-
-    A new group starts at the end of the topics ("latest"); the position is resolved here, so
-    that a verdict published after the explainer says it is ready is never skipped.
-    """
-
-    def __init__(self, readiness: Readiness) -> None:
-        self.readiness = readiness
-        self.consumer: AIOKafkaConsumer | None = None
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.readiness.set("partitions", False)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self.consumer is not None:
-            for partition in assigned:
-                await self.consumer.position(partition)
-        self.readiness.set("partitions", True)
 
 
 class RecentVerdicts:
@@ -304,29 +271,11 @@ class ExplainerService:
         """Read and queue until ``stop``, committing after each batch is queued."""
         worker = asyncio.create_task(self.work())
         try:
-            while not stop.is_set():
-                if worker.done():
-                    worker.result()  # a bug in the worker: fail loudly rather than go deaf
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
-                records = [record for batch in batches.values() for record in batch]
-                if not records:
-                    continue
-                await self.handle(records)
-                try:
-                    await self.consumer.commit()
-                except KafkaError as exc:
-                    logger.warning("offsets not committed (%r); the next commit covers them", exc)
+            await consume_batches(self.consumer, stop, self.handle, worker, max_records=500)
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
             self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def watch_broker(readiness: Readiness, hosts: Sequence[str]) -> None:
-    """Probe the brokers: the consumer hides a broker that is away behind its retries."""
-    while True:
-        readiness.set("kafka", await reachable(hosts))
-        await asyncio.sleep(PROBE_EVERY_S)
 
 
 def load_explainer(settings: Settings) -> Explainer:
@@ -348,16 +297,9 @@ def load_explainer(settings: Settings) -> Explainer:
     )
 
 
-async def _close(what: str, closing: Any) -> None:
-    try:
-        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
-    except (TimeoutError, KafkaError, asyncio.CancelledError) as exc:
-        logger.warning("%s did not close cleanly: %r", what, exc)
-
-
 async def serve(settings: Settings, stop: asyncio.Event, explainer: Explainer | None = None) -> int:
     """Run one explainer until ``stop``; returns the number of explanations published."""
-    readiness = Readiness()
+    readiness = ConsumerReadiness(SERVICE)
     probe = asyncio.create_task(watch_broker(readiness, settings.kafka.bootstrap_list))
     consumer: AIOKafkaConsumer | None = None
     producer = kafka_producer(settings.kafka)
@@ -369,7 +311,7 @@ async def serve(settings: Settings, stop: asyncio.Event, explainer: Explainer | 
                 return 0
             explainer = loading.result()
         logger.info("model %s loaded for explanations", explainer.version)
-        listener = Listener(readiness)
+        listener = ReadyListener(readiness)
         consumer = kafka_consumer(
             settings.kafka,
             group_id=group_id(settings.kafka, SERVICE),
@@ -402,7 +344,7 @@ async def serve(settings: Settings, stop: asyncio.Event, explainer: Explainer | 
         readiness.set("running", False)
         probe.cancel()
         if consumer is not None:
-            await _close("the Kafka consumer", consumer.stop())
-        await _close("the Kafka producer", producer.stop())
+            await close_quietly("the Kafka consumer", consumer.stop())
+        await close_quietly("the Kafka producer", producer.stop())
         for grade in GRADES:
             QUEUE_DEPTH.labels(grade).set(0)

@@ -4,6 +4,7 @@ import click
 
 from core.commandline import run
 from retrain.cli import data, evaluate, train
+from retrain.drift_cli import drift
 
 
 @click.group()
@@ -13,5 +14,8 @@ def retrain() -> None:
 
 for command in (data, train, evaluate):
     retrain.add_command(command)
+
+# `python -m retrain drift run` starts the drift monitor (`warden drift run`).
+retrain.add_command(drift)
 
 run(retrain, "python -m retrain")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import csv
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,10 @@ class Example:
     label: int
     source: str
     labels: tuple[str, ...] = ()  # harm labels (schemas.labels), weak for public data
+    # Reviewed feedback (``retrain.feedback``): the context features the scorer read for the
+    # message (in toxicity.features.CONTEXT_FEATURES order; None = missing) and a row weight.
+    context: tuple[float | None, ...] | None = None
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -112,12 +116,14 @@ def load_splits(
     pool_csv: Path | None = None,
     hatexplain_dir: Path | None = None,
     chat: bool = True,
+    extra: Sequence[Example] = (),
 ) -> Splits:
     """The training pool, HateXplain dev/test and the pool's held-back slice.
 
     ``sample`` keeps that many training rows (and proportionally fewer dev rows) for quick runs.
     ``pool_csv``/``hatexplain_dir`` point at other files of the same formats (test fixtures).
-    ``chat=False`` leaves the chat-domain data out.
+    ``chat=False`` leaves the chat-domain data out. ``extra`` rows (reviewed feedback) join the
+    training split whatever ``sample`` is, less any text of a reserved or dev split.
     """
     pool_file = pool_csv or source_path(cache_dir, "pool", POOL_FILE)
 
@@ -133,6 +139,7 @@ def load_splits(
     chat_test = dedupe(chat_cases("test") if chat else [], seen)
     chat_dev = dedupe(chat_cases("dev") if chat else [], seen)
     del chat_test  # reserved: never trained on, calibrated on or read again here
+    held_out = set(seen)  # every test and dev text: feedback rows must not teach them
     hx_train = dedupe(hx("train"), seen)
     chat_train = dedupe(chat_training(seed) if chat else [], seen)
     pool = dedupe(read_pool(pool_file), seen)
@@ -148,7 +155,7 @@ def load_splits(
         hx_dev = hx_dev[:keep]
         pool_dev = pool_dev[:keep]
         chat_train = chat_train[: max(50, sample // 4)]
-    train = train + chat_train
+    train = train + chat_train + dedupe(extra, held_out)
     rng.shuffle(train)
     return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev, chat_dev=chat_dev)
 

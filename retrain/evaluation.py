@@ -9,7 +9,9 @@ severity reaches the flag severity (``WARDEN_SCORER__FLAG_SEVERITY``, MEDIUM by 
 categories report the share wrongly flagged, harmful ones the share caught; the test split is the
 one no training, calibration or threshold ever saw. A livestream replay (JSONL chat messages, the
 bundled sample stream by default) adds the flag rate of its emote- and reaction-only lines.
-Results go into ``model.json`` (``metrics.evaluation``) and the model card's tables.
+Results go into ``model.json`` (``metrics.evaluation``) and the model card's tables, and the
+per-line results on the reserved sets into ``reserved_scores.npz`` (``retrain.gating``: what a
+promotion compares).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from retrain.classification_metrics import best_f1_threshold, binary_metrics
 from retrain.datasets import dedupe, hatexplain_path, read_hatexplain
 from retrain.embeddings import EmbeddingCache, cache_folder
+from retrain.gating import save_reserved, texts_sha
 from schemas.events import Severity
 from schemas.rules import is_flagged
 from toxicity.artifacts import METADATA_FILE, load_meta
@@ -40,9 +43,13 @@ SAMPLE_REPLAY = Path(__file__).resolve().parent.parent / "ingest" / "samples" / 
 
 
 def chat_evaluation(
-    scorer: HybridScorer, cache_dir: Path, flag_severity: Severity
+    scorer: HybridScorer,
+    cache_dir: Path,
+    flag_severity: Severity,
+    keep: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Per split and category of the chat set: lines, flagged, and the rate that matters."""
+    """Per split and category of the chat set: lines, flagged, and the rate that matters.
+    ``keep`` receives the test split's per-line results (``chat_test``, for promotion gating)."""
     from retrain.chatset import CATEGORIES, load_cases
 
     out: dict[str, Any] = {"flag_severity": flag_severity.value, "splits": {}}
@@ -50,6 +57,13 @@ def chat_evaluation(
         cases = load_cases(split)
         p = our_probabilities(scorer, [case.text for case in cases], cache_dir)
         flagged = [is_flagged(scorer.thresholds.severity(float(v)), flag_severity) for v in p]
+        if keep is not None and split == "test":
+            keep["chat_test"] = {
+                "sha": np.array(texts_sha([case.text for case in cases])),
+                "p": np.asarray(p, dtype=np.float32),
+                "flagged": np.array(flagged, dtype=bool),
+                "harmful": np.array([case.harmful for case in cases], dtype=bool),
+            }
         rows = []
         for category, spec in CATEGORIES.items():
             hits = [f for case, f in zip(cases, flagged, strict=True) if case.category == category]
@@ -181,10 +195,17 @@ def evaluate(
         models[bilstm.name] = bilstm.predict
     rows = []
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    reserved: dict[str, dict[str, np.ndarray]] = {}
     for name, predict in models.items():
         echo(f"scoring HateXplain dev and test with {name}")
         p_dev = predict(data["dev"][0])
         p_test = predict(data["test"][0])
+        if not reserved:  # the first is the full scorer: what promotion gating compares
+            reserved["hatexplain_test"] = {
+                "sha": np.array(texts_sha(data["test"][0])),
+                "p": np.asarray(p_test, dtype=np.float32),
+                "y": np.asarray(data["test"][1], dtype=np.int8),
+            }
         ours = name.startswith("ChatWarden")  # both of our rows use the stored threshold
         threshold = meta.decision_threshold if ours else best_f1_threshold(data["dev"][1], p_dev)
         by_model[name] = {}
@@ -210,13 +231,14 @@ def evaluate(
     }
     if chat:
         echo("scoring the chat-domain set")
-        evaluation["chat"] = chat_evaluation(scorer, cache_dir, flag_severity)
+        evaluation["chat"] = chat_evaluation(scorer, cache_dir, flag_severity, reserved)
     if replays:
         echo(f"scoring the replay {', '.join(path.name for path in replays)}")
         evaluation["replay"] = replay_evaluation(
             scorer, replay_texts(replays), cache_dir, flag_severity
         )
     meta.metrics["evaluation"] = evaluation
+    save_reserved(model_dir, reserved)
     raw = json.loads((model_dir / METADATA_FILE).read_text())
     raw["metrics"] = meta.metrics
     (model_dir / METADATA_FILE).write_text(json.dumps(raw, indent=2) + "\n")

@@ -123,7 +123,7 @@ def finetune_adapter(
             optimiser.step()
             schedule.step()
             step += 1
-            loss_sum += float(loss) * len(batch)
+            loss_sum += float(loss.detach()) * len(batch)
             seen += len(batch)
             if step % 100 == 0:
                 echo(f"fine-tuning: step {step}/{steps}, loss {loss_sum / seen:.3f}")

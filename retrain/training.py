@@ -97,6 +97,12 @@ class TrainConfig:
     threads: int = 2
     pool_csv: Path | None = None
     hatexplain_dir: Path | None = None
+    # Reviewed feedback rows (``retrain.feedback``, source "feedback") and their base weight.
+    feedback: tuple[Example, ...] = ()
+    feedback_weight: float = 4.0
+    # An adapter to keep as it is (a retrain keeps the active model's encoder) instead of
+    # fine-tuning one.
+    adapter: Path | None = None
 
 
 @dataclass
@@ -110,6 +116,9 @@ class Part:
     is_hatexplain: np.ndarray
     sources: list[str]
     labels: list[tuple[str, ...]]
+    # Context features per row (NaN = missing: every public row; reviewed feedback has them).
+    context: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
 
 def build_part(
@@ -143,6 +152,16 @@ def build_part(
         ),
         sources=[example.source for example in examples],
         labels=[example.labels for example in examples],
+        context=np.array(
+            [
+                [np.nan if v is None else v for v in example.context]
+                if example.context is not None
+                else [np.nan] * len(CONTEXT_FEATURES)
+                for example in examples
+            ],
+            dtype=np.float32,
+        ).reshape(len(examples), len(CONTEXT_FEATURES)),
+        weight=np.array([example.weight for example in examples], dtype=np.float32),
     )
 
 
@@ -193,11 +212,15 @@ def _adapter(
     The adapter is kept in ``<cache>/adapters`` under a hash of its rows, settings and base
     encoder, so a second training on the same data reuses it.
     """
-    if config.finetune is None:
+    if config.finetune is None and config.adapter is None:
         return None, config.encoder, {}
     _, base = resolve_encoder(config.encoder)
     if not isinstance(base, Path):
         raise ValueError(f"fine-tuning needs a local encoder directory, not {base!r}")
+    if config.adapter is not None:
+        echo(f"encoder adapter {config.adapter} kept (no fine-tuning)")
+        return config.adapter, str(merged_encoder(base, config.adapter, config.cache_dir)), {}
+    assert config.finetune is not None
     texts = [scoring_text(e.text) for e in splits.train]
     rows = training_rows(
         texts,
@@ -231,8 +254,12 @@ def _is_listed(word: str) -> bool:
 
 
 def design_matrix(part: Part, heads: np.ndarray) -> np.ndarray:
-    """[embedding, static, heads, context (all NaN)]."""
-    context = np.full((len(part.texts), len(CONTEXT_FEATURES)), np.nan, dtype=np.float32)
+    """[embedding, static, heads, context (NaN where missing: all public rows)]."""
+    context = (
+        part.context
+        if part.context is not None
+        else np.full((len(part.texts), len(CONTEXT_FEATURES)), np.nan, dtype=np.float32)
+    )
     return np.hstack([part.embeddings, part.static, heads, context]).astype(np.float32)
 
 
@@ -266,6 +293,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         seed=config.seed,
         pool_csv=config.pool_csv,
         hatexplain_dir=config.hatexplain_dir,
+        extra=config.feedback,
     )
     echo(
         f"data: train {len(splits.train)}, hx_dev {len(splits.hx_dev)}, "
@@ -315,6 +343,10 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
     )
     weight = np.where(train_p.is_hatexplain, config.hatexplain_weight, 1.0)
     weight = np.where(is_chat, config.chat_weight, weight).astype(np.float32)
+    is_feedback = np.array([source == "feedback" for source in train_p.sources], dtype=bool)
+    weight = np.where(is_feedback, config.feedback_weight, weight).astype(np.float32)
+    if train_p.weight is not None:
+        weight = weight * train_p.weight
     params = dict(config.params)
     params.update({"seed": config.seed, "nthread": config.threads})
     dtrain = xgb.DMatrix(
@@ -421,6 +453,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
             "pool_dev": len(splits.pool_dev),
             "chat_dev": len(splits.chat_dev),
             "train_chat": int(is_chat.sum()),
+            "train_feedback": int(is_feedback.sum()),
         },
         "positive_rate": {
             "train": float(train_p.y.mean()),
@@ -439,8 +472,11 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         "threads": config.threads,
         "embedding_recipe": encoder.cache_tag,
         "encoder_finetune": (
-            {**asdict(config.finetune), **adapter_stats} if config.finetune is not None else None
+            {**asdict(config.finetune), **adapter_stats}
+            if config.finetune is not None and config.adapter is None
+            else None
         ),
+        "encoder_adapter_kept": str(config.adapter) if config.adapter is not None else None,
         "embeddings_cached_at_start": cached_at_start,
         "seconds": {
             "features": round(features_s, 1),

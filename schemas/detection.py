@@ -4,7 +4,13 @@ The actioner keeps each community's policy (with its ``detectors`` section) in P
 mirrors that section to Redis, where the scorer reads it (cached for a short while per
 community; a community with nothing there gets the defaults, which are the ``balanced`` preset):
 
-    wd:policy:<platform:community>   hash, field "detectors" = DetectorThresholds as JSON
+    wd:policy:<platform:community>   hash, field "detectors" = DetectorThresholds as JSON,
+                                     field "version" = the policy version they belong to
+
+The scorer writes the version it applied into ``Verdict.policy_version``: the actioner's id of
+the policy version (``platform:community@vN``, ``preset:NAME@N``, ``first-day:NAME@N``),
+:data:`DEFAULT_VERSION` when nothing is mirrored (or the mirror is malformed) and
+:data:`UNVERSIONED` for thresholds mirrored without a version (by an older actioner).
 
 A malformed value is logged by the scorer and the defaults are used: a policy typo must never
 stop scoring.
@@ -17,6 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from schemas.labels import FLOOD, LINK, MENTION_FLOOD, SPAM, SPLIT_EVASION, STREAM_LABELS
 
 DETECTORS_FIELD = "detectors"
+VERSION_FIELD = "version"
+# ``Verdict.policy_version`` of a community scored with the built-in defaults (nothing mirrored).
+DEFAULT_VERSION = "defaults"
+# ... and of one whose mirrored thresholds carry no version.
+UNVERSIONED = "unversioned"
 
 # The platforms' own hosts: a clip, a VOD or a channel link is what chat shares all day.
 # discord.gg (server invites) is left out on purpose: invite spam is the commonest link spam.

@@ -123,6 +123,42 @@ def user_key(platform: str, community: str, user: str) -> str:
     return f"{platform}:{community}:{user}"
 
 
+class Scoring(Event):
+    """How the model scored a verdict (``Verdict.scoring``): with ``model_version`` and the
+    feature snapshot, what it takes to score the message again the same way
+    (``warden replay-decision``)."""
+
+    backend: Label = Field(
+        description=(
+            "The encoder back end used: int8 (ONNX Runtime on the CPU), fp32 (torch on the"
+            " CPU), fp16 (CUDA); none for a model without an encoder (lexical)."
+        )
+    )
+    device: Label = Field(description="Where the encoder ran: cpu or cuda.")
+    encoder_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "The encoder's identity (sha256 of its weights; a fine-tuned one: of its base and"
+            " adapter); the model's own unless WARDEN_MODEL__ENCODER named another."
+        ),
+    )
+    low_threshold: Probability = Field(description="p_toxic at or above it: LOW.")
+    medium_threshold: Probability = Field(description="p_toxic at or above it: MEDIUM.")
+    high_threshold: Probability = Field(description="p_toxic at or above it: HIGH.")
+    thresholds_overridden: list[Label] = Field(
+        default_factory=list,
+        max_length=3,
+        description=(
+            "The thresholds (low, medium, high) that settings set instead of the model's own"
+            " (WARDEN_MODEL__{LOW,MEDIUM,HIGH}_THRESHOLD)."
+        ),
+    )
+    flag_severity: Annotated[Severity, LAX] = Field(
+        description="WARDEN_SCORER__FLAG_SEVERITY: model_flagged is severity >= this."
+    )
+
+
 class Verdict(Event):
     """The scorer's decision on one message (``moderation.verdicts.v1``)."""
 
@@ -159,7 +195,14 @@ class Verdict(Event):
         description="Per stream-detector label, a reason a moderator can read.",
     )
     model_version: Id
-    policy_version: Id | None = None
+    policy_version: Id | None = Field(
+        default=None,
+        description=(
+            "The policy version whose stream-detector thresholds the scorer applied (as the"
+            " actioner mirrors it: platform:community@vN, preset:NAME@N, first-day:NAME@N;"
+            " defaults: none mirrored); null when no stream detector ran."
+        ),
+    )
     features: dict[str, float | None] = Field(
         default_factory=dict, description="The feature snapshot the model saw; null = missing."
     )
@@ -167,6 +210,13 @@ class Verdict(Event):
     sent_at: Timestamp
     received_at: Timestamp
     scored_at: Timestamp
+    scoring: Scoring | None = Field(
+        default=None,
+        description=(
+            "How the model scored (encoder back end, thresholds, flag severity); null in"
+            " verdicts written before this field."
+        ),
+    )
 
     @property
     def key(self) -> str:
@@ -387,6 +437,48 @@ class Feedback(Event):
         return self
 
 
+class DriftEvent(Event):
+    """A community's verdict stream moved away from its reference (``moderation.drift.v1``).
+
+    Published by the drift monitor (``retrain.drift_service``) when a community's current window
+    drifted from its reference, at most once per community per cooldown. The reference is a
+    pinned period of the community's own stream (``reference_start`` to ``reference_end``).
+    ``scores`` are Evidently's per-column drift scores by ``method`` (a distance: 0 = the same
+    distribution, higher = further away); a column scoring ``threshold`` or more drifted.
+    A new model shows as drift too: ``model_versions`` says which models decided the window.
+    """
+
+    drift_id: Id = Field(description="platform:community:detected_at; unique per event.")
+    platform: Annotated[Platform, LAX]
+    community: KeyPart
+    detected_at: Timestamp
+    method: Label = Field(description="Evidently's per-column drift method (psi by default).")
+    threshold: float = Field(ge=0, description="A column scoring this or more drifted.")
+    drift_share: Probability = Field(description="The share of tested columns that drifted.")
+    drifted: list[Label] = Field(default_factory=list, max_length=128)
+    scores: dict[Label, float] = Field(default_factory=dict, max_length=128)
+    rows: int = Field(ge=1, description="Verdicts in the current window.")
+    reference_rows: int = Field(ge=1, description="Verdicts in the reference.")
+    window_start: Timestamp
+    window_end: Timestamp
+    reference_start: Timestamp
+    reference_end: Timestamp
+    flag_rate: Probability
+    reference_flag_rate: Probability
+    model_versions: list[Id] = Field(
+        default_factory=list, max_length=16, description="Models that scored the window."
+    )
+    report: Text | None = Field(
+        default=None,
+        max_length=1000,
+        description="The Evidently HTML report's file name in the drift reports directory.",
+    )
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform.value}:{self.community}"
+
+
 # What a dead letter keeps, in bytes of its JSON encoding (escapes included: a control
 # character takes six). The whole letter stays under 80 kB, far below the broker's 1,000,000-byte
 # record limit, whatever it was built from.
@@ -553,4 +645,5 @@ PAYLOADS: tuple[type[Event], ...] = (
     Feedback,
     DeadLetter,
     RaidEvent,
+    DriftEvent,
 )

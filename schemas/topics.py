@@ -14,6 +14,7 @@ from schemas.events import (
     ActionResult,
     ChatMessage,
     DeadLetter,
+    DriftEvent,
     Event,
     Explanation,
     Feedback,
@@ -101,13 +102,32 @@ RAIDS = TopicSpec(
     retention_ms=30 * DAY_MS,
     doc="One event per raid the scorer saw: when, how many accounts, a sample of the lines.",
 )
+DRIFT = TopicSpec(
+    name="moderation.drift.v1",
+    key="platform:community",
+    value_type=DriftEvent,
+    partitions=1,
+    retention_ms=90 * DAY_MS,
+    doc="Drift of a community's verdict stream from its reference (the drift monitor).",
+)
+
+VERDICTS_SHADOW = TopicSpec(
+    name="moderation.verdicts.shadow.v1",
+    key="platform:community:user",
+    value_type=Verdict,
+    partitions=6,
+    retention_ms=14 * DAY_MS,
+    doc="Verdicts of challenger models scoring in shadow: compared, never actioned.",
+)
 
 TOPICS: tuple[TopicSpec, ...] = (
     CHAT_MESSAGES,
     VERDICTS,
+    VERDICTS_SHADOW,
     ACTIONS,
     EXPLANATIONS,
     FEEDBACK,
     DEADLETTER,
     RAIDS,
+    DRIFT,
 )

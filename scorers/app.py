@@ -19,19 +19,24 @@ from typing import Any, cast
 
 import faust
 from faust.streams import Stream
+from redis.exceptions import RedisError
 
 from core import metrics
 from core.clients import group_id, install_reconnect_backoff, redis_client
+from core.errors import WardenError
+from core.model_pointer import ActiveModel, read_active
 from core.settings import Settings
 from schemas.events import Severity
-from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS
+from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
+from scorers.model_follow import ModelFollower
 from scorers.readiness import Readiness, Worker, watch
 from scorers.stages import Stages
 from scorers.stream_state import PolicyCache, StreamState
+from toxicity.artifacts import resolve_stored
 from toxicity.base import TextScorer
 
 logger = logging.getLogger(__name__)
@@ -93,7 +98,9 @@ def build_app(
     # the same back-off while the broker is away (no tight reconnect loop, no log flood).
     install_reconnect_backoff(settings.kafka)
     suffix = settings.kafka.topic_suffix
-    app_id = group_id(settings.kafka, SERVICE)
+    shadow = settings.scorer.shadow
+    # A challenger has a group of its own per model: it reads every message, as the scorer does.
+    app_id = group_id(settings.kafka, f"{SERVICE}-shadow-{model.version}" if shadow else SERVICE)
     datadir = settings.stack.dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -117,16 +124,21 @@ def build_app(
         web_enabled=False,
     )
     source = app.topic(CHAT_MESSAGES.name_for(suffix), value_serializer="raw")
-    verdicts = app.topic(VERDICTS.name_for(suffix), value_serializer="raw")
+    verdicts = app.topic(
+        (VERDICTS_SHADOW if shadow else VERDICTS).name_for(suffix), value_serializer="raw"
+    )
     dead_letters = app.topic(DEADLETTER.name_for(suffix), value_serializer="raw")
     raids_topic = RAIDS.name_for(suffix)
-    scorer = build_scorer(settings, model)
     contexts = ContextReader(
-        FeatureStore(redis_client(settings.redis)), settings.scorer.redis_retry_after_s
+        FeatureStore(redis_client(settings.redis)),
+        settings.scorer.redis_retry_after_s,
+        writes=not shadow,
     )
-    shared = SharedCache(settings, model.version) if settings.scorer.shared_cache else None
+    # The model in use, and the stages scoring with it: a promotion swaps both (model_follow).
+    current = _InUse(settings, model)
+    live: set[Stages] = set()
     detectors = None
-    if settings.scorer.detectors:
+    if settings.scorer.detectors and not shadow:
         client = redis_client(settings.redis)
         detectors = StreamDetectors(
             StreamState(client),
@@ -156,6 +168,31 @@ def build_app(
     async def probe() -> None:
         await watch(state, settings.kafka.bootstrap_list, redis_client(settings.redis))
 
+    # A challenger's model is not the one the scorers run: its own service label.
+    metrics.MODEL_INFO.labels(f"{SERVICE}-shadow" if shadow else SERVICE, model.version).set(1)
+    for result in ("swapped", "failed"):
+        metrics.MODEL_SWAPS.labels(SERVICE, result)
+    if following(settings):
+
+        def install(new: TextScorer) -> None:
+            current.use(new)
+            for stages in live:
+                stages.swap(current.scorer, current.shared)
+
+        follower = ModelFollower(
+            redis_client(settings.redis),
+            settings.model.registry,
+            model.version,
+            load=lambda pointer: load_pointed(settings, pointer),
+            install=install,
+            poll_s=settings.model.poll_s,
+            service=SERVICE,
+        )
+
+        @app.task
+        async def follow() -> None:
+            await follower.run()
+
     @app.agent(source, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
         # noack_take is faust's Stream API, missing from its StreamT protocol: batches whose
@@ -175,7 +212,7 @@ def build_app(
                     )
 
         stages = Stages(
-            scorer,
+            current.scorer,
             contexts,
             executor,
             send=send,
@@ -184,11 +221,12 @@ def build_app(
             dead_letter_topic=dead_letters.get_topic_name(),
             source_topic=source.get_topic_name(),
             on_failure=app.crash,
-            shared=shared,
+            shared=current.shared,
             detectors=detectors,
             raids_topic=raids_topic,
         )
         stages.start()
+        live.add(stages)
         try:
             async for events in events_stream.noack_take(settings.scorer.max_batch, max_wait):
                 raw = [
@@ -203,16 +241,80 @@ def build_app(
                 ]
                 await stages.put(events, raw)
         finally:
+            live.discard(stages)
             await stages.stop()
 
     return app
 
 
-def run_worker(settings: Settings) -> None:
-    """Load the model, expose metrics and run the faust worker until SIGINT/SIGTERM."""
+class _InUse:
+    """The model a worker scores with, with its text-side and shared caches."""
+
+    def __init__(self, settings: Settings, model: TextScorer) -> None:
+        self.settings = settings
+        self.use(model)
+
+    def use(self, model: TextScorer) -> None:
+        self.scorer = build_scorer(self.settings, model)
+        self.shared = (
+            SharedCache(self.settings, model.version) if self.settings.scorer.shared_cache else None
+        )
+
+
+def following(settings: Settings) -> bool:
+    """Whether this worker follows the registry's active model (never a challenger)."""
+    model = settings.model
+    return model.follows_registry and model.kind == "hybrid" and not settings.scorer.shadow
+
+
+def load_pointed(settings: Settings, pointer: ActiveModel) -> TextScorer:
+    """The model the registry's pointer names, loaded with this worker's model settings."""
+    from toxicity.loading import load_scorer
+
+    path = resolve_stored(pointer.path)
+    return load_scorer(settings.model.model_copy(update={"path": path}))
+
+
+def startup_model(settings: Settings) -> TextScorer:
+    """The registry's active model when this worker follows one (and it loads), else the
+    configured one: a worker started after a promotion scores with the promoted model."""
+    import asyncio
+
     from toxicity.loading import load_model
 
-    model = load_model(settings.model)
+    if following(settings):
+
+        async def pointed() -> ActiveModel | None:
+            client = redis_client(settings.redis)
+            try:
+                return await read_active(client, settings.model.registry)
+            finally:
+                await client.aclose()
+
+        try:
+            pointer = asyncio.run(pointed())
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "cannot read the active-model pointer, using the configured model: %s", exc
+            )
+            pointer = None
+        if pointer is not None:
+            try:
+                model = load_pointed(settings, pointer)
+                logger.info("model %s loaded (the registry's active model)", model.version)
+                return model
+            except (WardenError, OSError, ValueError) as exc:
+                logger.error(
+                    "cannot load the active model %s (%s): using the configured one",
+                    pointer.path,
+                    exc,
+                )
+    return load_model(settings.model)
+
+
+def run_worker(settings: Settings) -> None:
+    """Load the model, expose metrics and run the faust worker until SIGINT/SIGTERM."""
+    model = startup_model(settings)
     metrics.serve(settings.metrics.scorer_port, settings.metrics.host)
     readiness = Readiness(SERVICE)
     readiness.set()  # 0 until the first rebalance completes

@@ -17,6 +17,7 @@ from schemas.rules import is_flagged
 from scorers.cache import Row, TextSideCache
 from scorers.context_store import Outcome
 from toxicity.base import Context, TextScorer
+from toxicity.provenance import scoring_of
 
 logger = logging.getLogger(__name__)
 SERVICE = "scorer"
@@ -66,6 +67,9 @@ class BatchScorer:
         self.model = model
         self.flag_severity = flag_severity
         self.cache = cache
+        # How this model scores (back end, thresholds, flag severity), on every verdict, so a
+        # decision can be replayed; a promotion builds a new BatchScorer, and with it this.
+        self.scoring = scoring_of(model, flag_severity)
 
     def decode(
         self, events: Sequence[RawEvent]
@@ -128,6 +132,7 @@ class BatchScorer:
                 sent_at=m.sent_at,
                 received_at=m.received_at,
                 scored_at=scored_at,
+                scoring=self.scoring,
             )
             for m, s in zip(messages, scores, strict=True)
         ]

@@ -271,9 +271,13 @@ class ContextReader:
     the next batch tries again, so the worker recovers by itself when Redis is back.
     """
 
-    def __init__(self, store: FeatureStore | None, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, store: FeatureStore | None, retry_after_s: float = 1.0, *, writes: bool = True
+    ) -> None:
         self.store = store
         self.retry_after_s = retry_after_s
+        # False for a challenger in shadow: it reads the counters and never counts into them.
+        self.writes = writes
         self._down_until = 0.0
 
     @property
@@ -313,7 +317,7 @@ class ContextReader:
         outcomes: Sequence[Outcome],
         positions: Sequence[Position | None] | None = None,
     ) -> None:
-        if self.store is None or not self.available or not messages:
+        if self.store is None or not self.writes or not self.available or not messages:
             return
         started = time.perf_counter()
         try:

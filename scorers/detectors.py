@@ -13,7 +13,8 @@ knows which of its lines the model flagged), on the whole batch at once:
    nothing twice and gets the same answers.
 
 Thresholds come per community from ``schemas.detection.DetectorThresholds`` (mirrored to Redis
-by the actioner). When Redis does not answer, the windowed detectors are skipped and their
+by the actioner, with the id of the policy version they belong to, which each verdict records in
+``policy_version``). When Redis does not answer, the windowed detectors are skipped and their
 verdicts say ``degraded``; scoring never waits for them.
 """
 
@@ -36,7 +37,14 @@ from schemas import labels as L
 from schemas.detection import DetectorThresholds
 from schemas.events import ChatMessage, RaidEvent, Verdict, utcnow
 from schemas.rules import HARD_SLUR
-from scorers.stream_state import Entry, PolicyCache, RaidSeen, StreamState, Windows
+from scorers.stream_state import (
+    AppliedPolicy,
+    Entry,
+    PolicyCache,
+    RaidSeen,
+    StreamState,
+    Windows,
+)
 from toxicity.emotes import is_emoji_run, is_emote, is_reaction
 from toxicity.lexicon import Lexicon
 from toxicity.normalize import normalize, squeeze, tokens
@@ -299,15 +307,18 @@ class StreamDetectors:
             return Detected(list(verdicts), [], False)
         texts = {m.text: traits(m.text) for m in messages}
         communities = {(m.platform.value, m.community) for m in messages}
-        thresholds = (
-            await self.policies.get(communities)
+        policies = (
+            await self.policies.applied(communities)
             if self.policies is not None and self.available
             else {}
         )
-        default = DetectorThresholds()
+        default = AppliedPolicy()
+
+        def applied(m: ChatMessage) -> AppliedPolicy:
+            return policies.get((m.platform.value, m.community), default)
 
         def limits(m: ChatMessage) -> DetectorThresholds:
-            return thresholds.get((m.platform.value, m.community), default)
+            return applied(m).thresholds
 
         windows: list[Windows] | None = None
         raids: list[RaidSeen] = []
@@ -332,15 +343,21 @@ class StreamDetectors:
             raid.event = raid_event(raid, messages[raid.index])
         out: list[Verdict] = []
         for i, (message, verdict) in enumerate(zip(messages, verdicts, strict=True)):
-            limit = limits(message)
+            policy = applied(message)
+            limit = policy.thresholds
             found = stateless_labels(texts[message.text], limit)
             if windows is not None:
                 found.update(windowed_labels(windows[i], limit))
             for label in found:
                 metrics.DETECTOR_LABELS.labels(SERVICE, label).inc()
             merged = merge(verdict, found, limit)
+            update: dict[str, object] = {}
             if degraded and not merged.degraded:
-                merged = merged.model_copy(update={"degraded": True})
+                update["degraded"] = True
+            if merged.policy_version != policy.version:
+                update["policy_version"] = policy.version
+            if update:
+                merged = merged.model_copy(update=update)
             out.append(merged)
         metrics.DETECTOR_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
         return Detected(out, raids, degraded)

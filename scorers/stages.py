@@ -138,6 +138,8 @@ class Delivery:
     dead: list[DeadLetter]
     computed: dict[str, Row]
     raids: list[RaidSeen] = field(default_factory=list)
+    # The shared cache of the model that computed ``computed`` (a swap may come in between).
+    shared: RowCache | None = None
     # The decoded messages, when the deliver stage still has to run the detectors on them.
     messages: Sequence[ChatMessage] = ()
 
@@ -178,6 +180,11 @@ class Stages:
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
 
+    def swap(self, scorer: BatchScorer, shared: RowCache | None) -> None:
+        """Score the next batch with another model (a promotion): the batch in the model keeps
+        the one it started with, and every verdict names the model that decided it."""
+        self.scorer, self.shared = scorer, shared
+
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._guard(self._score_loop()), name="scorer-score"),
@@ -213,17 +220,19 @@ class Stages:
         loop = asyncio.get_running_loop()
         while True:
             events, raw = await self._to_score.get()
+            # One model for the whole batch, even if a promotion swaps it meanwhile.
+            scorer, shared = self.scorer, self.shared
             started = time.perf_counter()
             metrics.MESSAGES_IN.labels(SERVICE, self.source_topic).inc(len(raw))
             metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
-            messages, sources, dead = self.scorer.decode(raw)
+            messages, sources, dead = scorer.decode(raw)
             context, degraded = await self.contexts.read(messages)
             if degraded:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
-            found = await self._shared_rows([m.text for m in messages])
+            found = await self._shared_rows(scorer, shared, [m.text for m in messages])
             model_started = time.perf_counter()
             model = loop.run_in_executor(
-                self.executor, self.scorer.score, messages, context, degraded, found
+                self.executor, scorer.score, messages, context, degraded, found
             )
             if self.detectors is not None:
                 # Per-text work while the model thread runs (the encoder releases the GIL).
@@ -242,6 +251,7 @@ class Stages:
                     dead,
                     scored.computed,
                     messages=messages if self.detectors is not None else [],
+                    shared=shared,
                 )
             )
 
@@ -261,7 +271,7 @@ class Stages:
                 await self.detectors.published(batch.raids)
                 metrics.RAIDS.labels(SERVICE).inc(len(batch.raids))
             await self.ack(batch.events)
-            await self._share(batch.computed)
+            await self._share(batch.shared, batch.computed)
             refused = len(batch.verdicts) - delivered
             metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(delivered)
             if batch.dead or refused:
@@ -409,20 +419,22 @@ class Stages:
             return None
         raise exc
 
-    async def _shared_rows(self, texts: list[str]) -> dict[str, Row]:
-        cache = self.scorer.cache
-        if self.shared is None or cache is None or not self.contexts.available:
+    async def _shared_rows(
+        self, scorer: BatchScorer, shared: RowCache | None, texts: list[str]
+    ) -> dict[str, Row]:
+        cache = scorer.cache
+        if shared is None or cache is None or not self.contexts.available:
             return {}
         try:
-            return await self.shared.get(cache.missing(texts))
+            return await shared.get(cache.missing(texts))
         except (RedisError, OSError, TimeoutError, ValueError) as exc:
             logger.warning("shared cache read failed: %s", exc)
             return {}
 
-    async def _share(self, rows: dict[str, Row]) -> None:
-        if self.shared is None or not rows or not self.contexts.available:
+    async def _share(self, shared: RowCache | None, rows: dict[str, Row]) -> None:
+        if shared is None or not rows or not self.contexts.available:
             return
         try:
-            await self.shared.put(rows)
+            await shared.put(rows)
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("shared cache write failed: %s", exc)

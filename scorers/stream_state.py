@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from schemas.detection import DETECTORS_FIELD, DetectorThresholds, policy_key
+from schemas.detection import (
+    DEFAULT_VERSION,
+    DETECTORS_FIELD,
+    UNVERSIONED,
+    VERSION_FIELD,
+    DetectorThresholds,
+    policy_key,
+)
 from schemas.events import ChatMessage, RaidEvent
 from scorers.context_store import channel_key
 
@@ -62,6 +70,8 @@ DETAIL_CAP = 1000
 ACCOUNTS_CAP = 1000
 SEP = "\x1f"
 FIELD = "\x1e"
+# What ``schemas.events.Id`` accepts: a mirrored policy version becomes a verdict's.
+_ID = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 
 # ARGV: grace ms, the number of threshold profiles, 5 values per profile (flood, spam, split
 # and raid windows in ms, raid minimum accounts), then one value per message, its fields joined
@@ -407,23 +417,33 @@ class StreamState:
             await pipe.execute()
 
 
+@dataclass(frozen=True)
+class AppliedPolicy:
+    """A community's detector thresholds and the policy version they belong to."""
+
+    thresholds: DetectorThresholds = field(default_factory=DetectorThresholds)
+    version: str = DEFAULT_VERSION
+
+
 class PolicyCache:
     """Each community's detector thresholds, read from Redis at most every ``ttl_s``.
 
-    The actioner mirrors a community's policy section to ``schemas.detection.policy_key``;
-    a community with none (or a malformed one, logged) gets the defaults.
+    The actioner mirrors a community's policy section to ``schemas.detection.policy_key``, with
+    the policy version's id; a community with none (or a malformed one, logged) gets the
+    defaults, under the version ``schemas.detection.DEFAULT_VERSION``.
     """
 
     def __init__(self, client: aioredis.Redis, ttl_s: float = 30.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, DetectorThresholds]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, AppliedPolicy]] = {}
         self._bad: set[tuple[str, str, str]] = set()
 
-    async def get(
+    async def applied(
         self, communities: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], DetectorThresholds]:
-        """(platform, community) -> thresholds; one round trip for those not cached."""
+    ) -> dict[tuple[str, str], AppliedPolicy]:
+        """(platform, community) -> thresholds and their policy version; one round trip for
+        those not cached."""
         now = time.monotonic()
         wanted = list(communities)
         stale = [c for c in wanted if c not in self._cache or self._cache[c][0] <= now]
@@ -431,7 +451,7 @@ class PolicyCache:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for platform, name in stale:
-                        pipe.hget(policy_key(platform, name), DETECTORS_FIELD)
+                        pipe.hmget(policy_key(platform, name), [DETECTORS_FIELD, VERSION_FIELD])
                     values: list[Any] = await pipe.execute()
             except (RedisError, OSError, TimeoutError) as exc:
                 logger.warning("detector thresholds not read (%s); using the last known", exc)
@@ -442,15 +462,16 @@ class PolicyCache:
             self._cache = {c: self._cache[c] for c in wanted}
         return {c: self._cache[c][1] for c in wanted}
 
-    def _parse(self, community: tuple[str, str], value: Any) -> DetectorThresholds:
-        if isinstance(value, DetectorThresholds):
+    def _parse(self, community: tuple[str, str], value: Any) -> AppliedPolicy:
+        if isinstance(value, AppliedPolicy):
             return value
-        if value is None:
-            return DetectorThresholds()
+        raw, version = value if isinstance(value, list | tuple) else (value, None)
+        if raw is None:
+            return AppliedPolicy()
         try:
-            return DetectorThresholds.model_validate(json.loads(value))
+            thresholds = DetectorThresholds.model_validate(json.loads(raw))
         except (ValueError, ValidationError) as exc:
-            mark = (*community, str(value)[:200])
+            mark = (*community, str(raw)[:200])
             if mark not in self._bad:  # once per distinct bad value, not once per batch
                 self._bad.add(mark)
                 logger.warning(
@@ -458,4 +479,10 @@ class PolicyCache:
                     *community,
                     str(exc).splitlines()[0],
                 )
-            return DetectorThresholds()
+            return AppliedPolicy()
+        if isinstance(version, bytes):
+            version = version.decode("utf-8", "replace")
+        if version and not _ID.fullmatch(version):  # it goes into Verdict.policy_version, an id
+            logger.warning("policy version of %s:%s is not an id; left out", *community)
+            version = None
+        return AppliedPolicy(thresholds, version or UNVERSIONED)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from core.clients import kafka_consumer
 from core.net import free_port
 from core.settings import Settings
 from devkit.processes import ServiceProcess
+from schemas.events import Feedback, FeedbackKind, Platform
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             # Tests act on fresh communities from their first verdict; first-day mode (the
             # default: act on nothing until go-live) has tests of its own that turn it on.
             "WARDEN_ACTIONER__FIRST_DAY": "off",
+            # Scorers run the shipped model whatever a developer promoted; the registry's
+            # tests follow a registry of their own.
+            "WARDEN_MODEL__FOLLOW_REGISTRY": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -174,3 +181,32 @@ class ThrowawayPostgres:
 
         self.stop()
         shutil.rmtree(self.paths.pg_root, ignore_errors=True)
+
+
+def run_warden(
+    settings: Settings, *args: str, timeout_s: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m warden *args`` against this test's topics, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "warden", *args],
+        env=service_env(settings, **env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def review(verdict_id: str, community: str, toxic: bool, moderator: str = "mod1") -> Feedback:
+    """A moderator's review of a Discord message (``moderation.feedback.v1``)."""
+    return Feedback(
+        feedback_id=f"r-{verdict_id}-{moderator}",
+        kind=FeedbackKind.REVIEW,
+        message_id=verdict_id,
+        platform=Platform.DISCORD,
+        community=community,
+        user=moderator,
+        label_toxic=toxic,
+        created_at=datetime.now(UTC),
+    )

@@ -260,6 +260,22 @@ def load_booster_bytes(folder: Path) -> bytes:
     return path.read_bytes()
 
 
+def stored_path(folder: Path) -> str:
+    """How the registry records a model directory: relative (``models/<name>``) when it is one
+    of the repository's, so that every checkout finds its own copy; absolute otherwise."""
+    folder = folder.resolve()
+    if folder.parent == MODELS_DIR.resolve():
+        return f"models/{folder.name}"
+    return str(folder)
+
+
+def resolve_stored(path: str) -> Path:
+    """The directory a registry path names (see :func:`stored_path`)."""
+    if path.startswith("models/"):
+        return MODELS_DIR / path.removeprefix("models/")
+    return Path(path)
+
+
 def default_model_dir(models_dir: Path = MODELS_DIR) -> Path:
     """The shipped model: the newest directory under ``models/`` that holds a ``model.json``.
 

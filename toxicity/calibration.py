@@ -117,3 +117,43 @@ def expected_calibration_error(p: np.ndarray, labels: np.ndarray, bins: int = 10
         if mask.any():
             total += mask.sum() * abs(labels[mask].mean() - p[mask].mean())
     return float(total / max(len(p), 1))
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A community's correction of the global probabilities: ``sigmoid(a * logit(p) + b)``,
+    a Platt fit on its reviewed outcomes shrunk toward the identity (a=1, b=0) by
+    ``weight = n / (n + prior)``: a few reviews move it a little, many move it to their fit."""
+
+    a: float = 1.0
+    b: float = 0.0
+    weight: float = 0.0
+    n: int = 0
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.a * _logit(np.asarray(p, dtype=np.float64)) + self.b)))
+
+    def threshold(self, t: float) -> float:
+        """The global P(toxic) at which the adjusted probability reaches ``t``."""
+        z = (float(_logit(np.array([t]))[0]) - self.b) / self.a
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def community_adjustment(p: np.ndarray, y: np.ndarray, prior: float = 50.0) -> Adjustment:
+    """Fit :class:`Adjustment` to reviewed outcomes ``y`` of messages scored ``p``."""
+    from sklearn.linear_model import LogisticRegression
+
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y).astype(int)
+    n = len(y)
+    if n == 0 or len(set(y.tolist())) < 2:
+        # One class only: the intercept alone can say "fewer (or more) are toxic here".
+        rate = (y.sum() + 1) / (n + 2) if n else 0.5
+        mean = float(np.clip(np.mean(p) if n else 0.5, _EPS, 1 - _EPS))
+        b_hat, a_hat = float(np.log(rate / (1 - rate)) - np.log(mean / (1 - mean))), 1.0
+    else:
+        model = LogisticRegression(C=1e4).fit(_logit(p).reshape(-1, 1), y)
+        a_hat, b_hat = float(model.coef_[0][0]), float(model.intercept_[0])
+    weight = n / (n + prior)
+    a = float(np.clip(1.0 + weight * (a_hat - 1.0), 0.25, 4.0))
+    return Adjustment(a=a, b=weight * b_hat, weight=weight, n=n)

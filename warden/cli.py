@@ -36,8 +36,12 @@ COMMANDS: dict[str, str] = {
     "data": "retrain.cli:data",
     "train": "retrain.cli:train",
     "evaluate": "retrain.cli:evaluate",
+    "drift": "retrain.drift_cli:drift",
+    "models": "retrain.models_cli:models",
+    "retrain": "retrain.retrain_cli:retrain",
     "score": "toxicity.cli:score",
     "explain": "explainers.cli:explain",
+    "replay-decision": "warden.replay:replay_decision",
 }
 
 

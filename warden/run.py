@@ -28,7 +28,7 @@ from core.commandline import settings_from
 from core.metrics import percentile
 from core.settings import Settings
 from devkit.processes import ServiceProcess, stop_all, wait_ready
-from schemas.detection import DetectorThresholds
+from schemas.detection import DEFAULT_VERSION, DetectorThresholds
 from schemas.events import Severity
 
 SAMPLE = Path(__file__).resolve().parent.parent / "ingest" / "samples" / "livestream.jsonl"
@@ -224,7 +224,12 @@ async def mirror_compressed(settings: Settings, path: Path, factor: float) -> li
     try:
         mirror = DetectorMirror(client)
         for platform, community in pairs:
-            await mirror.publish(platform, community, compressed(DetectorThresholds(), factor))
+            await mirror.publish(
+                platform,
+                community,
+                compressed(DetectorThresholds(), factor),
+                f"{DEFAULT_VERSION}-compressed-x{factor:g}",
+            )
     finally:
         await client.aclose()
     return pairs

@@ -84,10 +84,12 @@ from actioners.policy.model import (
 from actioners.policy.presets import (
     PRESET_VERSION,
     PRESETS,
+    builtin,
     first_day,
     first_day_version,
     preset,
     preset_version,
+    stored_number,
     stored_version,
 )
 
@@ -114,6 +116,7 @@ __all__ = [
     "Thresholds",
     "action_id",
     "apply_changes",
+    "builtin",
     "evaluate",
     "first_day",
     "first_day_version",
@@ -124,5 +127,6 @@ __all__ = [
     "raid_request",
     "reference",
     "requests_for",
+    "stored_number",
     "stored_version",
 ]

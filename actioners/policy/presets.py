@@ -272,3 +272,33 @@ def first_day_version(name: str) -> str:
 def stored_version(platform: str, community: str, version: int) -> str:
     """The policy version of a community's stored policy, version ``version``."""
     return f"{platform}:{community}@v{version}"
+
+
+def builtin(version_id: str) -> Policy | None:
+    """The built-in policy a version id names (``preset:NAME@N``, ``first-day:NAME@N``), None
+    for a stored version's id (``platform:community@vN``: in the ``policies`` table).
+
+    ValueError when the id names a preset this code does not have, or another generation of
+    the presets (``@N`` is not :data:`PRESET_VERSION`): that policy cannot be rebuilt here.
+    """
+    for prefix, build in (("preset:", preset), ("first-day:", first_day)):
+        if not version_id.startswith(prefix):
+            continue
+        name, _, number = version_id.removeprefix(prefix).rpartition("@")
+        if not name or number != str(PRESET_VERSION):
+            raise ValueError(
+                f"policy version {version_id!r}: this code has the presets of version "
+                f"{PRESET_VERSION} ({prefix}NAME@{PRESET_VERSION})"
+            )
+        return build(name)
+    return None
+
+
+def stored_number(version_id: str) -> tuple[str, str, int] | None:
+    """(platform, community, version) of a stored version's id (:func:`stored_version`), None
+    for anything else."""
+    head, at, number = version_id.rpartition("@v")
+    platform, colon, community = head.partition(":")
+    if not at or not colon or not community or not number.isdigit():
+        return None
+    return platform, community, int(number)

@@ -13,6 +13,7 @@ from schemas.events import (
     ActionResult,
     ChatMessage,
     DeadLetter,
+    DriftEvent,
     Event,
     Feedback,
     RaidEvent,
@@ -134,6 +135,7 @@ def test_golden_payloads_round_trip_and_match_exported_schema(golden: Path) -> N
         "dead_letter": DeadLetter,
         "action_result": ActionResult,
         "raid_event": RaidEvent,
+        "drift_event": DriftEvent,
     }
     payload_type = classes[golden.name.removesuffix(".v1.json")]
     payload = json.loads(golden.read_text())
@@ -150,3 +152,14 @@ def test_exported_json_schemas_are_current() -> None:
         if not (JSON_DIR / name).exists() or (JSON_DIR / name).read_text() != text
     ]
     assert not stale, f"run `python -m schemas.export`: stale {stale}"
+
+
+def test_a_verdict_from_before_scoring_and_policy_version_still_parses() -> None:
+    golden = json.loads((GOLDEN / "verdict.v1.json").read_text())
+    older = {k: v for k, v in golden.items() if k not in ("scoring", "policy_version")}
+    verdict = Verdict.model_validate_json(json.dumps(older))
+    assert verdict.scoring is None and verdict.policy_version is None
+    current = Verdict.model_validate(golden)
+    assert current.scoring is not None and current.scoring.flag_severity is Severity.MEDIUM
+    with pytest.raises(ValidationError):  # a back end is a label, an identity is hex
+        Verdict.model_validate({**golden, "scoring": {**golden["scoring"], "encoder_sha256": "x"}})

@@ -1,0 +1,99 @@
+"""`warden retrain` on the real stack: reviews on the feedback topic, joined to the verdicts on
+the verdict topic, make a registered candidate measured on held-out feedback; too few reviews
+make a clear refusal. The base data is the fixture set (`--sample`), so it takes seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from kit import REPO, review, run_warden
+
+from core.settings import Settings
+from devkit.chatgen import generate
+from retrain.gating import load_reserved
+from retrain.registry import Registry
+from schemas.events import Verdict
+from schemas.topics import FEEDBACK, VERDICTS
+from toxicity.artifacts import default_model_dir, load_meta
+
+FIXTURES = REPO / "tests" / "unit" / "retrain" / "fixtures"
+GOLDEN = json.loads((REPO / "tests" / "golden" / "verdict.v1.json").read_text())
+
+
+async def publish_reviewed(settings: Settings, producer: AIOKafkaProducer, count: int) -> None:
+    """Generated chat as verdicts, each reviewed by a moderator with its ground truth."""
+    suffix = settings.kafka.topic_suffix
+    community = f"fb{suffix}"
+    for n, (message, toxic) in enumerate(generate(seed=11, count=count)):
+        verdict = Verdict.model_validate(
+            {
+                **GOLDEN,
+                "message_id": f"{community}-{n}",
+                "community": community,
+                "text": message["text"],
+                "features": {"user_bad_ratio_7d": 0.4 if toxic else 0.0, "is_new_to_channel": 0},
+            }
+        )
+        await producer.send(VERDICTS.name_for(suffix), verdict.to_json_bytes())
+        feedback = review(verdict.message_id, community, toxic)
+        await producer.send(FEEDBACK.name_for(suffix), feedback.to_json_bytes())
+    await producer.flush()
+
+
+def retrain(
+    settings: Settings, registry: str, out: Path, **env: str
+) -> subprocess.CompletedProcess:
+    # --sample below the fixture pool's size keeps the chat training rows to a sample too.
+    args = ["--sample", "40", "--pool-csv", str(FIXTURES / "pool.csv")]
+    args += ["--hatexplain-dir", str(FIXTURES), "--since-days", "1", "--out", str(out)]
+    return run_warden(
+        settings, "retrain", *args, timeout_s=600, WARDEN_MODEL__REGISTRY=registry, **env
+    )
+
+
+@pytest.fixture
+def registry_name(migrated: Settings) -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_retrain_from_reviews_registers_a_measured_candidate(
+    settings: Settings, producer: AIOKafkaProducer, registry_name: str, tmp_path: Path
+) -> None:
+    await publish_reviewed(settings, producer, 400)
+    await asyncio.to_thread(retrain_and_check, settings, registry_name, tmp_path)
+
+
+def retrain_and_check(settings: Settings, registry_name: str, out: Path) -> None:
+    # Too few reviews for the setting: one clear line, nothing trained.
+    refused = retrain(settings, registry_name, out, WARDEN_RETRAIN__MIN_LABELS="5000")
+    assert refused.returncode == 1
+    assert "a retrain needs 5000 (WARDEN_RETRAIN__MIN_LABELS)" in refused.stderr
+    assert not list(out.iterdir())
+
+    done = retrain(settings, registry_name, out, WARDEN_RETRAIN__MIN_LABELS="50")
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    (folder,) = list(out.iterdir())
+    meta = load_meta(folder)
+    active = load_meta(default_model_dir()).version
+    record = Registry(
+        settings.model_copy(
+            update={"model": settings.model.model_copy(update={"registry": registry_name})}
+        )
+    ).get(meta.version)
+    assert record.status == "candidate" and record.parent == active
+    rows = meta.training["rows"]
+    held = meta.metrics["feedback_holdout"]
+    assert rows["train_feedback"] > 100 and held["n"] > 20
+    assert rows["train_feedback"] + held["n"] <= 400
+    assert held["active_version"] == active and held["roc_auc"] is not None
+    assert record.metrics["feedback_holdout_roc_auc"] == held["roc_auc"]
+    reserved = load_reserved(folder)
+    assert {"hatexplain_test", "chat_test", "feedback_holdout"} <= set(reserved)
+    assert str(reserved["feedback_holdout"]["baseline_version"]) == active
+    assert f"candidate {meta.version} registered (parent {active})" in done.stdout

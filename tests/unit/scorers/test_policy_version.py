@@ -1,0 +1,92 @@
+"""The policy version a verdict records: the one whose detector thresholds the scorer applied,
+as the actioner mirrors it to Redis (no servers: a fake Redis answer and stream state)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from schemas.detection import DEFAULT_VERSION, UNVERSIONED, DetectorThresholds
+from schemas.events import ChatMessage, Platform, Severity, Verdict, utcnow
+from scorers.detectors import StreamDetectors
+from scorers.stream_state import AppliedPolicy, PolicyCache, Windows
+
+STRICT = DetectorThresholds(flood_messages=3)
+
+
+def cache() -> PolicyCache:
+    return PolicyCache(client=None, ttl_s=0)  # type: ignore[arg-type]
+
+
+def test_mirrored_thresholds_carry_their_version() -> None:
+    parse = cache()._parse
+    key = ("twitch", "c")
+    assert parse(key, [STRICT.model_dump_json(), b"twitch:c@v4"]) == AppliedPolicy(
+        STRICT, "twitch:c@v4"
+    )
+    assert parse(key, [None, None]) == AppliedPolicy(DetectorThresholds(), DEFAULT_VERSION)
+    # Mirrored by an older actioner: no version field.
+    assert parse(key, [STRICT.model_dump_json(), None]).version == UNVERSIONED
+    # A version that is no id is left out rather than written into every verdict.
+    assert parse(key, [STRICT.model_dump_json(), b"v\x001"]).version == UNVERSIONED
+    # Malformed thresholds: the defaults are applied, and the verdict says so.
+    assert parse(key, [b"{not json", b"twitch:c@v5"]).version == DEFAULT_VERSION
+
+
+class Policies(PolicyCache):
+    def __init__(self, found: dict[tuple[str, str], AppliedPolicy]) -> None:
+        super().__init__(client=None, ttl_s=0)  # type: ignore[arg-type]
+        self.found = found
+
+    async def applied(
+        self, communities: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], AppliedPolicy]:
+        return {c: self.found[c] for c in communities if c in self.found}
+
+
+class State:
+    async def apply(
+        self, messages: Sequence[ChatMessage], *args: Any
+    ) -> tuple[list[Windows], list[Any]]:
+        return [Windows(lines=1) for _ in messages], []
+
+
+def message(community: str) -> ChatMessage:
+    now = utcnow()
+    return ChatMessage(
+        message_id=f"m-{community}",
+        platform=Platform.TWITCH,
+        community=community,
+        channel="#main",
+        user="u",
+        text="hello there",
+        sent_at=now,
+        received_at=now,
+    )
+
+
+def verdict_of(m: ChatMessage) -> Verdict:
+    return Verdict(
+        message_id=m.message_id,
+        platform=Platform.TWITCH,
+        community=m.community,
+        channel=m.channel,
+        user=m.user,
+        text=m.text,
+        p_toxic=0.1,
+        severity=Severity.SAFE,
+        flagged=False,
+        model_version="v",
+        sent_at=m.sent_at,
+        received_at=m.received_at,
+        scored_at=m.sent_at,
+    )
+
+
+def test_each_verdict_names_the_policy_version_its_community_was_scored_under() -> None:
+    messages = [message("stored"), message("nothing")]
+    policies = Policies({("twitch", "stored"): AppliedPolicy(STRICT, "twitch:stored@v2")})
+    detectors = StreamDetectors(State(), policies)  # type: ignore[arg-type]
+    detected = asyncio.run(detectors.run(messages, [verdict_of(m) for m in messages]))
+    assert [v.policy_version for v in detected.verdicts] == ["twitch:stored@v2", DEFAULT_VERSION]
