@@ -16,11 +16,14 @@ and the candidate lacks refuses too (evaluate the candidate first).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from toxicity.artifacts import METADATA_FILE
 
 RESERVED_FILE = "reserved_scores.npz"
 RESAMPLES = 1000
@@ -41,8 +44,11 @@ def texts_sha(texts: Sequence[str]) -> str:
 def save_reserved(folder: Path, sets: dict[str, Arrays]) -> Path:
     """Write ``{set: {array: values}}`` (each set with a ``sha`` of its texts and
     a ``p`` per line) to the model."""
-    flat: dict[str, np.ndarray] = {}
+    # Bound to the model it measured: a copied or edited directory does not carry them over.
+    flat: dict[str, np.ndarray] = {"model__version": np.array(_version(folder))}
     for name, arrays in sets.items():
+        if name == "model":
+            continue
         for key, value in arrays.items():
             flat[f"{name}__{key}"] = np.asarray(value)
     path = folder / RESERVED_FILE
@@ -50,8 +56,17 @@ def save_reserved(folder: Path, sets: dict[str, Arrays]) -> Path:
     return path
 
 
+def _version(folder: Path) -> str:
+    """The version in ``model.json`` (read as plain JSON: no model is loaded)."""
+    try:
+        return str(json.loads((folder / METADATA_FILE).read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def load_reserved(folder: Path) -> dict[str, Arrays]:
-    """The per-line results kept with a model, by set; empty when it was never evaluated."""
+    """The per-line results kept with a model, by set; empty when it was never evaluated (or
+    they were measured on another model: a copied directory, a changed model.json)."""
     path = folder / RESERVED_FILE
     if not path.is_file():
         return {}
@@ -60,6 +75,9 @@ def load_reserved(folder: Path) -> dict[str, Arrays]:
         for key in data.files:
             name, _, array = key.partition("__")
             sets.setdefault(name, {})[array] = data[key]
+    measured = sets.pop("model", {}).get("version")
+    if measured is None or str(measured) != _version(folder):
+        return {}
     return sets
 
 

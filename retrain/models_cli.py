@@ -53,7 +53,8 @@ def list_models(ctx: click.Context) -> None:
     try:
         records = registry.records()
     except TransientError as exc:
-        click.echo(f"registry offline ({exc}); the shipped model directories:", err=True)
+        reason = " ".join(str(exc).split())  # one line: psycopg adds a hint line
+        click.echo(f"registry offline ({reason}); the shipped model directories:", err=True)
         _list_directories()
         return
     restored = registry.sync_pointer()

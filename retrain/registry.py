@@ -269,26 +269,32 @@ class Registry:
                 (self.name, version),
             )
             known = cur.fetchone() is not None
-            cur.execute(
-                "SELECT 1 FROM models WHERE registry = %s AND status = 'active'", (self.name,)
+            active = self._active(cur)
+            # A registry whose active model's directory is gone (an older shipped model that an
+            # update removed) falls back to the shipped one, as the scorers do.
+            has_active = (
+                active is not None and (resolve_stored(active.path) / METADATA_FILE).is_file()
             )
-            has_active = cur.fetchone() is not None
         if not known:
             self.register(shipped)
         if not has_active:
             with self._cursor() as cur:
                 cur.execute("LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE")
-                if self._active(cur) is None:
-                    cur.execute(
-                        "UPDATE models SET status = 'active' WHERE registry = %s AND version = %s",
-                        (self.name, version),
-                    )
+                current = self._active(cur)
+                gone = current is not None and not (
+                    (resolve_stored(current.path) / METADATA_FILE).is_file()
+                )
+                if current is None or (gone and current.version != version):
+                    self._activate(cur, version, current)
+                    why = "the shipped model (models/DEFAULT), active until a promotion"
+                    if current is not None:
+                        why += f"; {current.version}'s directory {current.path} is gone"
                     self._event(
                         cur,
                         version,
-                        None,
+                        current.version if current else None,
                         "promoted",
-                        "the shipped model (models/DEFAULT), active until a promotion",
+                        why,
                         self.actor(cur),
                     )
 

@@ -188,6 +188,15 @@ def _measure_holdout(
     return report
 
 
+def due(trigger: str, new_reviews: int, drifted: list[str], min_new_labels: int) -> str | None:
+    """Why a retrain is due now under ``trigger``, or None."""
+    if trigger in ("labels", "drift_or_labels") and new_reviews >= min_new_labels:
+        return f"{new_reviews} new reviews"
+    if trigger in ("drift", "drift_or_labels") and drifted:
+        return f"drift in {', '.join(sorted(set(drifted)))}"
+    return None
+
+
 async def watch(settings: Settings, echo: Callable[[str], None] = logger.info) -> None:
     """Retrain when the trigger setting says (a DriftEvent, enough new reviews, either)."""
     from core.clients import group_id, kafka_consumer
@@ -220,16 +229,9 @@ async def watch(settings: Settings, echo: Callable[[str], None] = logger.info) -
                         new_reviews += 1
                     elif tp.topic != topics[0]:
                         drifted.append(str(value.get("community", "?")))
-            labels_due = trigger in ("labels", "drift_or_labels") and (
-                new_reviews >= settings.retrain.min_new_labels
-            )
-            if not (labels_due or drifted):
+            why = due(trigger, new_reviews, drifted, settings.retrain.min_new_labels)
+            if why is None:
                 continue
-            why = (
-                f"{new_reviews} new reviews"
-                if labels_due
-                else f"drift in {', '.join(sorted(set(drifted)))}"
-            )
             echo(f"retraining: {why}")
             try:
                 await asyncio.to_thread(retrain, settings, echo=echo)

@@ -289,3 +289,20 @@ async def test_a_challenger_scores_into_the_shadow_topic_only_and_is_compared(
     # reviews say who was right.
     assert report["flag_agreement"] < 0.5
     assert report["challenger_accuracy_on_reviewed"] < report["live_accuracy_on_reviewed"]
+
+
+def test_an_active_model_whose_directory_is_gone_gives_way_to_the_shipped_one(
+    registry: Registry, tmp_path: Path
+) -> None:
+    doomed = variant(
+        tmp_path / "doomed",
+        lambda m: replace(m, thresholds=Thresholds(0.2, m.thresholds.medium, m.thresholds.high)),
+    )
+    record = registry.register(doomed)
+    # Never evaluated: the gate refuses it, and --force records the override.
+    assert registry.promote(record.version, force=True).forced
+    shutil.rmtree(doomed)
+    shipped = load_meta(default_model_dir()).version
+    active = registry.active()
+    assert active is not None and active.version == shipped
+    assert registry.events()[-1].reason.endswith(f"{record.version}'s directory {doomed} is gone")

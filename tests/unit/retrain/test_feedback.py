@@ -113,3 +113,15 @@ def test_weak_labels_only_when_asked_and_only_confident_unreviewed_verdicts() ->
     }
     assert labels == expected
     assert all(r.weight == 0.25 for r in weak.train if r.source == "weak")
+
+
+def test_the_trigger_setting_decides_when_a_retrain_is_due() -> None:
+    from retrain.retraining import due
+
+    assert due("labels", 499, ["c1"], 500) is None
+    assert due("labels", 500, [], 500) == "500 new reviews"
+    assert due("drift", 10_000, [], 500) is None
+    assert due("drift", 0, ["b", "a", "b"], 500) == "drift in a, b"
+    assert due("drift_or_labels", 600, [], 500) == "600 new reviews"
+    assert due("drift_or_labels", 0, ["a"], 500) == "drift in a"
+    assert due("off", 10_000, ["a"], 500) is None

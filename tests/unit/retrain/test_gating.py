@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ def model(folder: Path, p: np.ndarray, flagged: np.ndarray, *, texts: list[str] 
     y = (np.arange(len(texts)) % 2).astype(np.int8)
     harmful = y.astype(bool)
     folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"version": f"v-{folder.name}"}))
     save_reserved(
         folder,
         {
@@ -46,6 +48,9 @@ def test_results_round_trip(tmp_path: Path) -> None:
     assert np.allclose(sets["hatexplain_test"]["p"], p)
     assert str(sets["chat_test"]["sha"]) == texts_sha(TEXTS)
     assert load_reserved(tmp_path) == {}
+    # Results measured on another model (a copied directory, an edited model.json) are none.
+    (folder / "model.json").write_text(json.dumps({"version": "v-changed"}))
+    assert load_reserved(folder) == {}
 
 
 def test_a_clearly_worse_candidate_is_refused_on_every_metric_it_lost(tmp_path: Path) -> None:
@@ -84,6 +89,7 @@ def test_missing_or_different_results_refuse(tmp_path: Path) -> None:
     active = model(tmp_path / "active", *good_scores(0.3, 0))
     unmeasured = tmp_path / "unmeasured"
     unmeasured.mkdir()
+    (unmeasured / "model.json").write_text(json.dumps({"version": "v-unmeasured"}))
     why = refusal(compare(unmeasured, active))
     assert why is not None and "warden evaluate --model" in why
     other = model(tmp_path / "other", *good_scores(0.3, 0), texts=[t + "!" for t in TEXTS])

@@ -12,8 +12,17 @@ def test_safe_messages_carry_no_harm_label_even_with_a_high_score() -> None:
 
 
 def test_low_messages_carry_labels_at_or_above_one_half_in_score_order() -> None:
-    scores = {"insult": 0.6, "threat": 0.8, "self_harm": 0.2}
+    scores = {"insult": 0.75, "threat": 0.8, "self_harm": 0.2}
     assert harm_labels(scores, Severity.LOW, profane=False) == ["threat", "insult"]
+
+
+def test_labels_far_below_the_best_one_are_left_out() -> None:
+    # One-vs-rest heads fire together on strong abuse: "kys" is self-harm incitement, and its
+    # insult and identity-attack scores above one half are the heads' echo of it.
+    scores = {"self_harm": 0.99, "insult": 0.55, "identity_attack": 0.61, "threat": 0.23}
+    assert harm_labels(scores, Severity.HIGH, profane=False) == ["self_harm"]
+    close = {"threat": 0.95, "self_harm": 0.9}
+    assert harm_labels(close, Severity.HIGH, profane=False) == ["threat", "self_harm"]
 
 
 def test_a_low_message_with_no_confident_label_stays_unlabelled() -> None:
