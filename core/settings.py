@@ -183,6 +183,9 @@ class TwitchSettings(Section):
     irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
     nick: str = "justinfan12345"
     token: SecretStr | None = None
+    # The chat token's refresh token (its account may differ from api_token's): with client_id
+    # and client_secret, the chat clients trade it for a new token when Twitch refuses the login.
+    token_refresh_token: SecretStr | None = None
     # Channels to join, without '#'; set as JSON: WARDEN_PLATFORMS__TWITCH__CHANNELS='["a","b"]'.
     channels: list[str] = Field(default_factory=list)
     reconnect_max_s: float = Field(default=30.0, gt=0)

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from core.errors import TransientError
 from core.settings import TwitchSettings
+from core.twitch_auth import TokenRefused, refresh_user_token
+
+# After a refresh, a refused login is not refreshed again for this long (a revoked app).
+REFRESH_GAP_S = 60.0
 
 logger = logging.getLogger(__name__)
 
 _TAG_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 # The capabilities both clients need: tags (ids, badges, room-id) and commands (RECONNECT).
 CAPABILITIES = "CAP REQ :twitch.tv/tags twitch.tv/commands"
+
+
+class LoginRefused(Exception):
+    """Twitch refused the chat token (expired, revoked or malformed)."""
 
 
 class Reconnect(Exception):
@@ -102,6 +113,15 @@ def user_roles(tags: dict[str, str]) -> list[str]:
     return roles
 
 
+def is_login_refused(raw: str) -> bool:
+    """Twitch's answer to a bad ``PASS``: ``:tmi.twitch.tv NOTICE * :Login authentication failed``
+    (or ``Improperly formatted auth``), then it closes the connection."""
+    if " NOTICE * :" not in raw:
+        return False
+    text = raw.rsplit(" :", 1)[-1].lower()
+    return "login authentication failed" in text or "improperly formatted auth" in text
+
+
 def login_lines(nick: str, token: str | None, channels: list[str]) -> list[str]:
     """What a client sends after connecting: capabilities, ``PASS oauth:<token>`` (when logged
     in), ``NICK`` and one ``JOIN`` of every channel (logins without '#')."""
@@ -127,6 +147,22 @@ class IrcClient:
         self.nick = nick
         self.connections = 0
         self.connected = asyncio.Event()
+        self._token = twitch.token.get_secret_value() if twitch.token is not None else None
+        self._refresh_token = (
+            twitch.token_refresh_token.get_secret_value()
+            if twitch.token_refresh_token is not None
+            else None
+        )
+        self.refreshes = 0
+        self._refreshed_at = -math.inf
+
+    @property
+    def refreshable(self) -> bool:
+        return (
+            self._refresh_token is not None
+            and self.twitch.client_secret is not None
+            and self.twitch.client_id is not None
+        )
 
     async def handle(self, ws: aiohttp.ClientWebSocketResponse, raw: str) -> None:
         raise NotImplementedError
@@ -143,6 +179,17 @@ class IrcClient:
                     logger.info("%s: the server asked for a reconnect", self.name)
                     backoff = 1.0
                     continue
+                except LoginRefused:
+                    if await self._refresh(session):
+                        backoff = 1.0
+                        continue
+                    logger.error(
+                        "%s: Twitch refused the login (WARDEN_PLATFORMS__TWITCH__TOKEN expired or"
+                        " revoked; with __TOKEN_REFRESH_TOKEN and __CLIENT_SECRET it is"
+                        " refreshed); again in %.1f s",
+                        self.name,
+                        backoff,
+                    )
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     logger.warning(
                         "%s: connection lost (%r); again in %.0f s", self.name, exc, backoff
@@ -152,11 +199,32 @@ class IrcClient:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.twitch.reconnect_max_s)
 
+    async def _refresh(self, session: aiohttp.ClientSession) -> bool:
+        """A new chat token after a refused login: True when there is one to log in with."""
+        if not self.refreshable or time.monotonic() - self._refreshed_at < REFRESH_GAP_S:
+            return False
+        self._refreshed_at = time.monotonic()
+        assert self._refresh_token is not None and self.twitch.client_secret is not None
+        try:
+            pair = await refresh_user_token(
+                session,
+                self.twitch.auth_url,
+                client_id=self.twitch.client_id or "",
+                client_secret=self.twitch.client_secret.get_secret_value(),
+                refresh_token=self._refresh_token,
+                variable="WARDEN_PLATFORMS__TWITCH__TOKEN_REFRESH_TOKEN",
+            )
+        except (TokenRefused, TransientError) as exc:
+            logger.error("%s: %s", self.name, exc)
+            return False
+        self._token, self._refresh_token = pair.access_token, pair.refresh_token
+        self.refreshes += 1
+        logger.info("%s: chat token refreshed (expires in %s s)", self.name, pair.expires_in)
+        return True
+
     async def _session(self, session: aiohttp.ClientSession) -> None:
-        token = self.twitch.token
-        secret = token.get_secret_value() if token is not None else None
         async with session.ws_connect(self.twitch.irc_url, heartbeat=60) as ws:
-            for out in login_lines(self.nick, secret, self.channels):
+            for out in login_lines(self.nick, self._token, self.channels):
                 await ws.send_str(out)
             self.connections += 1
             self.connected.set()
@@ -166,6 +234,8 @@ class IrcClient:
             async for frame in ws:
                 if frame.type == aiohttp.WSMsgType.TEXT:
                     for raw in frame.data.split("\r\n"):
+                        if raw and is_login_refused(raw):
+                            raise LoginRefused(raw)
                         if raw:
                             await self.handle(ws, raw)
                 elif frame.type == aiohttp.WSMsgType.ERROR:

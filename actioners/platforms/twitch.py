@@ -69,8 +69,9 @@ from typing import Any
 import aiohttp
 
 from actioners.executors import Outcome, RateLimited, run_handler
-from core.errors import ConfigError, PermanentActionError, RetriableActionError
+from core.errors import ConfigError, PermanentActionError, RetriableActionError, TransientError
 from core.settings import TwitchSettings
+from core.twitch_auth import TokenRefused, refresh_user_token
 from schemas.events import ActionKind, ActionRequest, RaidMode, utcnow
 
 logger = logging.getLogger(__name__)
@@ -569,29 +570,21 @@ class TwitchExecutor:
                 return False
             self._refreshed_at = time.monotonic()
             assert self._refresh_token is not None and self.settings.client_secret is not None
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": self._refresh_token,
-                "client_id": self.settings.client_id or "",
-                "client_secret": self.settings.client_secret.get_secret_value(),
-            }
-            url = self.settings.auth_url.rstrip("/") + "/token"
             try:
-                async with self._session.post(url, data=form) as response:
-                    status = response.status
-                    data = await response.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-                raise RetriableActionError(
-                    f"twitch token refresh: {type(exc).__name__}: {exc}"
-                ) from exc
-            if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
-                message = data.get("message", "") if isinstance(data, dict) else ""
-                raise PermanentActionError(
-                    f"{REFRESH_VAR}: Twitch refused to refresh the token ({status} {message})"
+                pair = await refresh_user_token(
+                    self._session,
+                    self.settings.auth_url,
+                    client_id=self.settings.client_id or "",
+                    client_secret=self.settings.client_secret.get_secret_value(),
+                    refresh_token=self._refresh_token,
+                    variable=REFRESH_VAR,
                 )
-            self._token = str(data["access_token"])
-            self._refresh_token = str(data.get("refresh_token") or self._refresh_token)
-            logger.info("twitch user token refreshed (expires in %s s)", data.get("expires_in"))
+            except TransientError as exc:
+                raise RetriableActionError(str(exc)) from exc
+            except TokenRefused as exc:
+                raise PermanentActionError(str(exc)) from exc
+            self._token, self._refresh_token = pair.access_token, pair.refresh_token
+            logger.info("twitch user token refreshed (expires in %s s)", pair.expires_in)
             return True
 
     async def _validate_hourly(self) -> None:

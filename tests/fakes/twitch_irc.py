@@ -74,7 +74,11 @@ def privmsg(
 class TwitchIrcServer:
     """Serves ``ws://host:port/`` like Twitch's IRC WebSocket endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, valid_token: Callable[[], str] | None = None) -> None:
+        # With ``valid_token``, a PASS with any other token is refused as Twitch does
+        # (``NOTICE * :Login authentication failed``, then the connection closes).
+        self.valid_token = valid_token
+        self.refused = 0
         self.received: list[str] = []
         self.connections = 0
         self.clients: set[web.WebSocketResponse] = set()
@@ -109,6 +113,7 @@ class TwitchIrcServer:
         await ws.prepare(request)
         self.connections += 1
         nick = "justinfan"
+        token: str | None = None
         async with self._changed:
             self.clients.add(ws)
             self._changed.notify_all()
@@ -121,6 +126,17 @@ class TwitchIrcServer:
                         continue
                     await self._note(line)
                     command, _, rest = line.partition(" ")
+                    if command == "PASS":
+                        token = rest.strip().removeprefix("oauth:")
+                    elif (
+                        command == "NICK"
+                        and self.valid_token is not None
+                        and (token != self.valid_token())
+                    ):
+                        self.refused += 1
+                        await ws.send_str(f":{HOST} NOTICE * :Login authentication failed")
+                        await ws.close()
+                        break
                     if command == "CAP":
                         await ws.send_str(f":{HOST} CAP * ACK :{rest.split(':', 1)[-1]}")
                     elif command == "NICK":
