@@ -35,8 +35,12 @@ async def servers() -> AsyncIterator[tuple[TwitchServer, TwitchIrcServer]]:
     await helix.close()
 
 
-def settings(irc: TwitchIrcServer, helix: TwitchServer, **extra: object) -> TwitchSettings:
-    return TwitchSettings.model_validate(
+def reader(irc: TwitchIrcServer, helix: TwitchServer, **extra: object) -> Reader:
+    """A chat client of ``#streamer`` with an expired token (``client_secret=True``: the app's)."""
+    helix.expire_token()
+    if extra.get("client_secret") is True:
+        extra["client_secret"] = helix.client_secret
+    twitch = TwitchSettings.model_validate(
         {
             "irc_url": irc.url,
             "nick": "wardenbot",
@@ -48,6 +52,7 @@ def settings(irc: TwitchIrcServer, helix: TwitchServer, **extra: object) -> Twit
             **extra,
         }
     )
+    return Reader(twitch, ["streamer"], "wardenbot")
 
 
 def test_twitchs_refusal_is_recognised() -> None:
@@ -61,14 +66,7 @@ async def test_an_expired_chat_token_is_refreshed_and_the_client_logs_in_again(
     servers: tuple[TwitchServer, TwitchIrcServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     helix, irc = servers
-    helix.expire_token()
-    client = Reader(
-        settings(
-            irc, helix, token_refresh_token="chat-refresh-1", client_secret=helix.client_secret
-        ),
-        ["streamer"],
-        "wardenbot",
-    )
+    client = reader(irc, helix, token_refresh_token="chat-refresh-1", client_secret=True)
     caplog.set_level(logging.INFO)
     task = asyncio.create_task(client.run())
     try:
@@ -89,8 +87,7 @@ async def test_without_a_refresh_token_the_refusal_names_the_setting(
     servers: tuple[TwitchServer, TwitchIrcServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     helix, irc = servers
-    helix.expire_token()
-    client = Reader(settings(irc, helix), ["streamer"], "wardenbot")
+    client = reader(irc, helix)
     task = asyncio.create_task(client.run())
     try:
         await irc.wait_for(lambda s: s.refused >= 2)
@@ -106,14 +103,7 @@ async def test_a_refused_refresh_is_one_line_and_not_retried_in_a_loop(
     servers: tuple[TwitchServer, TwitchIrcServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     helix, irc = servers
-    helix.expire_token()
-    client = Reader(
-        settings(
-            irc, helix, token_refresh_token="refresh-xyz-gone", client_secret=helix.client_secret
-        ),
-        ["streamer"],
-        "wardenbot",
-    )
+    client = reader(irc, helix, token_refresh_token="refresh-xyz-gone", client_secret=True)
     task = asyncio.create_task(client.run())
     try:
         await irc.wait_for(lambda s: s.refused >= 3)
