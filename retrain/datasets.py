@@ -149,12 +149,15 @@ def load_splits(
     n_dev = max(min(10, len(pool) // 4), int(len(pool) * pool_dev_fraction))
     pool_dev, pool_train = pool[:n_dev], pool[n_dev:]
     train = pool_train + hx_train
-    if sample is not None and sample < len(train):
-        train = rng.sample(train, sample)
+    if sample is not None:
+        # A quick model: the chat rows are cut to a sample too, even when the public rows are
+        # fewer than asked (the fixture files of tests).
+        if sample < len(train):
+            train = rng.sample(train, sample)
         keep = max(50, sample // 4)
         hx_dev = hx_dev[:keep]
         pool_dev = pool_dev[:keep]
-        chat_train = chat_train[: max(50, sample // 4)]
+        chat_train = chat_train[: max(300, sample // 4)]
     train = train + chat_train + dedupe(extra, held_out)
     rng.shuffle(train)
     return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev, chat_dev=chat_dev)

@@ -49,7 +49,6 @@ async def publish_reviewed(settings: Settings, producer: AIOKafkaProducer, count
 def retrain(
     settings: Settings, registry: str, out: Path, **env: str
 ) -> subprocess.CompletedProcess:
-    # --sample below the fixture pool's size keeps the chat training rows to a sample too.
     args = ["--sample", "40", "--pool-csv", str(FIXTURES / "pool.csv")]
     args += ["--hatexplain-dir", str(FIXTURES), "--since-days", "1", "--out", str(out)]
     return run_warden(
