@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -53,17 +54,15 @@ def retrain(
     from retrain.retraining import watch as run_watch
 
     settings = settings_from(ctx)
+    options: dict[str, Any] = {
+        "out": out,
+        "sample": sample,
+        "pool_csv": pool_csv,
+        "hatexplain_dir": hatexplain_dir,
+    }
     if watch:
-        asyncio.run(run_watch(settings, echo=click.echo))
+        asyncio.run(run_watch(settings, echo=click.echo, **options))
         return
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days is not None else None
-    done = run_retrain(
-        settings,
-        since=since,
-        out=out,
-        sample=sample,
-        pool_csv=pool_csv,
-        hatexplain_dir=hatexplain_dir,
-        echo=click.echo,
-    )
+    done = run_retrain(settings, since=since, echo=click.echo, **options)
     click.echo(f"candidate {done.record.version}: `warden models promote {done.record.version}`")

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,11 @@ def due(trigger: str, new_reviews: int, drifted: list[str], min_new_labels: int)
     return None
 
 
-async def watch(settings: Settings, echo: Callable[[str], None] = logger.info) -> None:
-    """Retrain when the trigger setting says (a DriftEvent, enough new reviews, either)."""
+async def watch(
+    settings: Settings, echo: Callable[[str], None] = logger.info, **options: Any
+) -> None:
+    """Retrain when the trigger setting says (a DriftEvent, enough new reviews, either);
+    ``options`` go to :func:`retrain` (``out``, and the quick-model options of tests)."""
     from core.clients import group_id, kafka_consumer
     from schemas.topics import DRIFT
 
@@ -234,7 +238,7 @@ async def watch(settings: Settings, echo: Callable[[str], None] = logger.info) -
                 continue
             echo(f"retraining: {why}")
             try:
-                await asyncio.to_thread(retrain, settings, echo=echo)
+                await asyncio.to_thread(partial(retrain, settings, echo=echo, **options))
             except RegistryError as exc:
                 echo(f"retrain skipped: {exc}")
             await consumer.commit()

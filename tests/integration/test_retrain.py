@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kit import REPO, review, run_warden
+from kit import REPO, Service, review, run_warden
 
 from core.settings import Settings
 from devkit.chatgen import generate
@@ -96,3 +98,34 @@ def retrain_and_check(settings: Settings, registry_name: str, out: Path) -> None
     assert {"hatexplain_test", "chat_test", "feedback_holdout"} <= set(reserved)
     assert str(reserved["feedback_holdout"]["baseline_version"]) == active
     assert f"candidate {meta.version} registered (parent {active})" in done.stdout
+
+
+async def test_enough_new_reviews_start_a_retrain_under_watch(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    registry_name: str,
+    tmp_path: Path,
+    service_factory: Callable[..., Service],
+) -> None:
+    quick = ["--sample", "40", "--pool-csv", str(FIXTURES / "pool.csv")]
+    out = tmp_path / "models"
+    quick += ["--hatexplain-dir", str(FIXTURES), "--out", str(out)]
+    watcher = service_factory(
+        "retrain",
+        "--watch",
+        *quick,
+        WARDEN_MODEL__REGISTRY=registry_name,
+        WARDEN_RETRAIN__TRIGGER="labels",
+        WARDEN_RETRAIN__MIN_NEW_LABELS="300",
+        WARDEN_RETRAIN__MIN_LABELS="50",
+    )
+    await publish_reviewed(settings, producer, 400)
+    deadline = asyncio.get_running_loop().time() + 300
+    while "registered (parent" not in watcher.log.read_text():
+        assert watcher.alive(), watcher.log.read_text()[-3000:]
+        assert asyncio.get_running_loop().time() < deadline, watcher.log.read_text()[-3000:]
+        await asyncio.sleep(1)
+    log = watcher.log.read_text()
+    counted = re.search(r"retraining: (\d+) new reviews", log)
+    assert counted is not None and 300 <= int(counted.group(1)) <= 400
+    assert len(await asyncio.to_thread(lambda: list(out.iterdir()))) == 1
