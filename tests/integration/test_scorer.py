@@ -77,11 +77,11 @@ async def test_verdicts_carry_context_features_from_redis(
     # The three may be split over two batches; the first line always comes before any count.
     assert seen[f"{community}-0"]["features"]["user_bad_ratio_7d"] is None
 
-    later = [
-        chat(community, "troll", "hello again", 10),
-        chat(community, "newbie", "hello all", 11),
-    ]
-    await publish(producer, source, later)
+    # One line, then the other once it has its verdict: the channel's counts are then the
+    # same whichever batches the lines land in.
+    await publish(producer, source, [chat(community, "troll", "hello again", 10)])
+    await verdicts_for(settings, 4, [scorer])
+    await publish(producer, source, [chat(community, "newbie", "hello all", 11)])
     seen = await verdicts_for(settings, 5, [scorer])
     troll, newbie = seen[f"{community}-10"], seen[f"{community}-11"]
     assert troll["features"]["user_bad_ratio_7d"] == 1.0
@@ -90,7 +90,7 @@ async def test_verdicts_carry_context_features_from_redis(
     assert troll["features"]["hours_since_last_msg"] is not None
     assert newbie["features"]["user_bad_ratio_7d"] is None
     assert newbie["features"]["is_new_to_channel"] == 1.0
-    assert newbie["features"]["channel_toxicity_ratio"] == 1.0  # 3 of 3 earlier lines toxic
+    assert newbie["features"]["channel_toxicity_ratio"] == 0.75  # 3 of 4 earlier lines toxic
     assert not any(v["degraded"] for v in seen.values())
 
 
