@@ -19,17 +19,15 @@ raises thresholds. The report before/after on the held-out reviews says what it 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from actioners.policy import Thresholds
-from core.reviews import majority, review_votes
+from core.reviews import held_out, majority, review_votes
 from toxicity.calibration import Adjustment, community_adjustment
 
-HOLDOUT_PERCENT = 20
 NOTE_PREFIX = "calibrated:"
 
 
@@ -62,8 +60,7 @@ def _pct(value: float | None) -> str:
 
 
 def in_holdout(message_id: str) -> bool:
-    digest = hashlib.blake2b(message_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 100 < HOLDOUT_PERCENT
+    return held_out(message_id)
 
 
 def reviewed(

@@ -7,8 +7,12 @@ once, the message's label is the majority of them, and a tie gives no label.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
+
+# The share of reviewed items a job holds out to measure itself (never trained or fitted on).
+HOLDOUT_PERCENT = 20
 
 
 def review_votes(feedback: Iterable[dict[str, Any]]) -> tuple[dict[str, list[bool]], int]:
@@ -35,3 +39,10 @@ def majority(labels: list[bool]) -> bool | None:
     if toxic * 2 == len(labels):
         return None
     return toxic * 2 > len(labels)
+
+
+def held_out(key: str, percent: int = HOLDOUT_PERCENT) -> bool:
+    """Whether ``key`` falls in the stable held-out slice: the same answer on every run and
+    machine (a hash, not a random draw)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100 < percent

@@ -27,18 +27,16 @@ How a label is made (``build``):
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.reviews import majority, review_votes
+from core.reviews import held_out, majority, review_votes
 from retrain.datasets import Example
 from toxicity.base import CONTEXT_FEATURES
 from toxicity.normalize import normalize
 
-HOLDOUT_PERCENT = 20
 WEAK_HIGH, WEAK_LOW, WEAK_WEIGHT, WEAK_PER_REVIEWED = 0.97, 0.03, 0.25, 5
 
 
@@ -76,8 +74,7 @@ class FeedbackData:
 
 
 def in_holdout(text: str) -> bool:
-    digest = hashlib.blake2b(normalize(text).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 100 < HOLDOUT_PERCENT
+    return held_out(normalize(text))
 
 
 def context_of(verdict: dict[str, Any]) -> tuple[float | None, ...]:

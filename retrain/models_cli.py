@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from core.commandline import settings_from
+from core.commandline import Age, settings_from
 
 if TYPE_CHECKING:
     from retrain.registry import ModelRecord, Registry
@@ -204,21 +204,13 @@ def rollback(ctx: click.Context, reason: str) -> None:
     click.echo(f"{record.version} active again; {was} retired")
 
 
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    units = {"m": 60, "h": 3600, "d": 86400}
-    number, unit = value[:-1], value[-1:]
-    if unit not in units or not number.isdigit():
-        raise click.BadParameter(f"{value!r}: expected a number and m, h or d (e.g. 24h)")
-    return datetime.now(UTC) - timedelta(seconds=int(number) * units[unit])
-
-
 @models.command("shadow-report")
-@click.option("--since", default="24h", show_default=True, help="How far back: 30m, 24h, 7d.")
+@click.option(
+    "--since", type=Age(), default="24h", show_default=True, help="How far back: 30m, 24h, 7d."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per challenger.")
 @click.pass_context
-def shadow_report(ctx: click.Context, since: str, as_json: bool) -> None:
+def shadow_report(ctx: click.Context, since: timedelta, as_json: bool) -> None:
     """Challengers in shadow against the live model: agreement, flag-rate difference and, on
     messages a moderator reviewed, who was right (a challenger is a scorer started with
     WARDEN_SCORER__SHADOW=true and its WARDEN_MODEL__PATH)."""
@@ -226,13 +218,14 @@ def shadow_report(ctx: click.Context, since: str, as_json: bool) -> None:
 
     from retrain.shadow import report
 
-    tallies = asyncio.run(report(settings_from(ctx), _since(since)))
+    start = datetime.now(UTC) - since
+    tallies = asyncio.run(report(settings_from(ctx), start))
     if as_json:
         for tally in tallies:
             click.echo(json.dumps(tally.summary()))
         return
     if not tallies:
-        click.echo(f"no challenger verdicts joined to live ones in the last {since}")
+        click.echo(f"no challenger verdicts joined to live ones since {start:%Y-%m-%d %H:%M} UTC")
     for tally in tallies:
         s = tally.summary()
         click.echo(

@@ -29,6 +29,19 @@ class Model:
         self.version = version
 
 
+def following(pointer: Pointer, load: Any, install: Any) -> ModelFollower:
+    """A follower of registry ``r1`` running model ``v1``."""
+    return ModelFollower(
+        pointer,  # type: ignore[arg-type]
+        "r1",
+        "v1",
+        load=load,
+        install=install,
+        poll_s=1,
+        service="test",
+    )
+
+
 def swaps(result: str) -> float:
     value: float = metrics.MODEL_SWAPS.labels("test", result)._value.get()
     return value
@@ -43,15 +56,7 @@ async def test_a_promotion_is_loaded_and_installed_once() -> None:
         loads.append(active.path)
         return Model(active.version)
 
-    follower = ModelFollower(
-        pointer,  # type: ignore[arg-type]
-        "r1",
-        "v1",
-        load=load,
-        install=installed.append,
-        poll_s=1,
-        service="test",
-    )
+    follower = following(pointer, load, installed.append)
     assert not await follower.check()  # no pointer yet: nothing to do
     pointer.point("v1", "models/v1")
     assert not await follower.check()  # the model it runs
@@ -76,15 +81,7 @@ async def test_a_model_that_cannot_load_is_counted_once_and_the_old_one_kept() -
             return Model("someone-else")
         return Model(active.version)
 
-    follower = ModelFollower(
-        pointer,  # type: ignore[arg-type]
-        "r1",
-        "v1",
-        load=load,
-        install=installed.append,
-        poll_s=1,
-        service="test",
-    )
+    follower = following(pointer, load, installed.append)
     failed = swaps("failed")
     pointer.point("broken", "/gone")
     assert not await follower.check() and not await follower.check()
@@ -99,13 +96,5 @@ async def test_a_model_that_cannot_load_is_counted_once_and_the_old_one_kept() -
 async def test_an_unreadable_pointer_keeps_the_model() -> None:
     pointer = Pointer()
     pointer.value = b"not json"
-    follower = ModelFollower(
-        pointer,  # type: ignore[arg-type]
-        "r1",
-        "v1",
-        load=lambda active: Model(active.version),  # type: ignore[arg-type,return-value]
-        install=lambda model: None,
-        poll_s=1,
-        service="test",
-    )
+    follower = following(pointer, lambda active: Model(active.version), lambda model: None)
     assert not await follower.check()
