@@ -39,6 +39,7 @@ def actioner(ctx: click.Context) -> None:
     settings = settings_from(ctx)
     executor = build_executor(settings)
     metrics.serve(settings.metrics.actioner_port, settings.metrics.host)
+    metrics.initialise("actioner", settings.metrics.communities)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -38,11 +38,12 @@ from prometheus_client import Counter, Histogram
 
 from actioners.executors import Outcome, RateLimited, Router
 from actioners.ledger import Entry, State, result_of
+from core import metrics
 from core.backoff import full_jitter
 from core.errors import ActionError, PermanentActionError, RetriableActionError
-from core.metrics import LATENCY_BUCKETS
+from core.metrics import WAIT_BUCKETS
 from core.settings import ActionerSettings
-from schemas.events import ActionKind, ActionResult, ActionStatus, utcnow
+from schemas.events import ActionKind, ActionResult, ActionStatus, Platform, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ ACTION_SECONDS = Histogram(
     "warden_action_seconds",
     "From the first platform call to the outcome of one action (rate-limit waits included).",
     ["executor"],
-    buckets=LATENCY_BUCKETS,
+    buckets=WAIT_BUCKETS,
 )
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -235,6 +236,13 @@ class Dispatcher:
         # its batch awaits; one turn at a time per channel takes them (see _channel_turn).
         self._waiting: dict[ChannelKey, dict[str, tuple[Entry, asyncio.Future[Entry]]]] = {}
         self._turns: dict[ChannelKey, PrioritySemaphore] = {}
+        # The failure series exist from the start, so an alert on increase() sees the first.
+        for name in executor.name.split("+"):  # the Router's name joins its executors'
+            RATE_LIMITED.labels(name)
+            RETRIES.labels(name)
+        for platform in Platform:
+            for kind in ActionKind:
+                ACTIONS.labels(platform.value, kind.value, ActionStatus.FAILED.value)
 
     def _community(self, key: tuple[str, str, str]) -> PrioritySemaphore:
         if key not in self._communities:
@@ -426,6 +434,9 @@ class Dispatcher:
             completed_at=utcnow(),
         )
         ACTIONS.labels(request.platform.value, request.kind.value, outcome.status.value).inc()
+        metrics.observe_action(
+            request.platform.value, request.community, request.kind.value, outcome.status
+        )
         if outcome.status is ActionStatus.FAILED:
             logger.warning("action %s failed: %s", request.action_id, outcome.detail)
         if outcome.restore is None:

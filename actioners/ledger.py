@@ -219,7 +219,8 @@ def decision_row(
     ``evaluate`` was given (the whole verdict, ``active_strikes`` and ``shadow_strikes``), so
     the decision can be made again and compared."""
     return DecisionRow(
-        message_id=verdict.message_id,
+        # One decision per verdict: an image verdict's is kept beside its message's text one.
+        message_id=verdict.decision_id,
         platform=verdict.platform.value,
         community=verdict.community,
         channel=verdict.channel,

@@ -64,6 +64,7 @@ from actioners.policy import evaluate, requests_for
 from actioners.policystore import PolicyStore, StoredPolicy
 from actioners.publisher import Outgoing, Publisher
 from actioners.raids import RaidDecoded, decide_raids
+from actioners.retention import run_periodically
 from actioners.strikes import NewStrike
 from core import metrics
 from core.clients import group_id, kafka_consumer, kafka_producer
@@ -71,7 +72,7 @@ from core.errors import ConfigError
 from core.net import reachable
 from core.settings import Settings
 from core.stopping import until_stopped
-from schemas.events import ActionKind, DeadLetter, RaidEvent, Verdict, utcnow
+from schemas.events import ActionKind, DeadLetter, RaidEvent, Verdict, VerdictKind, utcnow
 from schemas.topics import ACTIONS, DEADLETTER, RAIDS, VERDICTS
 
 logger = logging.getLogger(__name__)
@@ -392,7 +393,8 @@ class Actioner:
             key = (verdict.platform.value, verdict.community)
             if key not in policies:
                 policies[key] = await self.policies.current(*key)
-        message_ids = list(dict.fromkeys(v.message_id for _, v in verdicts))
+        # One decision per verdict: a message's text verdict and its image verdict each get one.
+        message_ids = list(dict.fromkeys(v.decision_id for _, v in verdicts))
         now = utcnow()
         intents: list[Entry] = []
         async with self.db.transaction() as cur:
@@ -407,11 +409,11 @@ class Actioner:
             holds: list[HoldRow] = []
             new_strikes: list[NewStrike] = []
             for record, verdict in verdicts:
-                if verdict.message_id in seen:
+                if verdict.decision_id in seen:
                     # Decided before (a restart, a redelivery, a repeat in this batch).
                     metrics.ERRORS.labels(SERVICE, "duplicate_verdict").inc()
                     continue
-                seen.add(verdict.message_id)
+                seen.add(verdict.decision_id)
                 stored = policies[(verdict.platform.value, verdict.community)]
                 user = (verdict.platform.value, verdict.community, verdict.user)
                 real, shadow = counts[user]
@@ -433,7 +435,7 @@ class Actioner:
                     new_strikes.append(
                         NewStrike(
                             *user,
-                            message_id=verdict.message_id,
+                            message_id=verdict.decision_id,
                             points=decision.strikes_added,
                             shadow=decision.shadow,
                             reason=decision.reason,
@@ -453,7 +455,7 @@ class Actioner:
                         holds.append(
                             HoldRow(
                                 request=request,
-                                text=verdict.text,
+                                text=review_text(verdict),
                                 labels=decision.labels,
                                 held_action=(held.held if held and held.held else "review"),
                                 shadow=decision.shadow,
@@ -724,6 +726,7 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
     raids_topic = RAIDS.name_for(settings.kafka.topic_suffix)
     listener = ReadyListener(readiness)
     consumer: AIOKafkaConsumer | None = None
+    purger: asyncio.Task[None] | None = None
 
     async def start_consumer() -> AIOKafkaConsumer:
         candidate = kafka_consumer(settings.kafka, group_id=group_id(settings.kafka, SERVICE))
@@ -750,12 +753,28 @@ async def serve(settings: Settings, executor: Router, stop: asyncio.Event) -> No
         logger.info(
             "actioner consuming %s and %s, acting through %s", topic, raids_topic, executor.name
         )
+        # The retention job (actioners.retention), every WARDEN_PRIVACY__PURGE_EVERY_S.
+        purger = asyncio.create_task(run_periodically(settings, stop), name="retention")
         await actioner.run(stop)
     finally:
         readiness.set("running", False)
         probe.cancel()
+        if purger is not None:
+            purger.cancel()
         if consumer is not None:
             await _close("the Kafka consumer", consumer.stop())
         await _close("the Kafka producer", publisher.stop())
         await _close("the executor", executor.close())
         await _close("PostgreSQL", db.close())
+
+
+def review_text(verdict: Verdict) -> str:
+    """What a moderator reads of a held verdict: the text, and for an image verdict the
+    pictures it judged (the caption alone would say nothing)."""
+    if verdict.kind is VerdictKind.TEXT:
+        return verdict.text
+    pictures = "; ".join(
+        f"{image.url} ({', '.join(f'{k} {v:.2f}' for k, v in image.detections.items()) or '-'})"
+        for image in verdict.images
+    )
+    return f"{verdict.text}\n[image verdict: {pictures}]"[:40_000]

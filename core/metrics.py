@@ -1,7 +1,18 @@
 """Prometheus metrics every service exposes, on its own port.
 
-Each service builds one ``ServiceMetrics`` with its name as a label value, so that one dashboard
+Each service labels the shared families with its name (``service``), so that one dashboard
 covers them all: messages in and out, errors by kind, and a processing-latency histogram.
+
+Two rules keep the alerts in deploy/prometheus/alerts.yml honest:
+
+- Series exist from the start. ``increase()`` needs two samples, so a counter whose series is
+  born at 1 by its first increment never fires an alert on that first event. Each service calls
+  :func:`initialise` at start, which creates its error, dead-letter and degraded series at 0
+  for every known label value (``ERROR_KINDS``).
+- Label values are bounded. Outcome metrics (verdicts, actions, disputes, reviews) are
+  labelled by community: the first ``WARDEN_METRICS__COMMUNITIES`` communities a process sees
+  (``platform:community``) are named, the rest share ``community="other"`` (see
+  :class:`CommunityLabels`); verdict labels outside ``schemas.labels.TAXONOMY`` are ``other``.
 """
 
 from __future__ import annotations
@@ -19,11 +30,24 @@ from prometheus_client import (
 )
 
 from core.errors import ConfigError
+from schemas.events import ActionStatus, Verdict
+from schemas.labels import TAXONOMY
 
 logger = logging.getLogger(__name__)
 
-# Seconds; chat moderation cares about the 5 ms - 5 s range.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds. Work inside a service (a batch, a model run): chat moderation cares about 5 ms - 5 s,
+# and a loaded CPU or a database that is waited out reaches a minute.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Seconds. Waits that outages and platform rate limits stretch: end-to-end latency through a
+# backlog, an action waiting out 429s (up to WARDEN_ACTIONER__RATE_LIMIT_MAX_WAIT_S, 600 s by
+# default), a message buffered by ingest while the broker is away.
+WAIT_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0,
+)  # fmt: skip
+# A verdict's p_toxic (0..1): finer where the severity thresholds usually sit.
+P_TOXIC_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+OTHER = "other"
 
 MESSAGES_IN = Counter(
     "warden_messages_in_total", "Events consumed or received.", ["service", "topic"]
@@ -43,7 +67,7 @@ END_TO_END_SECONDS = Histogram(
     "warden_end_to_end_seconds",
     "From the message's received_at to this service's output.",
     ["service"],
-    buckets=LATENCY_BUCKETS,
+    buckets=WAIT_BUCKETS,
 )
 READY = Gauge(
     "warden_ready",
@@ -86,7 +110,7 @@ BATCH_SIZE = Histogram(
     "warden_batch_size",
     "Messages per micro-batch.",
     ["service"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
 )
 MODEL_SECONDS = Histogram(
     "warden_model_seconds", "Model time per batch.", ["service"], buckets=LATENCY_BUCKETS
@@ -95,7 +119,7 @@ REDIS_SECONDS = Histogram(
     "warden_redis_seconds",
     "Redis time per round trip (feature reads and updates).",
     ["service", "op"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 CACHE_LOOKUPS = Counter(
     "warden_cache_lookups_total",
@@ -131,9 +155,20 @@ DETECTOR_SECONDS = Histogram(
     "warden_detector_seconds",
     "Stream-detector time per batch: text traits, the Redis round trip and the labels.",
     ["service"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 RAIDS = Counter("warden_raids_total", "Raid events published.", ["service"])
+# Where a scored message's CPU goes (``scorers.stages.StageClock``; `warden bench` reads both).
+SCORER_STAGE_SECONDS = Counter(
+    "warden_scorer_stage_seconds",
+    "Scorer CPU seconds by stage (thread CPU time, summed per batch; decode, redis, encode...).",
+    ["stage"],
+)
+SCORER_THREAD_CPU_SECONDS = Gauge(
+    "warden_scorer_thread_cpu_seconds",
+    "CPU seconds used so far by the scorer's event-loop thread and by the whole process.",
+    ["thread"],
+)
 
 # The ingest adapters' own, labelled by adapter (discord, slack, twitch, webhook, replay).
 INGEST_RECEIVED = Counter(
@@ -176,5 +211,129 @@ INGEST_PUBLISH_SECONDS = Histogram(
     "warden_ingest_publish_seconds",
     "From accepting a message to the broker's acknowledgement (includes buffering).",
     ["adapter"],
-    buckets=LATENCY_BUCKETS,
+    buckets=WAIT_BUCKETS,
 )
+INGEST_BUFFER_MAX_MESSAGES = Gauge(
+    "warden_ingest_buffer_max_messages",
+    "The publisher's buffer limit in messages (WARDEN_INGEST__BUFFER_MAX_MESSAGES): beyond it"
+    " the adapter refuses or waits.",
+    ["adapter"],
+)
+INGEST_BUFFER_MAX_BYTES = Gauge(
+    "warden_ingest_buffer_max_bytes",
+    "The publisher's buffer limit in bytes (WARDEN_INGEST__BUFFER_MAX_BYTES).",
+    ["adapter"],
+)
+
+# Moderation outcomes, for operators and analysts (the outcomes dashboard). Labelled by
+# community through ``COMMUNITIES`` (bounded); counted once per verdict delivered, per action
+# finished, per dispute taken and per review decided. Delivery is at least once, so a verdict
+# replayed after a crash between its delivery and its acknowledgement is counted again.
+VERDICTS = Counter(
+    "warden_verdicts_total",
+    "Verdicts delivered to moderation.verdicts.v1, by severity and whether they were flagged.",
+    ["community", "severity", "flagged"],
+)
+VERDICT_LABELS = Counter(
+    "warden_verdict_labels_total",
+    "Labels on delivered verdicts (schemas.labels; others are `other`), one per verdict.",
+    ["community", "label"],
+)
+P_TOXIC = Histogram(
+    "warden_verdict_p_toxic",
+    "The model's p_toxic of delivered verdicts.",
+    ["community"],
+    buckets=P_TOXIC_BUCKETS,
+)
+COMMUNITY_ACTIONS = Counter(
+    "warden_community_actions_total",
+    "Finished actions by community, kind and result (done, skipped, failed); the alerts use"
+    " warden_actions_total, whose series exist from the start.",
+    ["community", "kind", "status"],
+)
+DISPUTES = Counter(
+    "warden_disputes_total",
+    "Disputes the review service took, by what became of them (opened, counted: a second user"
+    " or route for an open one, repeat, not_the_author, nothing_to_dispute).",
+    ["community", "outcome"],
+)
+REVIEWS = Counter(
+    "warden_reviews_total",
+    "Moderators' decisions (upheld, overturned, hold_approved, hold_dismissed).",
+    ["community", "outcome"],
+)
+
+# The error kinds each service counts, created at 0 by ``initialise``. A kind missing here
+# still counts; its alert only misses the very first one (tests/unit/core/test_metrics.py
+# checks that every kind the code spells is listed). Ingest's kinds are the broker's exception
+# names, an open set: its alert also matches series that are new (see alerts.yml).
+ERROR_KINDS: dict[str, tuple[str, ...]] = {
+    "scorer": ("invalid_payload", "undeliverable"),
+    "actioner": (
+        "invalid_payload",
+        "unprocessable",
+        "duplicate_verdict",
+        "settle_failed",
+        "modlog_dropped",
+        "modlog_failed",
+        "publish_refused",
+    ),
+    "review": ("invalid_payload", "background_failed", "publish_refused"),
+    "explainer": ("invalid_payload", "dispute_unknown_message", "unexplainable", "publish_failed"),
+    "images": ("invalid_payload",),
+    "drift": ("invalid_payload", "drift_check_failed", "publish_failed"),
+    "ingest": (),
+}
+
+
+class CommunityLabels:
+    """The ``community`` label value of a platform's community: its ``platform:community`` key
+    for the first ``limit`` keys seen (first come, for the life of the process), ``other`` for
+    the rest. First come rather than largest: a label never changes its meaning while the
+    process runs, so a counter's rate stays a rate. Each replica chooses its own; a community
+    named by one and collapsed by another shows up under both labels."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._named: set[str] = set()
+
+    def __call__(self, platform: str, community: str) -> str:
+        key = f"{platform}:{community}"
+        if key in self._named:
+            return key
+        if len(self._named) < self.limit:
+            self._named.add(key)
+            return key
+        return OTHER
+
+
+COMMUNITIES = CommunityLabels(20)
+
+
+def initialise(service: str, communities: int | None = None) -> None:
+    """Create ``service``'s failure series at 0 (see the module's docstring) and set the number
+    of communities named in outcome labels (WARDEN_METRICS__COMMUNITIES). Call once at start."""
+    if communities is not None:
+        COMMUNITIES.limit = communities
+    DEAD_LETTERS.labels(service)
+    for kind in ERROR_KINDS.get(service, ()):
+        ERRORS.labels(service, kind)
+    if service == "scorer":
+        DEGRADED.labels(service)
+        MODEL_SWAPS.labels(service, "failed")
+        RAIDS.labels(service)
+
+
+def observe_verdict(verdict: Verdict) -> None:
+    """Count one delivered verdict in the outcome metrics."""
+    community = COMMUNITIES(verdict.platform.value, verdict.community)
+    flagged = "true" if verdict.flagged else "false"
+    VERDICTS.labels(community, verdict.severity.value, flagged).inc()
+    P_TOXIC.labels(community).observe(verdict.p_toxic)
+    for label in {label if label in TAXONOMY else OTHER for label in verdict.labels}:
+        VERDICT_LABELS.labels(community, label).inc()
+
+
+def observe_action(platform: str, community: str, kind: str, status: ActionStatus) -> None:
+    """Count one finished action in the outcome metrics."""
+    COMMUNITY_ACTIONS.labels(COMMUNITIES(platform, community), kind, status.value).inc()

@@ -8,6 +8,8 @@ stack (``warden stack up``); production differs only by environment.
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,7 @@ from pydantic_settings import (
 )
 
 from core.errors import ConfigError
+from core.image_settings import ImageSettings
 
 ENV_PREFIX = "WARDEN_"
 NESTED_DELIMITER = "__"
@@ -130,6 +133,10 @@ class ModelSettings(Section):
     # int8 on the CPU: single-threaded encoder sessions run side by side, one text each;
     # None = one per core (toxicity.encoder explains why).
     encoder_workers: int | None = Field(default=None, ge=1, le=256)
+    # Where the int8 encoder is built on first use (encoders/<hash>/); None =
+    # WARDEN_STACK__CACHE_DIR. Scorer replicas may share it (a volume): a build is locked and
+    # each file appears whole (toxicity.encoder), so a reader never sees half an encoder.
+    cache_dir: Path | None = None
     # The model registry (`warden models`): its name (rows in PostgreSQL, the active-model
     # pointer in Redis), whether scorers follow its active model (None = unless `path` pins a
     # directory), and how often a scorer looks for a promotion between batches.
@@ -308,6 +315,11 @@ class MetricsSettings(Section):
     explainer_port: int = Field(default=9104, ge=0, le=65535)
     review_port: int = Field(default=9105, ge=0, le=65535)
     drift_port: int = Field(default=9106, ge=0, le=65535)
+    images_port: int = Field(default=9107, ge=0, le=65535)
+    # Outcome metrics (verdicts, actions, disputes) carry a `community` label for the first this
+    # many communities each process sees (`platform:community`); later ones share `other`, so
+    # a platform with ten thousand communities does not make ten thousand series per metric.
+    communities: int = Field(default=20, ge=0, le=1000)
 
 
 class ScorerSettings(Section):
@@ -332,6 +344,9 @@ class ScorerSettings(Section):
     # moderation.verdicts.shadow.v1 (never actioned), with WARDEN_MODEL__PATH's model. It writes
     # no stream state (context counters, detector windows, raids) and follows no registry.
     shadow: bool = False
+    # faust's worker state on disk (per replica: nothing there outlives it, state is in Redis
+    # and Kafka); None = <WARDEN_STACK__DIR>/faust.
+    data_dir: Path | None = None
 
 
 class ActionerSettings(Section):
@@ -540,6 +555,28 @@ class BotSettings(Section):
     twitch_reply_limit: int = Field(default=20, ge=1, le=100)
 
 
+class PrivacySettings(Section):
+    """Forget, opt-out and retention (core.privacy, actioners.retention; docs/privacy.md)."""
+
+    # Keys the pseudonym (HMAC-SHA256 of platform:community:user) of a forgotten user in the
+    # audit rows kept; `forget` refuses to run without it. A new secret, new pseudonyms.
+    pseudonym_secret: SecretStr | None = None
+    # Days rows are kept (then purged): message-level data 28, strikes 28 after they expire,
+    # the audit of actions (ledger, audit, pardons, reviews) 365; open entries stay.
+    decisions_days: float = Field(default=28.0, gt=0)
+    holds_days: float = Field(default=28.0, gt=0)
+    explanations_days: float = Field(default=28.0, gt=0)
+    disputes_days: float = Field(default=28.0, gt=0)
+    strikes_days: float = Field(default=28.0, gt=0)
+    ledger_days: float = Field(default=365.0, gt=0)
+    audit_days: float = Field(default=365.0, gt=0)
+    pardons_days: float = Field(default=365.0, gt=0)
+    reviews_days: float = Field(default=365.0, gt=0)
+    # The actioner purges this often (0: never), one at a time; rows per DELETE statement.
+    purge_every_s: float = Field(default=3600.0, ge=0)
+    purge_batch: int = Field(default=5000, ge=1, le=1_000_000)
+
+
 class StackSettings(Section):
     """Where `warden stack` keeps the local servers' data, logs and pids, and their ports.
 
@@ -589,6 +626,49 @@ class _EnvSource(EnvSettingsSource):
         return env_name((field_name,))
 
 
+SECRETS_DIR_VARIABLE = f"{ENV_PREFIX}SECRETS_DIR"
+# A secret is a token or a password: a larger file is refused rather than read.
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+class _SecretFilesSource(_EnvSource):
+    """Docker and Kubernetes secrets: each file named ``WARDEN_...`` in ``WARDEN_SECRETS_DIR``
+    sets the variable of that name to its content (one trailing newline dropped).
+
+    Compose mounts a service's secrets as files under /run/secrets/ and Kubernetes a Secret's
+    keys as files of a volume: a token passed so never shows in the container's environment
+    (``docker inspect``, /proc/<pid>/environ). A variable in the environment wins over a file;
+    other files (dot files, Kubernetes' ``..data`` links, names without the prefix) are skipped.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path | None) -> None:
+        self.directory = directory  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.directory is None:
+            return {}
+        if not self.directory.is_dir():
+            raise ConfigError(
+                f"invalid configuration: {SECRETS_DIR_VARIABLE}: {self.directory} is not a "
+                "directory"
+            )
+        found: dict[str, str | None] = {}
+        for path in sorted(self.directory.iterdir()):
+            if not path.name.upper().startswith(ENV_PREFIX) or not path.is_file():
+                continue
+            try:
+                if path.stat().st_size > SECRET_FILE_MAX_BYTES:
+                    raise ValueError(f"larger than {SECRET_FILE_MAX_BYTES} bytes")
+                value = path.read_bytes().decode("utf-8")
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"invalid configuration: {path.name} (secret file {path}): {exc}"
+                ) from exc
+            found[path.name.lower()] = value.removesuffix("\n").removesuffix("\r")
+        return found
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -605,8 +685,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _EnvSource(settings_cls), dotenv_settings, file_secret_settings
+        directory = os.environ.get(SECRETS_DIR_VARIABLE) or None
+        secret_files = _SecretFilesSource(settings_cls, Path(directory) if directory else None)
+        return init_settings, _EnvSource(settings_cls), secret_files, dotenv_settings
 
+    # Where Docker or Kubernetes secrets are mounted (_SecretFilesSource); None = none.
+    secrets_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -623,6 +707,8 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = RetrainSettings()
     review: ReviewSettings = ReviewSettings()
     bots: BotSettings = BotSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    images: ImageSettings = ImageSettings()
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

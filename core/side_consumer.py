@@ -14,13 +14,16 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core import metrics
 from core.net import reachable
+
+if TYPE_CHECKING:
+    from core.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,34 @@ class ReadyListener(ConsumerRebalanceListener):
             for partition in assigned:
                 await self.consumer.position(partition)
         self.readiness.set("partitions", True)
+
+
+async def join_group(
+    kafka: KafkaSettings,
+    service: str,
+    topics: Sequence[str],
+    readiness: ConsumerReadiness,
+    producer: AIOKafkaProducer,
+    stop: asyncio.Event,
+) -> tuple[AIOKafkaConsumer, bool]:
+    """The service's consumer, in its own group from the topics' end ("latest", every start
+    offset resolved on assignment: :class:`ReadyListener`), subscribed to ``topics``, and
+    ``producer`` and it started; the flag is False when ``stop`` came first (the consumer is
+    returned either way, for the caller to close)."""
+    from core.clients import group_id, kafka_consumer
+    from core.stopping import until_stopped
+
+    listener = ReadyListener(readiness)
+    consumer = kafka_consumer(kafka, group_id=group_id(kafka, service), auto_offset_reset="latest")
+    listener.consumer = consumer
+    consumer.subscribe(list(topics), listener=listener)
+
+    async def start() -> None:
+        await producer.start()
+        await consumer.start()
+
+    started, _ = await until_stopped(stop, start())
+    return consumer, started
 
 
 async def watch_broker(readiness: ConsumerReadiness, hosts: Sequence[str]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -24,3 +25,20 @@ async def until_stopped(stop: asyncio.Event, work: Awaitable[T]) -> tuple[bool, 
         await asyncio.gather(task, return_exceptions=True)
         return False, None
     return True, task.result()
+
+
+def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
+    """Run ``serve(stop)`` in a new event loop; SIGINT and SIGTERM set ``stop``.
+
+    How every side service (explainer, drift monitor, image scorer) is started from its
+    command: the service finishes its batch, commits and closes its clients on a signal.
+    """
+
+    async def go() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await serve(stop)
+
+    return asyncio.run(go())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -26,19 +24,14 @@ class ExplainInputError(PayloadError):
 def explainer(ctx: click.Context) -> None:
     """Explain flagged verdicts (LIME) onto moderation.explanations.v1."""
     from core import metrics
+    from core.stopping import run_until_signalled
     from explainers.service import serve
 
     settings = settings_from(ctx)
     metrics.serve(settings.metrics.explainer_port, settings.metrics.host)
+    metrics.initialise("explainer", settings.metrics.communities)
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(go())
+    run_until_signalled(lambda stop: serve(settings, stop))
 
 
 def read_text(text: str) -> str:

@@ -41,18 +41,25 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from core import metrics
-from core.clients import group_id, kafka_consumer, kafka_producer
+from core.clients import kafka_producer
 from core.settings import Settings
 from core.side_consumer import (
     ConsumerReadiness,
-    ReadyListener,
     close_quietly,
     consume_batches,
+    join_group,
     watch_broker,
 )
 from core.stopping import until_stopped
 from explainers.backlog import GRADES, Backlog, Job
-from schemas.events import DeadLetter, Feedback, FeedbackKind, Severity, Verdict
+from schemas.events import (
+    DeadLetter,
+    Feedback,
+    FeedbackKind,
+    Severity,
+    Verdict,
+    VerdictKind,
+)
 from schemas.topics import DEADLETTER, EXPLANATIONS, FEEDBACK, VERDICTS
 from toxicity.explanation import Explainer
 
@@ -166,6 +173,8 @@ class ExplainerService:
             await self._dead_letter(letter)
 
     def on_verdict(self, verdict: Verdict) -> None:
+        if verdict.kind is not VerdictKind.TEXT:
+            return  # word-level explanations are for text; an image verdict lists its detections
         if verdict.severity.rank >= self.min_rank:
             self.queue(Job(verdict))
         else:
@@ -282,13 +291,14 @@ def load_explainer(settings: Settings) -> Explainer:
     """The configured hybrid model, on ``settings.explainer.threads`` threads, in an Explainer."""
     import torch
 
+    from core.paths import model_cache_dir
     from toxicity.hybrid import HybridScorer
     from toxicity.loading import load_scorer
 
     threads = settings.explainer.threads
     torch.set_num_threads(threads)
     model = settings.model.model_copy(update={"kind": "hybrid", "encoder_workers": threads})
-    scorer = load_scorer(model, cache_dir=settings.stack.cache_dir)
+    scorer = load_scorer(model, cache_dir=model_cache_dir(settings, writable=True))
     if not isinstance(scorer, HybridScorer):  # pragma: no cover - load_scorer's contract
         raise TypeError(f"explanations need the hybrid model, not {type(scorer).__name__}")
     config = settings.explainer
@@ -311,24 +321,14 @@ async def serve(settings: Settings, stop: asyncio.Event, explainer: Explainer | 
                 return 0
             explainer = loading.result()
         logger.info("model %s loaded for explanations", explainer.version)
-        listener = ReadyListener(readiness)
-        consumer = kafka_consumer(
-            settings.kafka,
-            group_id=group_id(settings.kafka, SERVICE),
-            auto_offset_reset="latest",
-        )
-        listener.consumer = consumer
         topics = [
             VERDICTS.name_for(settings.kafka.topic_suffix),
             FEEDBACK.name_for(settings.kafka.topic_suffix),
         ]
-        consumer.subscribe(topics, listener=listener)
-
-        async def start() -> None:
-            await producer.start()
-            await consumer.start()
-
-        if not (await until_stopped(stop, start()))[0]:
+        consumer, started = await join_group(
+            settings.kafka, SERVICE, topics, readiness, producer, stop
+        )
+        if not started:
             return 0
         service = ExplainerService(settings, explainer, consumer, producer)
         logger.info(

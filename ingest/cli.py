@@ -64,6 +64,7 @@ async def serve(
     from core import metrics
 
     metrics.serve(settings.metrics.ingest_port, settings.metrics.host)
+    metrics.initialise("ingest", settings.metrics.communities)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +259,7 @@ def slack_command(ctx: click.Context, mode: str | None) -> None:
 def webhook_command(ctx: click.Context) -> None:
     """The webhook / batch API: POST /v1/messages, /v1/moderate and /v1/disputes
     (WARDEN_INGEST__WEBHOOK_*)."""
+    from core.paths import model_cache_dir
     from ingest.adapters.webhook import WebhookAPI
     from schemas.events import Severity
     from toxicity.loading import load_model
@@ -269,8 +271,11 @@ def webhook_command(ctx: click.Context) -> None:
             "the webhook needs WARDEN_INGEST__WEBHOOK_TOKEN or WARDEN_INGEST__WEBHOOK_HMAC_SECRET"
         )
 
+    # /v1/moderate scores with the scorer's model: its int8 encoder goes to the model cache.
+    cache_dir = model_cache_dir(settings, writable=True)
+
     async def body(publisher: Publisher) -> None:
-        model = await asyncio.to_thread(load_model, settings.model)
+        model = await asyncio.to_thread(lambda: load_model(settings.model, cache_dir=cache_dir))
         api = WebhookAPI(
             ingest_settings,
             publisher,

@@ -218,6 +218,9 @@ class Publisher:
         self._latency = metrics.INGEST_PUBLISH_SECONDS.labels(adapter)
         self._failed_metric = metrics.INGEST_FAILED
         self._restarts_metric = metrics.INGEST_PRODUCER_RESTARTS
+        metrics.INGEST_REJECTED.labels(adapter)  # at 0 from the start, for the alerts
+        metrics.INGEST_BUFFER_MAX_MESSAGES.labels(adapter).set(self.ingest.buffer_max_messages)
+        metrics.INGEST_BUFFER_MAX_BYTES.labels(adapter).set(self.ingest.buffer_max_bytes)
 
     # ----------------------------------------------------------------------------------------
     # Life cycle

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -64,21 +63,16 @@ def run(ctx: click.Context) -> None:
     WARDEN_METRICS__DRIFT_PORT, write an HTML report and publish a DriftEvent on
     moderation.drift.v1 when a community drifts (at most once per WARDEN_DRIFT__COOLDOWN_S)."""
     from core import metrics
+    from core.stopping import run_until_signalled
     from retrain.drift import prepare_folders
     from retrain.drift_service import serve
 
     settings = settings_from(ctx)
     prepare_folders(settings)
     metrics.serve(settings.metrics.drift_port, settings.metrics.host)
+    metrics.initialise("drift", settings.metrics.communities)
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(go())
+    run_until_signalled(lambda stop: serve(settings, stop))
 
 
 def _read(settings: Settings, scan: int | None, *, rows: int | None = None) -> Windows:

@@ -38,13 +38,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from core import metrics
-from core.clients import group_id, kafka_consumer, kafka_producer
+from core.clients import kafka_consumer, kafka_producer
 from core.settings import DriftSettings, Settings
 from core.side_consumer import (
     ConsumerReadiness,
-    ReadyListener,
     close_quietly,
     consume_batches,
+    join_group,
     watch_broker,
 )
 from core.stopping import until_stopped
@@ -62,7 +62,7 @@ from retrain.drift import (
     row_of,
     write_report,
 )
-from schemas.events import Verdict, utcnow
+from schemas.events import Verdict, VerdictKind, utcnow
 from schemas.topics import DRIFT, VERDICTS
 
 logger = logging.getLogger(__name__)
@@ -208,6 +208,8 @@ class DriftService:
             except ValidationError:
                 metrics.ERRORS.labels(SERVICE, "invalid_payload").inc()
                 continue
+            if verdict.kind is not VerdictKind.TEXT:
+                continue  # the monitor watches the text model's inputs and outputs
             self.windows.add(verdict)
         for key in self.windows.pinned:
             logger.info("reference pinned for %s from its first verdicts", key)
@@ -321,19 +323,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
         loading = asyncio.ensure_future(asyncio.to_thread(load_evidently))
         if not (await until_stopped(stop, loading))[0]:
             return 0
-        listener = ReadyListener(readiness)
-        consumer = kafka_consumer(
-            settings.kafka, group_id=group_id(settings.kafka, SERVICE), auto_offset_reset="latest"
-        )
-        listener.consumer = consumer
         topic = VERDICTS.name_for(settings.kafka.topic_suffix)
-        consumer.subscribe([topic], listener=listener)
-
-        async def start() -> None:
-            await producer.start()
-            await consumer.start()
-
-        if not (await until_stopped(stop, start()))[0]:
+        consumer, started = await join_group(
+            settings.kafka, SERVICE, [topic], readiness, producer, stop
+        )
+        if not started:
             return 0
         service = DriftService(settings, consumer, producer)
         config = settings.drift
@@ -388,6 +382,8 @@ async def read_tail(settings: Settings, windows: Windows, per_partition: int) ->
                     try:
                         verdict = Verdict.model_validate_json(record.value or b"")
                     except ValidationError:
+                        continue
+                    if verdict.kind is not VerdictKind.TEXT:
                         continue
                     # Rows, not verdicts: a verdict may hold 40,000 characters of text.
                     row = row_of(verdict, windows.config.features)

@@ -31,6 +31,7 @@ from typing import Any
 
 from core.errors import ConfigError, TransientError, WardenError
 from core.model_pointer import ActiveModel, read_active, write_active
+from core.privacy import RECORD_DELETION
 from core.settings import Settings
 from retrain.gating import Check, compare, refusal
 from toxicity.artifacts import (
@@ -386,11 +387,8 @@ class Registry:
     def forget_user(self, platform: str, community: str, user: str) -> bool:
         """Record that a user's data was deleted; True when it was not recorded before."""
         with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO data_deletions (platform, community, user_id, requested_by)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (platform, community, user, self.actor(cur)),
-            )
+            # The statement `warden privacy forget` records its deletions with (core.privacy).
+            cur.execute(RECORD_DELETION, (platform, community, user, self.actor(cur)))
             return bool(cur.rowcount)
 
     def deleted_users(self) -> set[tuple[str, str, str]]:

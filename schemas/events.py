@@ -94,6 +94,11 @@ class Attachment(Event):
     url: str = Field(min_length=1, max_length=2000, pattern=_NO_CONTROL)
     content_type: Label | None = None
     filename: Text | None = Field(default=None, max_length=1000)
+    size: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes, as the platform reports it (Discord, Slack files); null: unknown.",
+    )
 
 
 class ChatMessage(Event):
@@ -108,6 +113,13 @@ class ChatMessage(Event):
     user_roles: list[Label] = Field(default_factory=list, max_length=256)
     text: Text = Field(max_length=40_000)
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    channel_nsfw: bool | None = Field(
+        default=None,
+        description=(
+            "True when the platform marks the channel NSFW (Discord's age-restricted channels);"
+            " null: the platform does not say."
+        ),
+    )
     reply_to: Id | None = None
     edited: bool = Field(default=False, description="True when this event is an edit.")
     sent_at: Timestamp
@@ -159,8 +171,42 @@ class Scoring(Event):
     )
 
 
+class VerdictKind(enum.StrEnum):
+    """What a verdict judged: the message's text, or one of its image attachments."""
+
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class ImageFinding(Event):
+    """The image an image verdict judged (``Verdict.image``), and what the detector saw in it."""
+
+    url: str = Field(min_length=1, max_length=2000, pattern=_NO_CONTROL)
+    index: int = Field(ge=0, le=99, description="Its place in ChatMessage.attachments.")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 of the image's bytes (the cache key); null: never fetched.",
+    )
+    content_type: Label | None = None
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+    detections: dict[Label, Probability] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="The detector's best score per class it found (e.g. FACE_FEMALE: 0.72).",
+    )
+    cached: bool = Field(default=False, description="Scored earlier: the same bytes were seen.")
+
+
 class Verdict(Event):
-    """The scorer's decision on one message (``moderation.verdicts.v1``)."""
+    """The scorer's decision on one message (``moderation.verdicts.v1``).
+
+    A message gets one ``text`` verdict, and one ``image`` verdict for its images when it has
+    any (``kind``; the image scorer runs in its own consumer group, so a text verdict never waits
+    for an image). Both carry the message's ``message_id``; consumers that keep one decision per
+    verdict key it by :attr:`decision_id`.
+    """
 
     message_id: Id
     platform: Annotated[Platform, LAX]
@@ -217,10 +263,30 @@ class Verdict(Event):
             " verdicts written before this field."
         ),
     )
+    kind: Annotated[VerdictKind, LAX] = Field(
+        default=VerdictKind.TEXT,
+        description="text: the message's text; image: its image attachments (see ``images``).",
+    )
+    images: list[ImageFinding] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Image verdicts: each image judged; p_toxic and labels are the worst one's.",
+    )
+    channel_nsfw: bool | None = Field(
+        default=None, description="The message's ChatMessage.channel_nsfw, for the policy."
+    )
 
     @property
     def key(self) -> str:
         return user_key(self.platform, self.community, self.user)
+
+    @property
+    def decision_id(self) -> str:
+        """The id one decision is kept under: the message id for its text verdict, the message
+        id and ``/image`` for its image verdict (a message may be acted on for either)."""
+        if self.kind is VerdictKind.TEXT:
+            return self.message_id
+        return f"{self.message_id}/{self.kind.value}"
 
 
 class ActionKind(enum.StrEnum):

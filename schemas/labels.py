@@ -6,6 +6,11 @@ policy can treat harms differently (a community that allows swearing still remov
 - Harm labels come from the model, each with a score in ``Verdict.label_scores``:
   ``insult``, ``threat``, ``self_harm``, ``identity_attack``, ``sexual_harassment`` and
   ``profanity`` (swearing, which on its own is no harm to anyone in particular).
+- Image labels come from the image model, each with a score in ``Verdict.label_scores``, on
+  image verdicts (``Verdict.kind == "image"``): ``sexual_explicit`` (exposed genitals, anus,
+  female breasts or buttocks) and ``sexual_suggestive`` (the same parts covered, as in
+  underwear or swimwear). Faces, feet, bellies, armpits and bare male chests are detected but
+  are no label: they are ordinary pictures.
 - ``hard_slur`` comes from the word-list rule (:data:`schemas.rules.HARD_SLUR`).
 - Stream labels come from the scorer's stateful detectors, each with a reason a moderator can
   read in ``Verdict.reasons``: ``spam`` (the same or near-same line from one user, again and
@@ -40,6 +45,12 @@ HARM_LABELS: tuple[str, ...] = (
 )
 """Model labels, with per-label scores."""
 
+SEXUAL_EXPLICIT = "sexual_explicit"
+SEXUAL_SUGGESTIVE = "sexual_suggestive"
+
+IMAGE_LABELS: tuple[str, ...] = (SEXUAL_EXPLICIT, SEXUAL_SUGGESTIVE)
+"""Image model labels, with per-label scores (image verdicts only)."""
+
 SPAM = "spam"
 FLOOD = "flood"
 CAPS = "caps"
@@ -64,3 +75,4 @@ STREAM_LABELS: tuple[str, ...] = (
 RULE_LABELS: tuple[str, ...] = (HARD_SLUR,)
 
 TAXONOMY: tuple[str, ...] = HARM_LABELS + RULE_LABELS + STREAM_LABELS
+"""The labels of text verdicts (image verdicts carry :data:`IMAGE_LABELS`)."""

@@ -25,6 +25,7 @@ from core import metrics
 from core.clients import group_id, install_reconnect_backoff, redis_client
 from core.errors import WardenError
 from core.model_pointer import ActiveModel, read_active
+from core.paths import faust_data_dir, model_cache_dir
 from core.settings import Settings
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
@@ -101,7 +102,7 @@ def build_app(
     shadow = settings.scorer.shadow
     # A challenger has a group of its own per model: it reads every message, as the scorer does.
     app_id = group_id(settings.kafka, f"{SERVICE}-shadow-{model.version}" if shadow else SERVICE)
-    datadir = settings.stack.dir / "faust" / app_id
+    datadir = faust_data_dir(settings) / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
@@ -224,6 +225,7 @@ def build_app(
             shared=current.shared,
             detectors=detectors,
             raids_topic=raids_topic,
+            outcomes=not shadow,
         )
         stages.start()
         live.add(stages)
@@ -272,7 +274,9 @@ def load_pointed(settings: Settings, pointer: ActiveModel) -> TextScorer:
     from toxicity.loading import load_scorer
 
     path = resolve_stored(pointer.path)
-    return load_scorer(settings.model.model_copy(update={"path": path}))
+    return load_scorer(
+        settings.model.model_copy(update={"path": path}), cache_dir=model_cache_dir(settings)
+    )
 
 
 def startup_model(settings: Settings) -> TextScorer:
@@ -309,13 +313,19 @@ def startup_model(settings: Settings) -> TextScorer:
                     pointer.path,
                     exc,
                 )
-    return load_model(settings.model)
+    return load_model(settings.model, cache_dir=model_cache_dir(settings))
 
 
 def run_worker(settings: Settings) -> None:
     """Load the model, expose metrics and run the faust worker until SIGINT/SIGTERM."""
+    # Every folder the worker writes, checked before the model loads: a missing volume or one
+    # owned by another user fails now, naming its variable (not as a crash loop later).
+    faust_data_dir(settings, writable=True)
+    if settings.model.kind == "hybrid":
+        model_cache_dir(settings, writable=True)
     model = startup_model(settings)
     metrics.serve(settings.metrics.scorer_port, settings.metrics.host)
+    metrics.initialise(SERVICE, settings.metrics.communities)
     readiness = Readiness(SERVICE)
     readiness.set()  # 0 until the first rebalance completes
     app = build_app(settings, model, readiness)

@@ -7,8 +7,9 @@ from the stream, and fetches context features from Redis between ``decode`` and 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
@@ -53,6 +54,8 @@ def outcome(verdict: Verdict) -> Outcome:
 class Scored:
     verdicts: list[Verdict]
     computed: dict[str, Row]  # text-side rows computed for this batch (for a shared cache)
+    # CPU time of this thread per stage, in ns (cache lookup, features, booster, verdicts...).
+    costs: dict[str, int] = field(default_factory=dict)
 
 
 class BatchScorer:
@@ -110,6 +113,11 @@ class BatchScorer:
             scores, computed = self.cache.score(texts, contexts, shared)
         else:
             scores = self.model.score(texts, contexts)
+        take = getattr(self.model, "take_costs", None)
+        costs: dict[str, int] = take() if take is not None else {}
+        if self.cache is not None:
+            costs.update(self.cache.take_costs())
+        started = time.thread_time_ns()
         scored_at = utcnow()
         verdicts = [
             Verdict(
@@ -136,4 +144,5 @@ class BatchScorer:
             )
             for m, s in zip(messages, scores, strict=True)
         ]
-        return Scored(verdicts, computed)
+        costs["verdicts"] = time.thread_time_ns() - started
+        return Scored(verdicts, computed, costs)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -52,11 +53,12 @@ from redis.exceptions import RedisError
 
 from core import metrics
 from schemas.events import ChatMessage, DeadLetter, RaidEvent, Verdict
-from scorers.batch import SERVICE, BatchScorer, RawEvent, outcome
+from scorers.batch import SERVICE, BatchScorer, RawEvent, Scored, outcome
 from scorers.cache import Row
 from scorers.context_store import ContextReader, Position
 from scorers.detectors import StreamDetectors
 from scorers.stream_state import RaidSeen
+from toxicity.base import Context
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,71 @@ class Outgoing:
     minimal: bool = False  # already the smallest dead letter: refusing it is not the record's fault
 
 
+class StageClock:
+    """CPU time per stage of the scorer, for ``warden_scorer_stage_seconds_total{stage}``.
+
+    Event-loop stages are timed with this thread's CPU clock. A stage that awaits (a Redis round
+    trip) lets other coroutines run meanwhile: the stages they time are taken out of its time,
+    so nothing is counted twice; what no stage times (faust's take, the Kafka clients' I/O) is
+    the event-loop total less the stages (``warden bench`` shows it as ``consume``). Sums go to
+    the counter once per batch, so the clock costs about 1 us per stage and batch.
+    """
+
+    def __init__(self) -> None:
+        self._ns: dict[str, int] = {}
+        self._accounted = 0
+
+    def section(self, stage: str) -> _Section:
+        return _Section(self, stage)
+
+    def add(self, stage: str, ns: int) -> None:
+        """Time measured elsewhere (the model thread's stages)."""
+        self._ns[stage] = self._ns.get(stage, 0) + ns
+
+    def flush(self) -> None:
+        for stage, ns in self._ns.items():
+            metrics.SCORER_STAGE_SECONDS.labels(stage).inc(ns / 1e9)
+        self._ns.clear()
+
+    @staticmethod
+    def export_threads() -> None:
+        """Expose the CPU clocks of this (the event-loop) thread and of the whole process."""
+        clock = time.pthread_getcpuclockid(threading.get_ident())
+        threads = metrics.SCORER_THREAD_CPU_SECONDS
+        threads.labels("event_loop").set_function(lambda: time.clock_gettime(clock))
+        threads.labels("process").set_function(time.process_time)
+
+
+class _Section:
+    __slots__ = ("accounted", "clock", "stage", "started")
+
+    def __init__(self, clock: StageClock, stage: str) -> None:
+        self.clock, self.stage = clock, stage
+
+    def __enter__(self) -> None:
+        self.accounted = self.clock._accounted
+        self.started = time.thread_time_ns()
+
+    def __exit__(self, *exc: object) -> None:
+        clock = self.clock
+        spent = time.thread_time_ns() - self.started - (clock._accounted - self.accounted)
+        clock._accounted += spent
+        clock._ns[self.stage] = clock._ns.get(self.stage, 0) + spent
+
+
+def timed_score(
+    scorer: BatchScorer,
+    messages: Sequence[ChatMessage],
+    contexts: Sequence[Context] | None,
+    degraded: bool,
+    found: dict[str, Row],
+) -> tuple[Scored, int]:
+    """``scorer.score`` in the model thread, with that thread's CPU time for it."""
+    started = time.thread_time_ns()
+    scored = scorer.score(messages, contexts, degraded, found)
+    return scored, time.thread_time_ns() - started
+
+
 class RowCache(Protocol):
     """Text-side rows shared between workers (``scorers.app.SharedCache``)."""
 
@@ -162,6 +229,7 @@ class Stages:
         shared: RowCache | None = None,
         detectors: StreamDetectors | None = None,
         raids_topic: str | None = None,
+        outcomes: bool = True,
     ) -> None:
         self.scorer = scorer
         self.contexts = contexts
@@ -175,7 +243,10 @@ class Stages:
         self.shared = shared
         self.detectors = detectors
         self.raids_topic = raids_topic
+        # Count delivered verdicts in the outcome metrics (not a shadow's: never actioned).
+        self.outcomes = outcomes
         self.failure: BaseException | None = None
+        self.clock = StageClock()
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
@@ -186,6 +257,7 @@ class Stages:
         self.scorer, self.shared = scorer, shared
 
     def start(self) -> None:
+        self.clock.export_threads()
         self._tasks = [
             asyncio.create_task(self._guard(self._score_loop()), name="scorer-score"),
             asyncio.create_task(self._guard(self._deliver_loop()), name="scorer-deliver"),
@@ -223,25 +295,35 @@ class Stages:
             # One model for the whole batch, even if a promotion swaps it meanwhile.
             scorer, shared = self.scorer, self.shared
             started = time.perf_counter()
-            metrics.MESSAGES_IN.labels(SERVICE, self.source_topic).inc(len(raw))
-            metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
-            messages, sources, dead = scorer.decode(raw)
-            context, degraded = await self.contexts.read(messages)
+            clock = self.clock
+            with clock.section("metrics"):
+                metrics.MESSAGES_IN.labels(SERVICE, self.source_topic).inc(len(raw))
+                metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
+            with clock.section("decode"):
+                messages, sources, dead = scorer.decode(raw)
+            with clock.section("redis"):
+                context, degraded = await self.contexts.read(messages)
             if degraded:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
-            found = await self._shared_rows(scorer, shared, [m.text for m in messages])
+            with clock.section("shared_cache"):
+                found = await self._shared_rows(scorer, shared, [m.text for m in messages])
             model_started = time.perf_counter()
             model = loop.run_in_executor(
-                self.executor, scorer.score, messages, context, degraded, found
+                self.executor, timed_score, scorer, messages, context, degraded, found
             )
             if self.detectors is not None:
                 # Per-text work while the model thread runs (the encoder releases the GIL).
-                self.detectors.prepare(messages)
-            scored = await model
+                with clock.section("detectors"):
+                    self.detectors.prepare(messages)
+            scored, model_ns = await model
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
-            # The counters keep the model's outcome: they are the model's own features.
-            outcomes = [outcome(v) for v in scored.verdicts]
-            await self.contexts.update(messages, outcomes, [position(s) for s in sources])
+            clock.add("model_thread", model_ns)
+            for stage, ns in scored.costs.items():
+                clock.add(stage, ns)
+            with clock.section("redis"):
+                # The counters keep the model's outcome: they are the model's own features.
+                outcomes = [outcome(v) for v in scored.verdicts]
+                await self.contexts.update(messages, outcomes, [position(s) for s in sources])
             await self._to_deliver.put(
                 Delivery(
                     events,
@@ -258,30 +340,40 @@ class Stages:
     async def _deliver_loop(self) -> None:
         while True:
             batch = await self._to_deliver.get()
+            clock = self.clock
             if self.detectors is not None and batch.messages:
                 # Here rather than in the score stage: the detectors' Redis round trip and
                 # labelling overlap the next batch's model run. Batches reach this stage in the
                 # order they were taken, so each batch's windows still see the ones before it,
                 # and all of it happens before the batch is acknowledged.
-                detected = await self.detectors.run(batch.messages, batch.verdicts)
+                with clock.section("detectors"):
+                    detected = await self.detectors.run(batch.messages, batch.verdicts)
                 batch.verdicts, batch.raids = detected.verdicts, detected.raids
-            delivered = await self._deliver(self._outgoing(batch))
+            with clock.section("encode"):
+                outgoing = self._outgoing(batch)
+            delivered = await self._deliver(outgoing)
             done = time.time()
             if batch.raids and self.detectors is not None:
                 await self.detectors.published(batch.raids)
                 metrics.RAIDS.labels(SERVICE).inc(len(batch.raids))
-            await self.ack(batch.events)
-            await self._share(batch.shared, batch.computed)
-            refused = len(batch.verdicts) - delivered
-            metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(delivered)
-            if batch.dead or refused:
-                metrics.DEAD_LETTERS.labels(SERVICE).inc(len(batch.dead) + refused)
-            if batch.dead:
-                metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(batch.dead))
-            metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - batch.started)
-            end_to_end = metrics.END_TO_END_SECONDS.labels(SERVICE)
-            for verdict in batch.verdicts:
-                end_to_end.observe(done - verdict.sent_at.timestamp())
+            with clock.section("ack"):
+                await self.ack(batch.events)
+            with clock.section("shared_cache"):
+                await self._share(batch.shared, batch.computed)
+            with clock.section("metrics"):
+                refused = len(batch.verdicts) - delivered
+                metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(delivered)
+                if batch.dead or refused:
+                    metrics.DEAD_LETTERS.labels(SERVICE).inc(len(batch.dead) + refused)
+                if batch.dead:
+                    metrics.ERRORS.labels(SERVICE, "invalid_payload").inc(len(batch.dead))
+                metrics.PROCESSING_SECONDS.labels(SERVICE).observe(
+                    time.perf_counter() - batch.started
+                )
+                end_to_end = metrics.END_TO_END_SECONDS.labels(SERVICE)
+                for verdict in batch.verdicts:
+                    end_to_end.observe(done - verdict.sent_at.timestamp())
+            clock.flush()
 
     def _outgoing(self, batch: Delivery) -> list[Outgoing]:
         records: list[Outgoing] = []
@@ -374,24 +466,30 @@ class Stages:
             again: list[Outgoing] = []
             transient: BaseException | None = None
             sent: list[tuple[Outgoing, Awaitable[Any]]] = []
-            for record in todo:
-                try:
-                    sent.append((record, await self.send(record.topic, record.key, record.value)))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises the rest
-                    transient = self._sort(record, exc, again) or transient
+            with self.clock.section("produce"):
+                for record in todo:
+                    try:
+                        sent.append(
+                            (record, await self.send(record.topic, record.key, record.value))
+                        )
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises
+                        transient = self._sort(record, exc, again) or transient
             results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-            for (record, _), result in zip(sent, results, strict=True):
-                if isinstance(result, asyncio.CancelledError):
-                    # The record's future, not this task, was cancelled (a producer that is
-                    # being replaced or closed): send it again; a closed one will say so.
-                    again.append(record)
-                    transient = transient or TimeoutError("delivery cancelled")
-                elif isinstance(result, Exception):
-                    transient = self._sort(record, result, again) or transient
-                elif record.verdict is not None:
-                    delivered += 1
+            with self.clock.section("metrics"):
+                for (record, _), result in zip(sent, results, strict=True):
+                    if isinstance(result, asyncio.CancelledError):
+                        # The record's future, not this task, was cancelled (a producer that
+                        # is being replaced or closed): send it again; a closed one will say so.
+                        again.append(record)
+                        transient = transient or TimeoutError("delivery cancelled")
+                    elif isinstance(result, Exception):
+                        transient = self._sort(record, result, again) or transient
+                    elif record.verdict is not None:
+                        delivered += 1
+                        if self.outcomes:
+                            metrics.observe_verdict(record.verdict)
             todo = again
             if transient is None:
                 continue

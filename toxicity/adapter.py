@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def merged_encoder(base: Path, adapter: Path, cache_dir: Path) -> Path:
     folder = cache_dir / "encoders" / f"merged-{identity[:16]}"
     if (folder / MERGE_FILE).is_file():
         return folder
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    # Containers sharing the cache volume may have the same pid: a random part too.
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     shutil.rmtree(tmp, ignore_errors=True)
     model, tokenizer = _merge(base, adapter, base_sha)
     model.save_pretrained(str(tmp))

@@ -6,10 +6,14 @@ Three back ends share one tokenizer and one pooling step:
 - ``fp16``: the same on a CUDA GPU (``device="cuda"``);
 - ``int8``: the fast CPU path. The encoder is exported once to ONNX and quantized with
   per-channel dynamic int8 weights (ONNX Runtime); the files are built on first use into
-  ``<cache_dir>/encoders/<hash>/`` and never committed. Per-tensor int8 on x86 without VNNI
-  distorts the embeddings (saturating u8 x s8 products); per-channel scales keep them within a
-  few hundredths of fp32 (see ``tests/unit/toxicity/test_encoder.py``). Where the ``onnx``
-  package is missing, torch's per-channel dynamic quantization is used instead.
+  ``<cache_dir>/encoders/<hash>/`` and never committed. Scorer replicas may share that folder
+  (a volume): one process builds while the others wait on a lock, and every file is written
+  under a name of its own and renamed into place, so no reader ever loads half a file (two
+  containers may well have the same pid: the temporary names carry a random part).
+  Per-tensor int8 on x86 without VNNI distorts the embeddings (saturating u8 x s8 products);
+  per-channel scales keep them within a few hundredths of fp32 (see
+  ``tests/unit/toxicity/test_encoder.py``). Where the ``onnx`` package is missing, torch's
+  per-channel dynamic quantization is used instead.
 
   Chat lines are short (a dozen tokens), too small to split one text's matrix products across
   cores: ONNX Runtime's second thread mostly spins (measured here, one all-MiniLM text: 1.93 ms
@@ -24,12 +28,14 @@ works offline (``HF_HUB_OFFLINE=1``) on a fresh machine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -301,7 +307,9 @@ def _int8_session(source: Path | str, local: bool, tokenizer: Any, folder: Path)
         return _torch_int8(source, local)
     int8_path = folder / f"model.{_INT8_RECIPE}.onnx"
     if not int8_path.is_file():
-        _build_int8(source, local, tokenizer, folder, int8_path)
+        with build_lock(folder):
+            if not int8_path.is_file():  # else another process built it while this one waited
+                _build_int8(source, local, tokenizer, folder, int8_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # sessions run side by side instead (module docstring)
     options.inter_op_num_threads = 1
@@ -332,8 +340,7 @@ def export_fp32(source: Path | str, local: bool, tokenizer: Any, fp32_path: Path
         def forward(self, *tensors: Any) -> Any:
             return self.inner(**dict(zip(names, tensors, strict=True))).last_hidden_state
 
-    tmp_path = fp32_path.with_suffix(".tmp.onnx")
-    with torch.inference_mode():
+    with torch.inference_mode(), replacing(fp32_path) as tmp_path:
         torch.onnx.export(
             _ByName(),
             tuple(sample[name] for name in names),
@@ -344,7 +351,6 @@ def export_fp32(source: Path | str, local: bool, tokenizer: Any, fp32_path: Path
             opset_version=17,
             dynamo=False,
         )
-    tmp_path.replace(fp32_path)
 
 
 def _build_int8(
@@ -355,11 +361,47 @@ def _build_int8(
     fp32_path = folder / "model.fp32.onnx"
     if not fp32_path.is_file():
         export_fp32(source, local, tokenizer, fp32_path)
-    tmp_path = int8_path.with_suffix(".tmp.onnx")
     # Per-channel scales: per-tensor int8 weights distort MiniLM's embeddings on x86 CPUs
     # without VNNI (cosine to fp32 drops well below 0.9 for some messages).
-    quantize_dynamic(str(fp32_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=True)
-    tmp_path.replace(int8_path)
+    with replacing(int8_path) as tmp_path:
+        quantize_dynamic(
+            str(fp32_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=True
+        )
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write; once written (and on disk: fsync), it is
+    renamed over ``path``, so a reader sees no file or the whole file. On failure it is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        with tmp.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s build lock (an flock on ``.build.lock``), across processes: replicas
+    starting together build the encoder once instead of each spending a core-minute on it.
+
+    Where the file system refuses locks (some network shares), build without one: the renames
+    of :func:`replacing` still keep every file whole, at the price of duplicate work.
+    """
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".build.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            logger.warning("cannot lock %s (%s): building without the lock", folder, exc)
+        yield
 
 
 def _torch_int8(source: Path | str, local: bool) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,8 @@ class HybridScorer:
         self.lexicon = lexicon or Lexicon.default()
         self._booster = booster
         self._lock = threading.Lock()
+        # CPU time of the scoring thread per part (ns), for the scorer's stage accounting.
+        self._costs: dict[str, int] = {}
         # Heads on the text are part of the text side; heads on the embedding run in combine().
         self._text_heads = [h for h in meta.heads if isinstance(h, TfidfHead)]
         self._embedding_heads = [h for h in meta.heads if isinstance(h, EmbeddingHead)]
@@ -240,9 +243,26 @@ class HybridScorer:
         hits = self.lexicon.scan(normalize(word))
         return bool(hits.profanity or hits.hard_slurs)
 
+    def take_costs(self) -> dict[str, int]:
+        """CPU time of the calling thread per part since the last call, in ns: ``encoder``
+        (its share of the embedding; other sessions run on threads of their own), ``features``
+        (model text, static features, text heads), ``booster`` and ``assemble`` (calibration,
+        label heads, the scores)."""
+        costs, self._costs = self._costs, {}
+        return costs
+
+    def _charge(self, part: str, started: int) -> int:
+        now = time.thread_time_ns()
+        self._costs[part] = self._costs.get(part, 0) + now - started
+        return now
+
     def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        started = time.thread_time_ns()
         read = [self.model_text(t) for t in texts]
-        return self._text_side(read, self.encoder.embed(read, batch_size=self.batch_size))
+        started = self._charge("features", started)
+        embeddings = self.encoder.embed(read, batch_size=self.batch_size)
+        self._charge("encoder", started)
+        return self._text_side(read, embeddings)
 
     def text_side(self, texts: Sequence[str], embeddings: np.ndarray) -> TextSide:
         """Text-side results from embeddings computed elsewhere (a cache, an evaluation)."""
@@ -250,10 +270,12 @@ class HybridScorer:
 
     def _text_side(self, texts: list[str], embeddings: np.ndarray) -> TextSide:
         """``texts`` already as the model reads them (:meth:`model_text`)."""
+        started = time.thread_time_ns()
         static, hits = feature_matrix(texts, self.lexicon)
         if self._text_heads:
             text_heads = head_features(self._text_heads, texts, embeddings)
             static = np.hstack([static, text_heads]).astype(np.float32)
+        self._charge("features", started)
         return TextSide(embeddings=embeddings, static=static, hits=hits)
 
     def raw_probability(
@@ -285,7 +307,10 @@ class HybridScorer:
         n = len(text_side)
         if n == 0:
             return []
-        p = self.meta.calibrator(self.raw_probability(text_side, contexts))
+        started = time.thread_time_ns()
+        raw = self.raw_probability(text_side, contexts)
+        started = self._charge("booster", started)
+        p = self.meta.calibrator(raw)
         context = context_matrix(contexts, n, self.meta.context_features)
         label_probs = self.label_probabilities(text_side.embeddings)
         scores = []
@@ -318,6 +343,7 @@ class HybridScorer:
                     label_scores=label_scores,
                 )
             )
+        self._charge("assemble", started)
         return scores
 
     def label_probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:

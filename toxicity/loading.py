@@ -32,14 +32,17 @@ def thresholds_override(model: ModelSettings, base: Thresholds | None = None) ->
     )
 
 
-def load_model(model: ModelSettings) -> TextScorer:
-    """The model ``settings.model`` names: the lexical placeholder or the hybrid model."""
+def load_model(model: ModelSettings, *, cache_dir: Path | None = None) -> TextScorer:
+    """The model ``settings.model`` names: the lexical placeholder or the hybrid model.
+
+    ``cache_dir``: see :func:`load_scorer` (services pass ``core.paths.model_cache_dir``).
+    """
     if model.kind == "lexical":
         from toxicity.lexical import LexicalScorer
 
         scorer: TextScorer = LexicalScorer(thresholds_override(model))
     else:
-        scorer = load_scorer(model)
+        scorer = load_scorer(model, cache_dir=cache_dir)
     logger.info("model %s loaded", scorer.version)
     return scorer
 
@@ -47,9 +50,10 @@ def load_model(model: ModelSettings) -> TextScorer:
 def load_scorer(model: ModelSettings, *, cache_dir: Path | None = None) -> TextScorer:
     """The trained model the settings name; ``kind="hybrid"`` defaults to the shipped one.
 
-    ``cache_dir`` is where the int8 encoder is built on first use (``settings.stack.cache_dir``;
-    ``~/.cache/chatwarden`` when not given).
+    ``cache_dir`` is where the int8 encoder is built on first use: this argument, else
+    ``model.cache_dir`` (WARDEN_MODEL__CACHE_DIR), else ``~/.cache/chatwarden``.
     """
+    cache_dir = cache_dir or model.cache_dir
     if model.kind == "hybrid":
         from core.settings import env_name
         from toxicity.artifacts import ModelFormatError, default_model_dir
@@ -72,6 +76,7 @@ def load_for_command(model_dir: Path | None, settings: Settings) -> HybridScorer
     (a command beside running services)."""
     import torch
 
+    from core.paths import model_cache_dir
     from toxicity.artifacts import default_model_dir, load_meta, naming_model_source
     from toxicity.hybrid import HybridScorer
 
@@ -79,4 +84,4 @@ def load_for_command(model_dir: Path | None, settings: Settings) -> HybridScorer
     with naming_model_source(model_dir, settings.model.path):
         load_meta(folder)
         torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-        return HybridScorer.load(folder, settings.model, cache_dir=settings.stack.cache_dir)
+        return HybridScorer.load(folder, settings.model, cache_dir=model_cache_dir(settings))

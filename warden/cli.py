@@ -21,8 +21,10 @@ COMMANDS: dict[str, str] = {
     "stack": "deploy.cli:stack",
     "topics": "deploy.cli:topics",
     "migrate": "deploy.cli:migrate",
+    "health": "deploy.health:health",
     "ingest": "ingest.cli:ingest",
     "scorer": "scorers.cli:scorer",
+    "images": "scorers.images.cli:images",
     "actioner": "actioners.cli:actioner",
     "explainer": "explainers.cli:explainer",
     "run": "warden.run:run",
@@ -40,8 +42,11 @@ COMMANDS: dict[str, str] = {
     "models": "retrain.models_cli:models",
     "retrain": "retrain.retrain_cli:retrain",
     "score": "toxicity.cli:score",
+    "score-image": "imagery.cli:score_image",
     "explain": "explainers.cli:explain",
     "replay-decision": "warden.replay:replay_decision",
+    "privacy": "warden.privacy:privacy",
+    "stats": "warden.privacy:stats",
 }
 
 

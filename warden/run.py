@@ -1,6 +1,7 @@
 """``warden run``: the whole pipeline on the local stack with the bundled sample stream.
 
-Starts a scorer, an actioner and an explainer (each its own process, as in production), waits
+Starts a scorer, an actioner, an explainer and the image scorer (unless WARDEN_IMAGES__ENABLED
+is false; each its own process, as in production), waits
 until all have joined their consumer groups, replays the sample chat, and prints a live summary
 read from the verdict, action and explanation topics: messages/s, flagged, actions, dead
 letters, latency p50/p99. It ends with a final report when every replayed message has its
@@ -43,6 +44,9 @@ class Tally:
     flagged: int = 0
     actions: int = 0
     dead_letters: int = 0
+    # Image verdicts (the image scorer's, for messages with pictures), counted apart.
+    image_verdicts: int = 0
+    image_flagged: int = 0
     severities: dict[str, int] = field(default_factory=dict)
     action_kinds: dict[str, int] = field(default_factory=dict)
     verdict_ms: list[float] = field(default_factory=list)
@@ -57,6 +61,12 @@ class Tally:
 
     def add_verdict(self, payload: dict[str, Any]) -> None:
         if not payload.get("message_id", "").startswith(self.prefix):
+            return
+        if payload.get("kind", "text") != "text":
+            if f"{payload['message_id']}/image" not in self.seen:
+                self.seen.add(f"{payload['message_id']}/image")
+                self.image_verdicts += 1
+                self.image_flagged += bool(payload["flagged"])
             return
         if payload["message_id"] in self.seen:  # at-least-once delivery: count each once
             return
@@ -155,6 +165,7 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
         f"({100 * tally.flagged / max(tally.verdicts, 1):.1f}%)",
         f"actions               {tally.actions} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(tally.action_kinds.items()))})",
+        f"image verdicts        {tally.image_verdicts} ({tally.image_flagged} flagged)",
         f"dead letters          {tally.dead_letters}",
         f"verdict latency       p50 {percentile(tally.verdict_ms, 50):.1f} ms, "
         f"p99 {percentile(tally.verdict_ms, 99):.1f} ms (received -> scored)",
@@ -262,6 +273,8 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
         "actioner": settings.metrics.actioner_port,
         "explainer": settings.metrics.explainer_port,
     }
+    if settings.images.enabled:
+        ports["images"] = settings.metrics.images_port
     services = [
         ServiceProcess.spawn(
             name,

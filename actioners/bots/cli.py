@@ -23,7 +23,8 @@ def bots() -> None:
 @click.option("--print", "print_only", is_flag=True, help="Print the commands' JSON, send nothing.")
 @click.pass_context
 def sync_discord(ctx: click.Context, guild: str | None, print_only: bool) -> None:
-    """PUT the commands (/dispute, /strikes, /pardon, /explain, /policy, /shadow) to Discord.
+    """PUT the commands (/dispute, /privacy, /strikes, /pardon, /explain, /policy, /shadow,
+    /stats, /leaderboard) to Discord.
 
     Needs WARDEN_PLATFORMS__DISCORD__TOKEN (the bot's) and WARDEN_BOTS__DISCORD_APPLICATION_ID.
     """

@@ -14,8 +14,11 @@ discord.py would register) and registered by ``warden bots sync-discord`` (``PUT
 - ``/dispute message:<link or id> reason:<text>``: anyone; a dispute on the feedback topic.
 - The "Dispute" button on the warning DM (custom id ``warden:dispute:<guild>:<message>``, put
   there by the Discord executor): the same dispute, without a reason.
+- ``/privacy forget [user]``, ``/privacy opt-out``, ``/privacy opt-in``: anyone, for
+  themself; a moderator may name another member to forget (``actioners.bots.privacy``).
 - ``/strikes user``, ``/pardon user reason``, ``/explain message``, ``/policy show``,
-  ``/policy preset name``, ``/shadow mode:on|off``: moderators only. Registered with
+  ``/policy preset name``, ``/shadow mode:on|off``, ``/stats user``, ``/leaderboard``:
+  moderators only. Registered with
   ``default_member_permissions`` = MODERATE_MEMBERS so Discord hides them from others, and
   checked again here from the member's ``permissions`` in the payload (MODERATE_MEMBERS or
   ADMINISTRATOR), since a server can override who sees a command.
@@ -63,7 +66,9 @@ EPHEMERAL = 1 << 6
 # Permission bits.
 ADMINISTRATOR = 1 << 3
 MODERATE_MEMBERS = 1 << 40
-MODERATOR_COMMANDS = frozenset({"strikes", "pardon", "explain", "policy", "shadow"})
+MODERATOR_COMMANDS = frozenset(
+    {"strikes", "pardon", "explain", "policy", "shadow", "stats", "leaderboard"}
+)
 
 
 def verify_signature(public_key: str, signature: str, timestamp: str, body: bytes) -> bool:
@@ -181,6 +186,34 @@ def command_definitions() -> list[dict[str, Any]]:
     @app_commands.describe(name="lenient, balanced, strict or livestream")
     async def use_preset(interaction: discord.Interaction, name: str) -> None: ...
 
+    @app_commands.command(name="stats", description="A member's messages, flags and actions")
+    @app_commands.default_permissions(moderate_members=True)
+    @app_commands.guild_only()
+    @app_commands.describe(user="The member")
+    async def stats(interaction: discord.Interaction, user: discord.User) -> None: ...
+
+    @app_commands.command(name="leaderboard", description="This server's most-actioned members")
+    @app_commands.default_permissions(moderate_members=True)
+    @app_commands.guild_only()
+    async def leaderboard(interaction: discord.Interaction) -> None: ...
+
+    # Everyone's: a member's own data (a moderator may name someone else to forget).
+    privacy = app_commands.Group(
+        name="privacy", description="Your data in this server's moderation", guild_only=True
+    )
+
+    @privacy.command(name="forget", description="Delete your moderation data in this server")
+    @app_commands.describe(user="Moderators: the member to forget (default: you)")
+    async def forget(
+        interaction: discord.Interaction, user: discord.User | None = None
+    ) -> None: ...
+
+    @privacy.command(name="opt-out", description="Stop ChatWarden reading your messages here")
+    async def opt_out(interaction: discord.Interaction) -> None: ...
+
+    @privacy.command(name="opt-in", description="Let ChatWarden moderate your messages again")
+    async def opt_in(interaction: discord.Interaction) -> None: ...
+
     commands: list[app_commands.Command[Any, ..., Any] | app_commands.Group] = [
         dispute,
         strikes,
@@ -188,6 +221,9 @@ def command_definitions() -> list[dict[str, Any]]:
         explain,
         shadow,
         policy,
+        stats,
+        leaderboard,
+        privacy,
     ]
     return [command.to_dict(tree) for command in commands]
 
@@ -243,6 +279,8 @@ class InteractionHandler:
                 reason=str(options.get("reason", "")),
                 source="discord",
             )
+        if name.startswith("privacy "):
+            return await self._privacy(name, options, guild, user, interaction)
         if name.split(" ")[0] not in MODERATOR_COMMANDS:
             return f"Unknown command /{name}."
         if not guild or not is_moderator(interaction):
@@ -272,6 +310,26 @@ class InteractionHandler:
             if mode not in ("on", "off"):
                 raise BadArgument("/shadow on or /shadow off")
             return await self.commands.shadow("discord", guild, mode == "on", moderator)
+        if name == "stats":
+            return await self.commands.user_stats("discord", guild, str(options.get("user", "")))
+        if name == "leaderboard":
+            return await self.commands.leaderboard("discord", guild)
+        return f"Unknown command /{name}."
+
+    async def _privacy(
+        self, name: str, options: dict[str, Any], guild: str, user: str, interaction: dict[str, Any]
+    ) -> str:
+        """``/privacy forget|opt-out|opt-in``: in a server, about the member themself (or, for
+        a moderator's forget, the member named)."""
+        if not guild or not user:
+            return "Use this command in the server whose data it is about."
+        if name == "privacy forget":
+            target = str(options.get("user") or "") or None
+            return await self.commands.forget(
+                "discord", guild, user, target, moderator=is_moderator(interaction)
+            )
+        if name in ("privacy opt-out", "privacy opt-in"):
+            return await self.commands.opt("discord", guild, user, out=name.endswith("out"))
         return f"Unknown command /{name}."
 
 

@@ -14,16 +14,20 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from actioners.bots.feedback import FeedbackSink
+from actioners.bots.privacy import PrivacyCommands
 from actioners.commands import apply_preset, explain, pardon, set_policy, show_policy, user_strikes
 from actioners.database import Database
 from actioners.policy import PolicyChangeError
 from core.disputes import DisputeLimiter, limiter_key, new_dispute
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class BotCommands:
         feedback: FeedbackSink,
         settings: Settings,
         limiter: DisputeLimiter | None = None,
+        redis: aioredis.Redis | None = None,
     ) -> None:
         # A getter is called at each use: an app whose database connects in its lifespan
         # (the review app) can build the routers before it has one.
@@ -86,6 +91,7 @@ class BotCommands:
         self.limiter = limiter or DisputeLimiter(bots.dispute_limit, bots.dispute_window_s)
         self.first_day = settings.actioner.first_day == "shadow"
         self.preset = settings.actioner.default_preset
+        self.privacy = PrivacyCommands(settings, redis=redis)
 
     @property
     def db(self) -> Database:
@@ -127,6 +133,29 @@ class BotCommands:
             f"Your dispute of message {message_id} is recorded (id {feedback.feedback_id[:12]}); "
             "a moderator will review it. Disputing it again changes nothing."
         )
+
+    async def forget(
+        self,
+        platform: str,
+        community: str,
+        asker: str,
+        target: str | None = None,
+        *,
+        moderator: bool = False,
+    ) -> str:
+        """Forget the asker (or, for a moderator, ``target``): ``actioners.bots.privacy``."""
+        return await self.privacy.forget(
+            self.db, platform, community, asker, target, moderator=moderator
+        )
+
+    async def opt(self, platform: str, community: str, user: str, *, out: bool) -> str:
+        return await self.privacy.opt(platform, community, user, out=out)
+
+    async def user_stats(self, platform: str, community: str, user: str) -> str:
+        return await self.privacy.user_stats(self.db, platform, community, user)
+
+    async def leaderboard(self, platform: str, community: str) -> str:
+        return await self.privacy.leaderboard(self.db, platform, community)
 
     async def strikes(self, platform: str, community: str, user: str) -> str:
         report = await user_strikes(

@@ -8,8 +8,12 @@ runs; anything else is ``401``.
 
 ``/warden dispute <message link or id> <reason>``
     Anyone: a dispute on the feedback topic (the button does the same, without a reason).
+``/warden privacy forget [@user]``, ``/warden privacy opt-out``, ``/warden privacy opt-in``
+    Anyone, for themself; a moderator may name another user to forget
+    (``actioners.bots.privacy``).
 ``/warden strikes @user``, ``/warden pardon @user <reason>``, ``/warden explain <message>``,
-``/warden policy show``, ``/warden policy preset <name>``, ``/warden shadow on|off``
+``/warden policy show``, ``/warden policy preset <name>``, ``/warden shadow on|off``,
+``/warden stats @user``, ``/warden leaderboard``
     Moderators only. Slack has no per-channel moderators: a moderator is a workspace admin or
     owner (``users.info`` ``is_admin`` / ``is_owner``, scope ``users:read``) or a user listed in
     ``WARDEN_BOTS__SLACK_MODERATORS``.
@@ -45,10 +49,14 @@ COMMAND = "/warden"
 MAX_BODY = 64 * 1024
 MENTION = re.compile(r"^<@([UW][A-Z0-9]{1,20})(?:\|[^>]*)?>$|^([UW][A-Z0-9]{1,20})$")
 USAGE = (
-    "Usage: /warden dispute <message link> <reason> | strikes @user | pardon @user <reason> | "
-    "explain <message link> | policy show | policy preset <name> | shadow on|off"
+    "Usage: /warden dispute <message link> <reason> | privacy forget|opt-out|opt-in | "
+    "strikes @user | pardon @user <reason> | explain <message link> | policy show | "
+    "policy preset <name> | shadow on|off | stats @user | leaderboard"
 )
-MODERATOR_COMMANDS = frozenset({"strikes", "pardon", "explain", "policy", "shadow"})
+MODERATOR_COMMANDS = frozenset(
+    {"strikes", "pardon", "explain", "policy", "shadow", "stats", "leaderboard"}
+)
+PRIVACY_USAGE = "/warden privacy forget [@user] | /warden privacy opt-out | /warden privacy opt-in"
 
 
 def mentioned_user(text: str) -> str:
@@ -101,6 +109,8 @@ class SlackCommands:
                     reason=" ".join(words[1:]),
                     source="slack",
                 )
+            if name == "privacy":
+                return await self._privacy(words, team, user, client)
             if name not in MODERATOR_COMMANDS:
                 return USAGE
             if not await self.is_moderator(client, user):
@@ -108,6 +118,17 @@ class SlackCommands:
             return await self._moderator_command(name, words, team, f"slack:{user} (bot command)")
         except BadArgument as exc:
             return str(exc)
+
+    async def _privacy(self, words: list[str], team: str, user: str, client: AsyncWebClient) -> str:
+        """``/warden privacy ...``: the user's own data (a moderator may forget another)."""
+        action = words[0].lower() if words else ""
+        if action == "forget":
+            target = mentioned_user(words[1]) if len(words) > 1 else None
+            moderator = target not in (None, user) and await self.is_moderator(client, user)
+            return await self.commands.forget("slack", team, user, target, moderator=moderator)
+        if action in ("opt-out", "opt-in"):
+            return await self.commands.opt("slack", team, user, out=action == "opt-out")
+        raise BadArgument(PRIVACY_USAGE)
 
     async def _moderator_command(
         self, name: str, words: list[str], team: str, moderator: str
@@ -131,6 +152,10 @@ class SlackCommands:
             if first == "preset" and len(words) == 2:
                 return await self.commands.policy_preset("slack", team, words[1], moderator)
             raise BadArgument("/warden policy show | /warden policy preset <name>")
+        if name == "stats":
+            return await self.commands.user_stats("slack", team, mentioned_user(first))
+        if name == "leaderboard":
+            return await self.commands.leaderboard("slack", team)
         if first not in ("on", "off"):
             raise BadArgument("/warden shadow on | /warden shadow off")
         return await self.commands.shadow("slack", team, first == "on", moderator)

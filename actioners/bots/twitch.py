@@ -3,11 +3,16 @@
 ``!warden policy show``, ``!warden policy preset <name>`` and ``!warden shadow on|off`` (and
 the short forms ``!strikes @user``, ``!pardon ...``, ``!explain ...``, ``!policy``, ``!shadow``).
 
+Privacy: anyone may send ``!warden forget`` (their data in this channel is deleted),
+``!warden optout`` and ``!warden optin`` (about themself); a moderator may ``!warden forget
+@user``. ``!warden stats @user`` and ``!warden leaderboard`` are moderators'. None of these has
+a short form: ``!stats`` and the like belong to many other bots.
+
 Who may: only a line whose IRCv3 tags carry the ``moderator`` or ``broadcaster`` badge, or
-``mod=1``. Those tags are set by Twitch's server (a client can send only ``+``-prefixed client
-tags), so they are the platform's own permission check. Anyone else's command is ignored
-without a reply: a reply to everyone would let any viewer make the bot talk (and spend its
-reply budget).
+``mod=1`` (the privacy commands above: anyone). Those tags are set by Twitch's server (a
+client can send only ``+``-prefixed client tags), so they are the platform's own permission
+check. Anyone else's command is ignored without a reply: a reply to everyone would let any
+viewer make the bot talk (and spend its reply budget).
 
 Where: the community is the line's ``room-id`` tag (the broadcaster's user id), as the ingest
 adapter writes it into every ChatMessage, so the commands read and clear the very strikes the
@@ -50,8 +55,11 @@ PREFIX = "!warden"
 SUBCOMMANDS = frozenset({"strikes", "pardon", "explain", "policy", "shadow"})
 USAGE = (
     "usage: !warden strikes @user | pardon @user <reason> | explain <message id> | "
-    "policy show | policy preset <name> | shadow on|off"
+    "policy show | policy preset <name> | shadow on|off | stats @user | leaderboard | "
+    "forget [@user] | optout | optin"
 )
+# Anyone's, about themself (actioners.bots.privacy).
+PRIVACY_COMMANDS = frozenset({"forget", "optout", "opt-out", "optin", "opt-in"})
 MODERATOR_ROLES = frozenset({"moderator", "broadcaster"})
 # Twitch refuses a chat line over 500 characters.
 MAX_REPLY = 500
@@ -170,10 +178,17 @@ class TwitchCommands:
         parsed = command_words(line.params[1], bool(tags.get("reply-parent-msg-id")))
         if parsed is None:
             return None
-        if not is_moderator(tags):
+        name, words = parsed
+        moderator = is_moderator(tags)
+        if name in PRIVACY_COMMANDS:
+            try:
+                answer = await self._privacy(name, words, room, user, tags, moderator)
+            except BadArgument as exc:
+                answer = str(exc)
+            return one_line(answer, self.chatters)
+        if not moderator:
             logger.info("Twitch command from non-moderator %s in %s ignored", user, room)
             return None
-        name, words = parsed
         try:
             answer = await self._run(name, words, room, tags, f"twitch:{user} (bot command)")
         except BadArgument as exc:
@@ -201,6 +216,25 @@ class TwitchCommands:
             )
         return found, words[1:]
 
+    async def _privacy(
+        self,
+        name: str,
+        words: list[str],
+        room: str,
+        user: str,
+        tags: dict[str, str],
+        moderator: bool,
+    ) -> str:
+        """``!warden forget [@user]``, ``optout``, ``optin``: the sender's own data (a
+        moderator may name someone else to forget)."""
+        if name in ("optout", "opt-out", "optin", "opt-in"):
+            return await self.commands.opt(PLATFORM, room, user, out="out" in name)
+        target = None
+        if words or tags.get("reply-parent-user-id"):
+            # Named (or replied to): a viewer naming anyone but themself is refused.
+            target, _ = self._target(room, words, tags)
+        return await self.commands.forget(PLATFORM, room, user, target, moderator=moderator)
+
     async def _run(
         self, name: str, words: list[str], room: str, tags: dict[str, str], moderator: str
     ) -> str:
@@ -224,6 +258,11 @@ class TwitchCommands:
             if first == "preset" and len(words) == 2:
                 return await self.commands.policy_preset(PLATFORM, room, words[1], moderator)
             raise BadArgument("!warden policy show | !warden policy preset <name>")
+        if name == "stats":
+            user, _ = self._target(room, words, tags)
+            return await self.commands.user_stats(PLATFORM, room, user)
+        if name == "leaderboard":
+            return await self.commands.leaderboard(PLATFORM, room)
         if name == "shadow":
             if first not in ("on", "off"):
                 raise BadArgument("!warden shadow on | !warden shadow off")

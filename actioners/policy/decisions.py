@@ -19,18 +19,25 @@ from actioners.policy.model import (
     SeverityRule,
     human_duration,
 )
-from schemas.events import ActionKind, ActionRequest, RaidEvent, Severity, Verdict
-from schemas.labels import HARM_LABELS
+from schemas.events import ActionKind, ActionRequest, RaidEvent, Severity, Verdict, VerdictKind
+from schemas.labels import HARM_LABELS, IMAGE_LABELS
 from schemas.rules import HARD_SLUR
 from toxicity.emotes import emote_shape
 
 # Labels graded through the severity rules; every other label acts on its own rule.
-SEVERITY_LABELS = frozenset(HARM_LABELS) | {HARD_SLUR}
+SEVERITY_LABELS = frozenset(HARM_LABELS) | frozenset(IMAGE_LABELS) | {HARD_SLUR}
 
 
 def action_id(message_id: str, kind: ActionKind) -> str:
-    """Deterministic, so a verdict delivered twice asks for the same action twice, not two."""
-    return f"{message_id}:{kind.value}"
+    """Deterministic, so a verdict delivered twice asks for the same action twice, not two.
+
+    ``message_id`` is the verdict's ``decision_id`` (an image verdict's ends in ``/image``);
+    an id too long for the 200 characters of an action id keeps its head and a hash of all.
+    """
+    whole = f"{message_id}:{kind.value}"
+    if len(whole) <= 200:
+        return whole
+    return f"{message_id[:120]}~{reference(message_id, 40)}:{kind.value}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,14 @@ def _grade(
     """The severity the community gives the verdict, and the words that say why."""
     if HARD_SLUR in verdict.labels:
         return Severity.HIGH, "label hard_slur always acts at HIGH"
+    if verdict.kind is VerdictKind.IMAGE:
+        # p_toxic of an image is its worst label's score, not a text model's probability: the
+        # community's text thresholds do not apply; its label rules say what is allowed.
+        if not verdict.flagged:
+            return Severity.SAFE, "image: no label found"
+        return verdict.severity, (
+            f"image model severity {verdict.severity.value} (worst label {verdict.p_toxic:.2f})"
+        )
     thresholds = (override.thresholds if override else None) or policy.thresholds
     scope = "channel" if override and override.thresholds else "community"
     if thresholds is not None:
@@ -142,7 +157,7 @@ def _effects(
         ]
         if not named and not counting:
             counting = [UNLABELLED]
-        if emote_shape(verdict.text).only_emotes_or_reactions:
+        if verdict.kind is VerdictKind.TEXT and emote_shape(verdict.text).only_emotes_or_reactions:
             # An emote or a one-word reaction harms nobody, whatever a comment model read in
             # it ("F", "LMAO", "KEKW"): only rule and detector labels may act on such a line.
             if any(label != HARD_SLUR for label in counting):
@@ -241,6 +256,12 @@ def evaluate(
     severity_rule = (rules.get(level) or policy.actions.get(level)) if level else None
     label_rules = {**policy.labels, **((override.labels if override else None) or {})}
     notes: list[str] = []
+    if verdict.channel_nsfw and policy.nsfw_channel_allows:
+        allowed = [label for label in policy.nsfw_channel_allows if label in verdict.labels]
+        for label in policy.nsfw_channel_allows:
+            label_rules[label] = LabelRule(act=False)
+        if allowed:
+            notes.append(f"NSFW channel allows {', '.join(allowed)}")
     effects, with_harm = _effects(severity, label_rules, severity_rule, verdict, notes)
     if not effects:
         return None
@@ -383,7 +404,7 @@ def requests_for(
         out.append(
             (
                 ActionRequest(
-                    action_id=action_id(verdict.message_id, planned.kind),
+                    action_id=action_id(verdict.decision_id, planned.kind),
                     message_id=verdict.message_id,
                     platform=verdict.platform,
                     community=verdict.community,
@@ -435,8 +456,6 @@ def raid_request(
     skip = skip or _shadow_why(policy, override, event.channel)
     kind = ActionKind.RAID_MODE
     request_id = action_id(event.raid_id, kind)
-    if len(request_id) > 200:  # ids are at most 200 characters
-        request_id = f"raid-{reference(event.raid_id, 40)}:{kind.value}"
     seconds = max(0, int((event.ended_at - event.started_at).total_seconds()))
     what = "harmful" if event.harmful else "friendly"
     labels = f", labels {', '.join(event.labels)}" if event.labels else ""

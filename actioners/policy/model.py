@@ -244,6 +244,11 @@ class Policy(_Model):
         default_factory=DetectorThresholds,
         description="The scorer's stream detectors, mirrored to Redis (actioners.detectors).",
     )
+    nsfw_channel_allows: list[str] = Field(
+        default_factory=lambda: ["sexual_explicit", "sexual_suggestive"],
+        max_length=64,
+        description="Labels that never act in a channel the platform marks NSFW.",
+    )
     exempt_roles: list[str] = Field(default_factory=list)
     exempt_channels: list[str] = Field(default_factory=list)
     monitored_channels: list[str] = Field(default_factory=list)

@@ -13,6 +13,10 @@ What every preset shares (version 2):
   ``emote_flood`` alone do nothing (strict: delete only). ``raid`` alone does nothing (strict:
   delete); a friendly raid gets no raid mode (``raid.act_on: harmful``).
 - Moderators, VIPs and the broadcaster are exempt (role names as the platforms give them).
+- Image labels (version 3): ``sexual_explicit`` strikes like a threat, up to a ban;
+  ``sexual_suggestive`` is allowed (strict: deleted, no strike). In a channel the platform
+  marks NSFW (Discord's age-restricted channels) both are allowed (``nsfw_channel_allows``);
+  for platforms without the flag, a channel override's label rules do the same.
 
 ``livestream`` is the one for fast chat (Twitch and the like): strikes decay in 6 hours, the
 ladder starts with short timeouts and has no kick (Twitch has none), borderline insults and
@@ -40,7 +44,8 @@ from schemas.events import Platform, RaidMode
 
 # Bumped whenever a preset changes, so decisions under the built-in presets stay explainable.
 # 2: label rules, review holds, raid answers, exemptions, the livestream preset.
-PRESET_VERSION = 2
+# 3: image labels (sexual_explicit, sexual_suggestive) and NSFW channels.
+PRESET_VERSION = 3
 
 _DEFAULT_LADDER = [
     Rung(strikes=1, action="warn"),
@@ -70,6 +75,7 @@ def _labels(
     raid: LabelRule,
     borderline: Graded | None = None,
     unlabelled: LabelRule | None = None,
+    suggestive: LabelRule | None = None,
 ) -> dict[str, LabelRule]:
     """The label rules of a preset, from the few numbers presets differ in."""
     detector = LabelRule(delete=True, strikes=detector_strikes, max_action="timeout")
@@ -83,6 +89,8 @@ def _labels(
         "identity_attack": LabelRule(strikes=harm_strikes, max_action="ban"),
         "self_harm": LabelRule(strikes=harm_strikes, max_action="kick"),
         "hard_slur": LabelRule(strikes=slur_strikes, max_action="ban"),
+        "sexual_explicit": LabelRule(strikes=harm_strikes, max_action="ban"),
+        "sexual_suggestive": suggestive or LabelRule(act=False),
         "spam": detector,
         "flood": detector,
         "link": detector,
@@ -176,6 +184,7 @@ PRESETS: dict[str, Policy] = {
             insult_cap="kick",
             profanity=LabelRule(max_action="timeout"),
             shouting=LabelRule(delete=True, strikes=0),
+            suggestive=LabelRule(delete=True, strikes=0),
             raid=LabelRule(delete=True, strikes=0, with_harm="ban"),
             unlabelled=LabelRule(),
         ),

@@ -30,6 +30,7 @@ def review(ctx: click.Context) -> None:
     settings = settings_from(ctx)
     app = create_app(settings)  # fails here, naming the variable, without a session secret
     metrics.serve(settings.metrics.review_port, settings.metrics.host)
+    metrics.initialise("review", settings.metrics.communities)
     uvicorn.run(
         app,
         host=settings.review.host,

@@ -166,7 +166,11 @@ class Intake:
         for record in records:
             metrics.MESSAGES_IN.labels(SERVICE, record.topic).inc()
             try:
-                await self.db.run(functools.partial(self._one, record=record))
+                taken = await self.db.run(functools.partial(self._one, record=record))
+                if taken is not None:  # counted once committed (db.run may run _one again)
+                    platform, community, outcome = taken
+                    community = metrics.COMMUNITIES(platform, community)
+                    metrics.DISPUTES.labels(community, outcome.replace(" ", "_")).inc()
             except asyncio.CancelledError:
                 raise
             except (ValidationError, ValueError, psycopg.DataError) as exc:
@@ -186,16 +190,19 @@ class Intake:
 
     async def _one(
         self, cur: psycopg.AsyncCursor[Any], *, record: ConsumerRecord[bytes, bytes]
-    ) -> None:
+    ) -> tuple[str, str, str] | None:
+        """Write one record; for a dispute, returns (platform, community, what became of it)."""
         if record.value is None:
             raise ValueError("empty payload (tombstone)")
         if record.topic == self.explanations_topic:
             await take_explanation(cur, Explanation.model_validate_json(record.value))
-            return
+            return None
         feedback = Feedback.model_validate_json(record.value)
         if feedback.kind is FeedbackKind.DISPUTE:
             outcome = await take_dispute(cur, feedback)
             logger.info("dispute %s of %s: %s", feedback.feedback_id, feedback.message_id, outcome)
+            return feedback.platform.value, feedback.community, outcome
+        return None
 
     def _letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
         logger.warning(

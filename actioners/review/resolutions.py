@@ -40,6 +40,7 @@ from actioners.executors import Router
 from actioners.ledger import Entry, Ledger, Source, State
 from actioners.publisher import Outgoing, Publisher
 from actioners.review.store import Community
+from core import metrics
 from core.errors import WardenError
 from core.settings import Settings
 from schemas.events import ActionKind, ActionRequest, Feedback, FeedbackKind, Platform, utcnow
@@ -74,6 +75,8 @@ class Resolution:
     outcome: str
     entries: tuple[Entry, ...]
     strikes_cleared: int = 0
+    platform: str = ""
+    community: str = ""
 
 
 def undo_request(original: ActionRequest, *, moderator: str, note: str) -> ActionRequest:
@@ -151,7 +154,8 @@ class Resolver:
                 "UPDATE reviews SET reversals = %s WHERE id = %s",
                 ([e.action_id for e in undo], review_id),
             )
-            return Resolution(review_id, "overturned", tuple(undo), cleared)
+            where = {"platform": decision["platform"], "community": decision["community"]}
+            return Resolution(review_id, "overturned", tuple(undo), cleared, **where)
 
         resolution = await self._decide(work)
         await self._carry_out(resolution)
@@ -170,7 +174,8 @@ class Resolver:
             if "upheld" in done:
                 raise ResolutionError("already upheld")
             review_id, _, _ = await _review(cur, decision, moderator, "upheld", note)
-            return Resolution(review_id, "upheld", ())
+            where = {"platform": decision["platform"], "community": decision["community"]}
+            return Resolution(review_id, "upheld", (), **where)
 
         resolution = await self._decide(work)
         await self._carry_out(resolution)
@@ -237,7 +242,8 @@ class Resolver:
                 "UPDATE reviews SET reversals = %s WHERE id = %s",
                 ([e.action_id for e in entries], review_id),
             )
-            return Resolution(review_id, outcome, tuple(entries))
+            where = {"platform": decision["platform"], "community": decision["community"]}
+            return Resolution(review_id, outcome, tuple(entries), **where)
 
         resolution = await self._decide(work)
         await self._carry_out(resolution)
@@ -247,9 +253,11 @@ class Resolver:
         try:
             async with self.db.transaction() as cur:
                 result: Resolution = await work(cur)
-                return result
         except psycopg.errors.UniqueViolation as exc:
             raise ResolutionError("someone decided this message at the same moment") from exc
+        community = metrics.COMMUNITIES(result.platform, result.community)
+        metrics.REVIEWS.labels(community, result.outcome).inc()  # once committed
+        return result
 
     # -- carrying out ------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@
 #   ingest     writes chat.messages.v1, moderation.feedback.v1 (disputes) and the dead letters
 #   scorer     reads chat.messages.v1, writes moderation.verdicts.v1, moderation.raids.v1 and
 #              the dead letters, owns the topics and groups starting with <prefix>.scorer
-#              (faust's own topics)
+#              (faust's own topics), and the groups starting with <prefix>.images (the image
+#              stage, `warden images`, runs as the scorer)
 #   actioner   reads moderation.verdicts.v1 and moderation.raids.v1, writes
 #              moderation.actions.v1 and the dead letters
 #   explainer  reads moderation.verdicts.v1 and moderation.feedback.v1, writes
@@ -15,10 +16,12 @@
 #   review     reads moderation.feedback.v1 and moderation.explanations.v1, writes
 #              moderation.feedback.v1 (reviews, bot disputes), moderation.actions.v1 (the
 #              reversals of an overturn) and the dead letters
+#   drift      reads moderation.verdicts.v1, writes moderation.drift.v1
 # Each service's consumer groups start with <prefix>.<service> (core.clients.group_id).
 #
 # Environment: KAFKA_ADMIN_PASSWORD, KAFKA_INGEST_PASSWORD, KAFKA_SCORER_PASSWORD,
-# KAFKA_ACTIONER_PASSWORD, KAFKA_EXPLAINER_PASSWORD, KAFKA_REVIEW_PASSWORD (all required), KAFKA_BOOTSTRAP (default kafka:9092),
+# KAFKA_ACTIONER_PASSWORD, KAFKA_EXPLAINER_PASSWORD, KAFKA_REVIEW_PASSWORD,
+# KAFKA_DRIFT_PASSWORD (all required), KAFKA_BOOTSTRAP (default kafka:9092),
 # WARDEN_GROUP_PREFIX (default warden), TOPIC_SUFFIX (default empty), KAFKA_HOME.
 set -euo pipefail
 
@@ -28,6 +31,7 @@ set -euo pipefail
 : "${KAFKA_ACTIONER_PASSWORD:?KAFKA_ACTIONER_PASSWORD is required}"
 : "${KAFKA_EXPLAINER_PASSWORD:?KAFKA_EXPLAINER_PASSWORD is required}"
 : "${KAFKA_REVIEW_PASSWORD:?KAFKA_REVIEW_PASSWORD is required}"
+: "${KAFKA_DRIFT_PASSWORD:?KAFKA_DRIFT_PASSWORD is required}"
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-kafka:9092}
 prefix=${WARDEN_GROUP_PREFIX:-warden}
@@ -40,12 +44,14 @@ deadletters="moderation.deadletter.v1$suffix"
 raids="moderation.raids.v1$suffix"
 explanations="moderation.explanations.v1$suffix"
 feedback="moderation.feedback.v1$suffix"
+drift="moderation.drift.v1$suffix"
 
 umask 077
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for password in "$KAFKA_ADMIN_PASSWORD" "$KAFKA_INGEST_PASSWORD" "$KAFKA_SCORER_PASSWORD" \
-    "$KAFKA_ACTIONER_PASSWORD" "$KAFKA_EXPLAINER_PASSWORD" "$KAFKA_REVIEW_PASSWORD"; do
+    "$KAFKA_ACTIONER_PASSWORD" "$KAFKA_EXPLAINER_PASSWORD" "$KAFKA_REVIEW_PASSWORD" \
+    "$KAFKA_DRIFT_PASSWORD"; do
   case "$password" in
     *'"'* | *'\'* | *';'* | *','* | *']'*)
       echo "Kafka passwords must not contain \" \\ ; , or ]" >&2; exit 2 ;;
@@ -77,6 +83,7 @@ set_password scorer "$KAFKA_SCORER_PASSWORD"
 set_password actioner "$KAFKA_ACTIONER_PASSWORD"
 set_password explainer "$KAFKA_EXPLAINER_PASSWORD"
 set_password review "$KAFKA_REVIEW_PASSWORD"
+set_password drift "$KAFKA_DRIFT_PASSWORD"
 
 acl() {
   "$KAFKA_HOME/bin/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" "${@:2}" >/dev/null
@@ -93,6 +100,8 @@ acl scorer --operation Write --operation Describe --topic "$raids"
 acl scorer --operation Read --group "$prefix.scorer" --resource-pattern-type prefixed
 # faust creates and uses topics named after its app id (<prefix>.scorer-__assignor-__leader...).
 acl scorer --operation All --topic "$prefix.scorer" --resource-pattern-type prefixed
+# The image stage (`warden images`) runs as the scorer, in its own group.
+acl scorer --operation Read --group "$prefix.images" --resource-pattern-type prefixed
 
 acl actioner --operation Read --operation Describe --topic "$verdicts"
 acl actioner --operation Write --operation Describe --topic "$actions"
@@ -112,4 +121,8 @@ acl review --operation Write --operation Describe --topic "$actions"
 acl review --operation Write --operation Describe --topic "$deadletters"
 acl review --operation Read --group "$prefix.review" --resource-pattern-type prefixed
 
-echo "SCRAM users ingest, scorer, actioner, explainer, review and their ACLs are set"
+acl drift --operation Read --operation Describe --topic "$verdicts"
+acl drift --operation Write --operation Describe --topic "$drift"
+acl drift --operation Read --group "$prefix.drift" --resource-pattern-type prefixed
+
+echo "SCRAM users ingest, scorer, actioner, explainer, review, drift and their ACLs are set"

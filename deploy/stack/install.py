@@ -32,6 +32,9 @@ PACKAGES = {
     # The review queue's pages are tested in a real headless browser (selenium drives it).
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    # `make test` checks the alert rules (promtool) and the Alertmanager config (amtool).
+    "promtool": "prometheus",
+    "amtool": "prometheus-alertmanager",
 }
 
 _apt_updated = False
@@ -56,7 +59,7 @@ def _version_key(name: str) -> tuple[int, ...]:
 def _missing_binaries(paths: Paths) -> list[str]:
     missing = [
         b
-        for b in ("redis-server", "kcat", "java", "chromium", "chromedriver")
+        for b in ("redis-server", "kcat", "java", "chromium", "chromedriver", "promtool", "amtool")
         if shutil.which(b) is None
     ]
     if pg_bindir() is None:

@@ -28,6 +28,7 @@ Direct messages, system messages (joins, pins, boosts) and the bot's own message
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 import yarl
@@ -86,14 +87,22 @@ def to_chat_message(message: discord.Message, *, edited: bool = False) -> ChatMe
         user_roles=author_roles(message),
         text=message.content,
         attachments=[
-            Attachment(url=a.url, content_type=a.content_type, filename=a.filename)
+            Attachment(url=a.url, content_type=a.content_type, filename=a.filename, size=a.size)
             for a in message.attachments
         ],
+        # Age-restricted channels: a community's policy may allow pictures there.
+        channel_nsfw=channel_nsfw(message.channel),
         reply_to=str(reference.message_id) if reference and reference.message_id else None,
         edited=edited,
         sent_at=sent_at,
         received_at=utcnow(),
     )
+
+
+def channel_nsfw(channel: Any) -> bool | None:
+    """Discord's age-restricted flag of a text channel (a thread: of its parent), or None."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else None
 
 
 class MessageIngest(commands.Cog):

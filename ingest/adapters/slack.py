@@ -87,7 +87,12 @@ def to_chat_message(
     if not community:
         raise ValueError("a message event without a workspace (team)")
     attachments = [
-        Attachment(url=f["url_private"], content_type=f.get("mimetype"), filename=f.get("name"))
+        Attachment(
+            url=f["url_private"],
+            content_type=f.get("mimetype"),
+            filename=f.get("name"),
+            size=f["size"] if isinstance(f.get("size"), int) and f["size"] >= 0 else None,
+        )
         for f in message.get("files") or []
         if f.get("url_private")
     ]

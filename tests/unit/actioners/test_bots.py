@@ -134,9 +134,13 @@ def test_discord_command_options_and_the_dispute_button() -> None:
 
 def test_commands_are_registered_with_moderator_permissions() -> None:
     defined = {c["name"]: c for c in command_definitions()}
-    assert set(defined) == {"dispute", "strikes", "pardon", "explain", "policy", "shadow"}
+    moderators = ("strikes", "pardon", "explain", "policy", "shadow", "stats", "leaderboard")
+    assert set(defined) == {"dispute", "privacy", *moderators}
+    # Everyone's own: a dispute, and their data (/privacy forget|opt-out|opt-in).
     assert defined["dispute"]["default_member_permissions"] is None
-    for name in ("strikes", "pardon", "explain", "policy", "shadow"):
+    assert defined["privacy"]["default_member_permissions"] is None
+    assert defined["privacy"]["dm_permission"] is False
+    for name in moderators:
         assert int(defined[name]["default_member_permissions"]) == MODERATE_MEMBERS
         assert defined[name]["dm_permission"] is False
     assert [o["type"] for o in defined["pardon"]["options"]] == [6, 3]

@@ -20,6 +20,13 @@ EXIT_CODES: dict[type[WardenError], int] = {
     errors.RetriableActionError: 6,
     errors.PermanentActionError: 6,
 }
+# Attachment errors carry a reason code besides their message: AttachmentError(reason, detail).
+ATTACHMENT_EXIT_CODES: dict[type[errors.AttachmentError], int] = {
+    errors.AttachmentError: 4,
+    errors.ImageRejected: 4,
+    errors.FetchRejected: 4,
+    errors.FetchFailed: 5,
+}
 
 
 def _tree(root: type[WardenError]) -> list[type[WardenError]]:
@@ -31,7 +38,19 @@ def _tree(root: type[WardenError]) -> list[type[WardenError]]:
 
 
 def test_every_class_of_the_tree_has_a_documented_exit_code() -> None:
-    assert set(_tree(WardenError)) == set(EXIT_CODES)
+    assert set(_tree(WardenError)) == set(EXIT_CODES) | set(ATTACHMENT_EXIT_CODES)
+
+
+@pytest.mark.parametrize("kind", list(ATTACHMENT_EXIT_CODES), ids=lambda kind: kind.__name__)
+def test_an_attachment_error_prints_its_reason_on_one_line(
+    kind: type[errors.AttachmentError], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        fail(kind("too_large", "photo.png: 12582912 bytes,\nover the limit"))
+    assert done.value.code == ATTACHMENT_EXIT_CODES[kind] == kind.exit_code
+    assert capsys.readouterr().err == (
+        f"warden: {kind.kind} (too_large): photo.png: 12582912 bytes, over the limit\n"
+    )
 
 
 @pytest.mark.parametrize("kind", list(EXIT_CODES), ids=lambda kind: kind.__name__)

@@ -140,7 +140,7 @@ def test_flagged_follows_the_model_and_the_applied_flag_labels() -> None:
 
 def test_a_decision_made_again_matches_its_row_and_a_tampered_row_differs() -> None:
     verdict = golden(labels=["insult"], reasons={}, severity="MEDIUM", p_toxic=0.6)
-    version = "preset:balanced@2"
+    version = "preset:balanced@3"
     decision = evaluate(preset("balanced"), verdict, policy_version=version, active_strikes=1)
     assert decision is not None
     assert all(i.ok for i in compare_decision(stored_decision(verdict, decision), decision))
@@ -158,7 +158,7 @@ def test_a_decision_made_again_matches_its_row_and_a_tampered_row_differs() -> N
 
 def test_the_policy_part_replays_with_the_stored_strikes() -> None:
     verdict = golden(labels=["insult"], reasons={}, severity="MEDIUM", p_toxic=0.6)
-    policy = StoredPolicy("discord", "g1", preset("balanced"), 0, "preset:balanced@2")
+    policy = StoredPolicy("discord", "g1", preset("balanced"), 0, "preset:balanced@3")
     decision = evaluate(policy.policy, verdict, policy_version=policy.version_id, active_strikes=1)
     assert decision is not None
     row = stored_decision(verdict, decision)
@@ -181,16 +181,16 @@ def test_rows_from_before_the_migration_derive_the_strikes_before() -> None:
 
 
 def test_policy_versions_name_their_policy() -> None:
-    assert builtin("preset:strict@2") == preset("strict")
-    first_day = builtin("first-day:livestream@2")
+    assert builtin("preset:strict@3") == preset("strict")
+    first_day = builtin("first-day:livestream@3")
     assert first_day is not None and first_day.first_day
     assert builtin("discord:g1@v3") is None
     assert stored_number("discord:g1@v3") == ("discord", "g1", 3)
     assert stored_number("defaults") is None
-    with pytest.raises(ValueError, match="presets of version 2"):
+    with pytest.raises(ValueError, match="presets of version 3"):
         builtin("preset:balanced@1")
     with pytest.raises(ValueError, match="unknown preset"):
-        builtin("preset:gentle@2")
+        builtin("preset:gentle@3")
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("24h", 86400), ("14d", 1209600)])

@@ -1,0 +1,1 @@
+"""Image models: decoding untrusted images and scoring them; no Kafka."""
