@@ -35,7 +35,7 @@ def bench(
     ctx: click.Context, quick: bool, json_path: Path | None, plot_path: Path, no_stack: bool
 ) -> None:
     """Model-only ceiling vs pipeline vs per-message HTTP, in one run on this machine."""
-    from benchmarks.pipeline import Plan, plot, run
+    from benchmarks.pipeline import Plan, plot, run, stage_table
 
     settings = settings_from(ctx)
     started = time.monotonic()
@@ -53,4 +53,7 @@ def bench(
     if json_path is not None:
         json_path.write_text(text + "\n")
     click.echo(text)
+    costs = report.results.get("stage_costs_us_per_msg")
+    if costs:
+        click.echo(f"per-stage CPU of the pipeline runs:\n{stage_table(costs)}", err=True)
     click.echo(f"plot: {plot_path}", err=True)

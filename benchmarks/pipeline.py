@@ -156,6 +156,95 @@ class Worker(ServiceProcess):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def cpu(self) -> dict[str, float]:
+        """The scorer's CPU seconds so far: per stage, and per thread (``thread:<name>``)."""
+        out: dict[str, float] = {}
+        for line in self.metrics().splitlines():
+            for name, prefix in ((STAGE_METRIC, ""), (THREAD_METRIC, "thread:")):
+                if line.startswith(name + "{"):
+                    label = line.split('"', 2)[1]
+                    out[prefix + label] = float(line.rsplit(" ", 1)[1])
+        return out
+
+
+STAGE_METRIC = "warden_scorer_stage_seconds_total"
+THREAD_METRIC = "warden_scorer_thread_cpu_seconds"
+# Stages timed on the event-loop thread and on the model thread (scorers.stages.StageClock).
+LOOP_STAGES = (
+    "decode",
+    "redis",
+    "shared_cache",
+    "detectors",
+    "encode",
+    "produce",
+    "ack",
+    "metrics",
+)
+MODEL_STAGES = ("cache_lookup", "features", "encoder", "booster", "assemble", "verdicts")
+# The rows of the per-stage table, in the order a message meets them.
+STAGE_ROWS = (
+    "consume",
+    "decode",
+    "redis",
+    "shared_cache",
+    "cache_lookup",
+    "features",
+    "encoder",
+    "booster",
+    "assemble",
+    "verdicts",
+    "model_other",
+    "detectors",
+    "encode",
+    "produce",
+    "ack",
+    "metrics",
+)
+
+
+def stage_costs(
+    before: dict[str, float], after: dict[str, float], messages: int
+) -> dict[str, float]:
+    """Microseconds of CPU per message by stage, between two :meth:`Worker.cpu` readings.
+
+    ``consume`` is what the event-loop thread spent outside the timed stages (faust's take and
+    per-event machinery, the Kafka clients' fetching and sending, asyncio itself); ``encoder``
+    is the model thread's share of the embedding plus every other thread's CPU (the encoder's
+    other sessions, and the booster's OpenMP threads when it has them); ``total`` is the
+    process's CPU, and ``outside_encoder`` the total less ``encoder``.
+    """
+
+    def spent(name: str) -> float:
+        return max(0.0, after.get(name, 0.0) - before.get(name, 0.0))
+
+    loop = spent("thread:event_loop")
+    model_thread = spent("model_thread")
+    process = spent("thread:process")
+    seconds = {name: spent(name) for name in (*LOOP_STAGES, *MODEL_STAGES)}
+    seconds["consume"] = max(0.0, loop - sum(spent(n) for n in LOOP_STAGES))
+    seconds["model_other"] = max(0.0, model_thread - sum(spent(n) for n in MODEL_STAGES))
+    seconds["encoder"] += max(0.0, process - loop - model_thread)
+    per = 1e6 / max(1, messages)
+    out = {name: round(per * seconds[name], 1) for name in STAGE_ROWS}
+    out["total"] = round(per * process, 1)
+    out["outside_encoder"] = round(per * (process - seconds["encoder"]), 1)
+    return out
+
+
+def stage_table(costs: dict[str, dict[str, float]]) -> str:
+    """The per-stage costs of each workload as a Markdown table (us of CPU per message)."""
+    workloads = list(costs)
+    lines = [
+        "| stage (us CPU / message) | " + " | ".join(workloads) + " |",
+        "|---" * (len(workloads) + 1) + "|",
+    ]
+    for row in (*STAGE_ROWS, "outside_encoder", "total"):
+        values = [costs[w].get(row, 0.0) for w in workloads]
+        if any(values) or row in ("outside_encoder", "total"):
+            cells = " | ".join(f"{v:,.1f}" for v in values)
+            lines.append(f"| {row} | {cells} |")
+    return "\n".join(lines)
+
 
 async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
     producer = kafka_producer(settings.kafka, linger_ms=20)
@@ -191,18 +280,21 @@ async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dic
 
 async def drain_rate(
     settings: Settings, worker: Worker, records: list[dict[str, Any]], prefix: str
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Publish ``records``, wait until the worker has scored them all, return its rate."""
     hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
     detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
+    cpu_before = worker.cpu()
     target = await topic_size(settings.kafka, VERDICTS) + len(records)
     await publish_all(settings, records)
     deadline = time.monotonic() + 600
     while await topic_size(settings.kafka, VERDICTS) < target:
         if time.monotonic() > deadline or not worker.alive():
             raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)  # the last batch's acknowledgement and stage sums
+    costs = stage_costs(cpu_before, worker.cpu(), len(records))
     verdicts = await read_verdicts(settings, prefix, len(records))
     stamps = sorted(datetime.fromisoformat(v["scored_at"]).timestamp() for v in verdicts)
     first = stamps[0]
@@ -212,6 +304,7 @@ async def drain_rate(
     misses = worker.counter("warden_cache_lookups_total", 'result="miss"') - misses_before
     detector_s = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     return {
+        "costs": costs,
         "msgs_per_s": after_first_batch / span if span > 0 else float("nan"),
         "messages": float(len(verdicts)),
         "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
@@ -420,6 +513,9 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         results["pipeline_unique_msgs_per_s"] = round(unique["msgs_per_s"], 1)
         results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
         results["cache_hit_rate"] = round(replay["cache_hit_rate"], 3)
+        # Where each message's CPU goes (us per message), and the same as a table.
+        results["stage_costs_us_per_msg"] = {"unique": unique["costs"], "replay": replay["costs"]}
+        logger.info("per-stage CPU:\n%s", stage_table(results["stage_costs_us_per_msg"]))
         results["detectors"] = {
             "unique_us_per_msg": round(unique["detector_us_per_msg"], 1),
             "replay_us_per_msg": round(replay["detector_us_per_msg"], 1),

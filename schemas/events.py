@@ -283,10 +283,11 @@ class Verdict(Event):
     @property
     def decision_id(self) -> str:
         """The id one decision is kept under: the message id for its text verdict, the message
-        id and ``/image`` for its image verdict (a message may be acted on for either)."""
+        id and ``~image`` for its image verdict (a message may be acted on for either; ``~``
+        needs no escaping in a URL, so the review page's ``/messages/<id>`` opens either)."""
         if self.kind is VerdictKind.TEXT:
             return self.message_id
-        return f"{self.message_id}/{self.kind.value}"
+        return f"{self.message_id}~{self.kind.value}"
 
 
 class ActionKind(enum.StrEnum):
@@ -360,10 +361,22 @@ class ActionRequest(Event):
             " executor reported), filled in from the action ledger when the off comes due."
         ),
     )
+    platform_message_id: Id | None = Field(
+        default=None,
+        description=(
+            "The platform's id of the message acted on, when message_id is not it: an image"
+            " verdict's decision (message_id <id>~image) deletes the message <id>."
+        ),
+    )
 
     @property
     def key(self) -> str:
         return user_key(self.platform, self.community, self.user)
+
+    @property
+    def target_message_id(self) -> str:
+        """The message the platform is asked to act on."""
+        return self.platform_message_id or self.message_id
 
 
 class ActionResult(Event):

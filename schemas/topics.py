@@ -75,7 +75,9 @@ EXPLANATIONS = TopicSpec(
     key="message_id",
     value_type=Explanation,
     partitions=3,
-    retention_ms=30 * DAY_MS,
+    # As long as chat.messages.v1: the explanation holds the text's words; the review service
+    # stores what it needs in PostgreSQL at once (privacy: docs/privacy.md).
+    retention_ms=3 * DAY_MS,
     doc="Word-level explanations of verdicts.",
 )
 FEEDBACK = TopicSpec(

@@ -63,8 +63,8 @@ class Tally:
         if not payload.get("message_id", "").startswith(self.prefix):
             return
         if payload.get("kind", "text") != "text":
-            if f"{payload['message_id']}/image" not in self.seen:
-                self.seen.add(f"{payload['message_id']}/image")
+            if f"{payload['message_id']}~image" not in self.seen:
+                self.seen.add(f"{payload['message_id']}~image")
                 self.image_verdicts += 1
                 self.image_flagged += bool(payload["flagged"])
             return

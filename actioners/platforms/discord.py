@@ -219,7 +219,7 @@ class DiscordExecutor:
             "DELETE",
             "/channels/{channel_id}/messages/{message_id}",
             channel_id=request.channel,
-            message_id=request.message_id,
+            message_id=request.target_message_id,
         )
         _, gone = await self._call(route, reason=_reason(request), tolerate=(UNKNOWN_MESSAGE,))
         if gone:
@@ -234,7 +234,7 @@ class DiscordExecutor:
         channels = {r.channel for r in requests}
         if len(channels) != 1 or len(requests) > BULK_MAX:
             raise ValueError("a bulk delete takes 2-100 messages of one channel")
-        ids = sorted({r.message_id for r in requests})
+        ids = sorted({r.target_message_id for r in requests})
         route = Route(
             "POST", "/channels/{channel_id}/messages/bulk-delete", channel_id=requests[0].channel
         )

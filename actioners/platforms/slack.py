@@ -216,7 +216,7 @@ class SlackExecutor:
                 workspace,
                 tolerate=("message_not_found",),
                 channel=request.channel,
-                ts=message_ts(request.message_id),
+                ts=message_ts(request.target_message_id),
             )
             return Outcome.done("already deleted" if gone else "message deleted")
         if request.kind is ActionKind.WARN:

@@ -414,13 +414,13 @@ class TwitchExecutor:
         raise NotImplementedError("Helix has no bulk delete of chosen messages")
 
     async def _delete(self, request: ActionRequest) -> Outcome:
-        if not request.message_id:
+        if not request.target_message_id:
             # Without message_id Helix deletes every message in the chat.
             raise PermanentActionError("DELETE /moderation/chat: no message id")
         answer = await self._call(
             "DELETE",
             "/moderation/chat",
-            params=self._ids(request, message_id=request.message_id),
+            params=self._ids(request, message_id=request.target_message_id),
             tolerate=(404,),
         )
         if answer.status == 404:

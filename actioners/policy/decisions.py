@@ -31,7 +31,7 @@ SEVERITY_LABELS = frozenset(HARM_LABELS) | frozenset(IMAGE_LABELS) | {HARD_SLUR}
 def action_id(message_id: str, kind: ActionKind) -> str:
     """Deterministic, so a verdict delivered twice asks for the same action twice, not two.
 
-    ``message_id`` is the verdict's ``decision_id`` (an image verdict's ends in ``/image``);
+    ``message_id`` is the verdict's ``decision_id`` (an image verdict's ends in ``~image``);
     an id too long for the 200 characters of an action id keeps its head and a hash of all.
     """
     whole = f"{message_id}:{kind.value}"
@@ -405,7 +405,12 @@ def requests_for(
             (
                 ActionRequest(
                     action_id=action_id(verdict.decision_id, planned.kind),
-                    message_id=verdict.message_id,
+                    # One decision per verdict: an image verdict's actions, strikes, review and
+                    # disputes are keyed by its decision id; the platform acts on the message.
+                    message_id=verdict.decision_id,
+                    platform_message_id=(
+                        verdict.message_id if verdict.decision_id != verdict.message_id else None
+                    ),
                     platform=verdict.platform,
                     community=verdict.community,
                     channel=verdict.channel,

@@ -772,9 +772,9 @@ async def test_an_explicit_picture_is_acted_on_once_and_allowed_ones_are_not(
     await publish(settings, producer, [text, explicit, explicit, suggestive, nsfw])
 
     found = await results(settings, 2, [actioner])
-    assert by_message(found) == {text.message_id: [("delete", "done"), ("timeout", "done")]}
+    assert by_message(found) == {explicit.decision_id: [("delete", "done"), ("timeout", "done")]}
     reasons = {r["action_id"]: r["reason"] for r in found}
-    delete = reasons[f"{text.message_id}/image:delete"]
+    delete = reasons[f"{text.message_id}~image:delete"]
     assert "sexual_explicit (0.92)" in delete and "image model severity HIGH" in delete
     # Discord deleted the message itself, once, and timed the user out once.
     effects = discord.effect_counts()

@@ -108,11 +108,18 @@ def test_image_and_text_verdicts_of_one_message_decide_and_act_apart() -> None:
     image = image_verdict(0.9, 0.1)
     text = image.model_copy(update={"kind": VerdictKind.TEXT, "images": []})
     assert image.message_id == text.message_id
-    assert image.decision_id == f"{image.message_id}/image" and text.decision_id == text.message_id
+    assert image.decision_id == f"{image.message_id}~image" and text.decision_id == text.message_id
     decision = decide(preset("balanced"), image)
     assert decision is not None
     requests = [request for request, _ in requests_for(image, decision, NOW)]
-    # The platform deletes the message itself; the action's id is the image decision's own.
-    assert requests[0].message_id == image.message_id
-    assert requests[0].action_id == f"{image.message_id}/image:delete"
+    # The action, its strikes and its review belong to the image decision; the platform deletes
+    # the message itself.
+    assert requests[0].message_id == image.decision_id
+    assert requests[0].target_message_id == image.message_id
+    assert requests[0].action_id == f"{image.message_id}~image:delete"
+    insult = text.model_copy(
+        update={"labels": ["insult"], "label_scores": {"insult": 0.9}, "severity": Severity.HIGH}
+    )
+    (text_request, _) = requests_for(insult, decide(preset("balanced"), insult), NOW)[0]
+    assert text_request.message_id == text.message_id and text_request.platform_message_id is None
     assert decision_row(image, decision).message_id == image.decision_id

@@ -188,7 +188,7 @@ async def test_the_worst_picture_decides_and_an_emote_caption_changes_nothing() 
     assert [(i.index, i.width, i.height) for i in explicit.images] == [(0, 40, 30), (1, 40, 30)]
     assert suggestive.severity.value == "LOW" and suggestive.labels == ["sexual_suggestive"]
     assert safe.severity.value == "SAFE" and not safe.flagged and safe.labels == []
-    assert explicit.decision_id == "m1/image" and explicit.text == "KEKW"
+    assert explicit.decision_id == "m1~image" and explicit.text == "KEKW"
     # Three distinct pictures, one model call each; green.png fetched once for two messages.
     assert model.seen == 3 and sorted(fetcher.calls) == sorted(set(fetcher.calls))
 
