@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def warden(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
-    return subprocess.run(  # noqa: S603 - our own entry point
+    return subprocess.run(
         [sys.executable, "-m", "warden", *args],
         capture_output=True,
         text=True,
