@@ -157,7 +157,7 @@ class Worker(ServiceProcess):
         return 0.0
 
     def cpu(self) -> dict[str, float]:
-        """The scorer's CPU seconds so far: per stage, and per thread (``thread:<name>``)."""
+        """The scorer's CPU seconds so far: per stage, and per thread (``thread:<kind>``)."""
         out: dict[str, float] = {}
         for line in self.metrics().splitlines():
             for name, prefix in ((STAGE_METRIC, ""), (THREAD_METRIC, "thread:")):
@@ -168,7 +168,7 @@ class Worker(ServiceProcess):
 
 
 STAGE_METRIC = "warden_scorer_stage_seconds_total"
-THREAD_METRIC = "warden_scorer_thread_cpu_seconds"
+THREAD_METRIC = "warden_thread_cpu_seconds"
 # Stages timed on the event-loop thread and on the model thread (scorers.stages.StageClock).
 LOOP_STAGES = (
     "decode",
@@ -183,6 +183,7 @@ LOOP_STAGES = (
 MODEL_STAGES = ("cache_lookup", "features", "encoder", "booster", "assemble", "verdicts")
 # The rows of the per-stage table, in the order a message meets them.
 STAGE_ROWS = (
+    "fetch",
     "consume",
     "decode",
     "redis",
@@ -199,7 +200,10 @@ STAGE_ROWS = (
     "produce",
     "ack",
     "metrics",
+    "other_threads",
 )
+# Shown below the table: already inside the stages above (the stage that triggered each one).
+INCLUDED_ROWS = ("gc",)
 
 
 def stage_costs(
@@ -207,25 +211,39 @@ def stage_costs(
 ) -> dict[str, float]:
     """Microseconds of CPU per message by stage, between two :meth:`Worker.cpu` readings.
 
-    ``consume`` is what the event-loop thread spent outside the timed stages (faust's take and
-    per-event machinery, the Kafka clients' fetching and sending, asyncio itself); ``encoder``
-    is the model thread's share of the embedding plus every other thread's CPU (the encoder's
-    other sessions, and the booster's OpenMP threads when it has them); ``total`` is the
-    process's CPU, and ``outside_encoder`` the total less ``encoder``.
+    ``fetch`` is faust's consumer thread (aiokafka fetching and parsing records); ``consume``
+    what the event-loop thread spent outside the timed stages (faust's per-event path, the
+    producer's I/O, asyncio itself); ``encoder`` the model thread's share of the embedding plus
+    the encoder's other sessions and any thread Python does not know (native pools);
+    ``other_threads`` the rest (the metrics server); ``total`` the process's CPU, and
+    ``outside_encoder`` the total less ``encoder``.
     """
 
     def spent(name: str) -> float:
         return max(0.0, after.get(name, 0.0) - before.get(name, 0.0))
 
-    loop = spent("thread:event_loop")
-    model_thread = spent("model_thread")
+    threads = {
+        name.removeprefix("thread:"): spent(name)
+        for name in {*before, *after}
+        if name.startswith("thread:") and name != "thread:process"
+    }
     process = spent("thread:process")
+    main = threads.pop("main", 0.0)
+    model = threads.pop("model", 0.0)
+    encoder_threads = threads.pop("encoder", 0.0)
+    fetch = sum(v for k, v in threads.items() if "consumer" in k.lower())
+    others = sum(v for k, v in threads.items() if "consumer" not in k.lower())
+    native = max(0.0, process - main - model - encoder_threads - fetch - others)
     seconds = {name: spent(name) for name in (*LOOP_STAGES, *MODEL_STAGES)}
-    seconds["consume"] = max(0.0, loop - sum(spent(n) for n in LOOP_STAGES))
-    seconds["model_other"] = max(0.0, model_thread - sum(spent(n) for n in MODEL_STAGES))
-    seconds["encoder"] += max(0.0, process - loop - model_thread)
+    seconds["fetch"] = fetch
+    seconds["consume"] = max(0.0, main - sum(seconds[n] for n in LOOP_STAGES))
+    seconds["model_other"] = max(0.0, model - sum(seconds[n] for n in MODEL_STAGES))
+    seconds["encoder"] += encoder_threads + native
+    seconds["other_threads"] = others
     per = 1e6 / max(1, messages)
     out = {name: round(per * seconds[name], 1) for name in STAGE_ROWS}
+    for name in INCLUDED_ROWS:
+        out[name] = round(per * spent(name), 1)
     out["total"] = round(per * process, 1)
     out["outside_encoder"] = round(per * (process - seconds["encoder"]), 1)
     return out
@@ -238,11 +256,12 @@ def stage_table(costs: dict[str, dict[str, float]]) -> str:
         "| stage (us CPU / message) | " + " | ".join(workloads) + " |",
         "|---" * (len(workloads) + 1) + "|",
     ]
-    for row in (*STAGE_ROWS, "outside_encoder", "total"):
+    for row in (*STAGE_ROWS, "outside_encoder", "total", *INCLUDED_ROWS):
         values = [costs[w].get(row, 0.0) for w in workloads]
         if any(values) or row in ("outside_encoder", "total"):
             cells = " | ".join(f"{v:,.1f}" for v in values)
-            lines.append(f"| {row} | {cells} |")
+            name = f"{row} (inside the rows above)" if row in INCLUDED_ROWS else row
+            lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
 
 

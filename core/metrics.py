@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import threading
+import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     REGISTRY,
@@ -28,6 +32,7 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from core.errors import ConfigError
 from schemas.events import ActionStatus, Verdict
@@ -164,11 +169,52 @@ SCORER_STAGE_SECONDS = Counter(
     "Scorer CPU seconds by stage (thread CPU time, summed per batch; decode, redis, encode...).",
     ["stage"],
 )
-SCORER_THREAD_CPU_SECONDS = Gauge(
-    "warden_scorer_thread_cpu_seconds",
-    "CPU seconds used so far by the scorer's event-loop thread and by the whole process.",
-    ["thread"],
-)
+
+
+class _ThreadCpu:
+    """``warden_thread_cpu_seconds{thread}``: CPU seconds so far per thread kind (``main``,
+    ``model``, ``encoder``...: names without their numbers) and for the whole ``process``,
+    read from the threads' CPU clocks when scraped (nothing is counted per message)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "warden_thread_cpu_seconds",
+            "CPU seconds used so far per thread kind and by the whole process.",
+            labels=["thread"],
+        )
+        used: dict[str, float] = {}
+        for thread in threading.enumerate():
+            if thread.ident is None:
+                continue
+            try:
+                seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except OSError:  # ended meanwhile
+                continue
+            service = getattr(thread, "service", None)  # mode's service threads (faust's consumer)
+            if thread is threading.main_thread():
+                kind = "main"
+            elif service is not None:
+                kind = type(service).__name__
+            else:
+                kind = _THREAD_NUMBER.sub("", thread.name) or type(thread).__name__
+            used[kind] = used.get(kind, 0.0) + seconds
+        used["process"] = time.process_time()
+        for kind, seconds in sorted(used.items()):
+            family.add_metric([kind], seconds)
+        yield family
+
+
+_THREAD_NUMBER = re.compile(r"(?:[-_ ]\d+)+$|-\d+ \(.*\)$")
+_thread_cpu_exported = False
+
+
+def export_thread_cpu() -> None:
+    """Expose ``warden_thread_cpu_seconds`` (once per process; `warden bench` reads it)."""
+    global _thread_cpu_exported
+    if not _thread_cpu_exported:
+        REGISTRY.register(_ThreadCpu())
+        _thread_cpu_exported = True
+
 
 # The ingest adapters' own, labelled by adapter (discord, slack, twitch, webhook, replay).
 INGEST_RECEIVED = Counter(

@@ -31,6 +31,7 @@ from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
+from scorers.consumer import ScorerApp
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
 from scorers.model_follow import ModelFollower
@@ -104,7 +105,8 @@ def build_app(
     app_id = group_id(settings.kafka, f"{SERVICE}-shadow-{model.version}" if shadow else SERVICE)
     datadir = faust_data_dir(settings) / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    # faust's app, with a consumer whose hand-off of each message costs no tasks (consumer.py).
+    app = ScorerApp(
         app_id,
         **faust_broker_options(settings),
         # faust keeps worker state on disk; never in the working directory.

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -17,7 +18,7 @@ from schemas.events import ChatMessage, DeadLetter, Severity, Verdict, utcnow
 from schemas.rules import is_flagged
 from scorers.cache import Row, TextSideCache
 from scorers.context_store import Outcome
-from toxicity.base import Context, TextScorer
+from toxicity.base import Context, Score, TextScorer
 from toxicity.provenance import scoring_of
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,34 @@ class BatchScorer:
         # How this model scores (back end, thresholds, flag severity), on every verdict, so a
         # decision can be replayed; a promotion builds a new BatchScorer, and with it this.
         self.scoring = scoring_of(model, flag_severity)
+        self._flagged = {severity: is_flagged(severity, flag_severity) for severity in Severity}
+
+    def _verdict(self, m: ChatMessage, s: Score, degraded: bool, scored_at: datetime) -> Verdict:
+        flagged = self._flagged[s.severity]
+        # Validated: pydantic-core's check costs less than ``model_construct`` (measured: 6.7
+        # against 8.1 us a verdict), and it refuses a score out of range (a model bug).
+        return Verdict(
+            message_id=m.message_id,
+            platform=m.platform,
+            community=m.community,
+            channel=m.channel,
+            user=m.user,
+            user_roles=m.user_roles,
+            text=m.text,
+            p_toxic=s.p_toxic,
+            severity=s.severity,
+            flagged=flagged,
+            model_flagged=flagged,
+            labels=list(s.labels),
+            label_scores=s.label_scores,
+            model_version=self.model.version,
+            features=s.features,
+            degraded=degraded,
+            sent_at=m.sent_at,
+            received_at=m.received_at,
+            scored_at=scored_at,
+            scoring=self.scoring,
+        )
 
     def decode(
         self, events: Sequence[RawEvent]
@@ -120,29 +149,7 @@ class BatchScorer:
         started = time.thread_time_ns()
         scored_at = utcnow()
         verdicts = [
-            Verdict(
-                message_id=m.message_id,
-                platform=m.platform,
-                community=m.community,
-                channel=m.channel,
-                user=m.user,
-                user_roles=m.user_roles,
-                text=m.text,
-                p_toxic=s.p_toxic,
-                severity=s.severity,
-                flagged=(flagged := is_flagged(s.severity, self.flag_severity)),
-                model_flagged=flagged,
-                labels=list(s.labels),
-                label_scores=s.label_scores,
-                model_version=self.model.version,
-                features=s.features,
-                degraded=degraded,
-                sent_at=m.sent_at,
-                received_at=m.received_at,
-                scored_at=scored_at,
-                scoring=self.scoring,
-            )
-            for m, s in zip(messages, scores, strict=True)
+            self._verdict(m, s, degraded, scored_at) for m, s in zip(messages, scores, strict=True)
         ]
         costs["verdicts"] = time.thread_time_ns() - started
         return Scored(verdicts, computed, costs)

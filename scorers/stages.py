@@ -31,14 +31,15 @@ a batch's events.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aiokafka.errors import (
     CorruptRecordException,
@@ -62,6 +63,7 @@ from toxicity.base import Context
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 # (topic, key, value) -> a future that resolves once the broker has the record
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 
@@ -124,53 +126,127 @@ class Outgoing:
 class StageClock:
     """CPU time per stage of the scorer, for ``warden_scorer_stage_seconds_total{stage}``.
 
-    Event-loop stages are timed with this thread's CPU clock. A stage that awaits (a Redis round
-    trip) lets other coroutines run meanwhile: the stages they time are taken out of its time,
-    so nothing is counted twice; what no stage times (faust's take, the Kafka clients' I/O) is
-    the event-loop total less the stages (``warden bench`` shows it as ``consume``). Sums go to
-    the counter once per batch, so the clock costs about 1 us per stage and batch.
+    Event-loop stages are timed with this thread's CPU clock from event to event: a stage
+    entered or left, and a timed stage suspending or resuming at an await wrapped in
+    :meth:`wait` (the Redis round trips). Between two events the time goes to the stage that
+    is running, or to none while a stage waits; so nothing is counted twice while the score and
+    deliver tasks interleave, and what no stage times (faust's per-event path, the clients'
+    I/O, asyncio) is the event-loop total less the stages: ``warden bench`` shows it as
+    ``consume``. Sums go to the counter once per batch; the clock costs about 1 us per event.
     """
 
     def __init__(self) -> None:
         self._ns: dict[str, int] = {}
-        self._accounted = 0
+        self._last = time.thread_time_ns()
+        self._running: str | None = None
+        self._open: dict[object, list[str]] = {}
 
     def section(self, stage: str) -> _Section:
         return _Section(self, stage)
+
+    def _tick(self) -> None:
+        now = time.thread_time_ns()
+        if self._running is not None:
+            self._ns[self._running] = self._ns.get(self._running, 0) + now - self._last
+        self._last = now
+
+    def _enter(self, stage: str) -> None:
+        self._tick()
+        self._open.setdefault(asyncio.current_task(), []).append(stage)
+        self._running = stage
+
+    def _exit(self) -> None:
+        self._tick()
+        task = asyncio.current_task()
+        stack = self._open.get(task)
+        if stack:
+            stack.pop()
+            if not stack:
+                del self._open[task]
+        self._running = stack[-1] if stack else None
+
+    def wait(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """``awaitable``, with the running stage paused while it waits (inside a section)."""
+        return _Paused(self, awaitable)
+
+    def _suspend(self) -> None:
+        self._tick()
+        self._running = None
+
+    def _resume(self) -> None:
+        self._tick()
+        stack = self._open.get(asyncio.current_task())
+        self._running = stack[-1] if stack else None
 
     def add(self, stage: str, ns: int) -> None:
         """Time measured elsewhere (the model thread's stages)."""
         self._ns[stage] = self._ns.get(stage, 0) + ns
 
     def flush(self) -> None:
+        global _gc_ns
+        if _gc_ns:
+            # Already inside the stages that triggered the collections: shown, not added.
+            self._ns["gc"] = self._ns.get("gc", 0) + _gc_ns
+            _gc_ns = 0
         for stage, ns in self._ns.items():
             metrics.SCORER_STAGE_SECONDS.labels(stage).inc(ns / 1e9)
         self._ns.clear()
 
     @staticmethod
-    def export_threads() -> None:
-        """Expose the CPU clocks of this (the event-loop) thread and of the whole process."""
-        clock = time.pthread_getcpuclockid(threading.get_ident())
-        threads = metrics.SCORER_THREAD_CPU_SECONDS
-        threads.labels("event_loop").set_function(lambda: time.clock_gettime(clock))
-        threads.labels("process").set_function(time.process_time)
+    def watch_gc() -> None:
+        """Time Python's garbage collections too (once per process): stage ``gc``."""
+        if _gc_timer not in gc.callbacks:
+            gc.callbacks.append(_gc_timer)
+
+
+_gc_ns = 0
+_gc_started = threading.local()
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    global _gc_ns
+    if phase == "start":
+        _gc_started.ns = time.thread_time_ns()
+    else:
+        _gc_ns += time.thread_time_ns() - getattr(_gc_started, "ns", time.thread_time_ns())
 
 
 class _Section:
-    __slots__ = ("accounted", "clock", "stage", "started")
+    __slots__ = ("clock", "stage")
 
     def __init__(self, clock: StageClock, stage: str) -> None:
         self.clock, self.stage = clock, stage
 
     def __enter__(self) -> None:
-        self.accounted = self.clock._accounted
-        self.started = time.thread_time_ns()
+        self.clock._enter(self.stage)
 
     def __exit__(self, *exc: object) -> None:
-        clock = self.clock
-        spent = time.thread_time_ns() - self.started - (clock._accounted - self.accounted)
-        clock._accounted += spent
-        clock._ns[self.stage] = clock._ns.get(self.stage, 0) + spent
+        self.clock._exit()
+
+
+class _Paused(Generic[T]):
+    """An awaitable that tells its clock when it suspends and when it resumes."""
+
+    __slots__ = ("awaitable", "clock")
+
+    def __init__(self, clock: StageClock, awaitable: Awaitable[T]) -> None:
+        self.clock, self.awaitable = clock, awaitable
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        inner = self.awaitable.__await__()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = inner.send(value) if error is None else inner.throw(error)
+            except StopIteration as done:
+                return cast(T, done.value)
+            self.clock._suspend()
+            try:
+                value, error = (yield step), None
+            except BaseException as exc:  # noqa: BLE001 - a cancellation goes on inside
+                value, error = None, exc
+            self.clock._resume()
 
 
 def timed_score(
@@ -257,7 +333,8 @@ class Stages:
         self.scorer, self.shared = scorer, shared
 
     def start(self) -> None:
-        self.clock.export_threads()
+        metrics.export_thread_cpu()
+        self.clock.watch_gc()
         self._tasks = [
             asyncio.create_task(self._guard(self._score_loop()), name="scorer-score"),
             asyncio.create_task(self._guard(self._deliver_loop()), name="scorer-deliver"),
@@ -302,11 +379,13 @@ class Stages:
             with clock.section("decode"):
                 messages, sources, dead = scorer.decode(raw)
             with clock.section("redis"):
-                context, degraded = await self.contexts.read(messages)
+                context, degraded = await clock.wait(self.contexts.read(messages))
             if degraded:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
             with clock.section("shared_cache"):
-                found = await self._shared_rows(scorer, shared, [m.text for m in messages])
+                found = await clock.wait(
+                    self._shared_rows(scorer, shared, [m.text for m in messages])
+                )
             model_started = time.perf_counter()
             model = loop.run_in_executor(
                 self.executor, timed_score, scorer, messages, context, degraded, found
@@ -323,7 +402,9 @@ class Stages:
             with clock.section("redis"):
                 # The counters keep the model's outcome: they are the model's own features.
                 outcomes = [outcome(v) for v in scored.verdicts]
-                await self.contexts.update(messages, outcomes, [position(s) for s in sources])
+                await clock.wait(
+                    self.contexts.update(messages, outcomes, [position(s) for s in sources])
+                )
             await self._to_deliver.put(
                 Delivery(
                     events,
@@ -347,7 +428,7 @@ class Stages:
                 # order they were taken, so each batch's windows still see the ones before it,
                 # and all of it happens before the batch is acknowledged.
                 with clock.section("detectors"):
-                    detected = await self.detectors.run(batch.messages, batch.verdicts)
+                    detected = await clock.wait(self.detectors.run(batch.messages, batch.verdicts))
                 batch.verdicts, batch.raids = detected.verdicts, detected.raids
             with clock.section("encode"):
                 outgoing = self._outgoing(batch)
@@ -359,7 +440,7 @@ class Stages:
             with clock.section("ack"):
                 await self.ack(batch.events)
             with clock.section("shared_cache"):
-                await self._share(batch.shared, batch.computed)
+                await clock.wait(self._share(batch.shared, batch.computed))
             with clock.section("metrics"):
                 refused = len(batch.verdicts) - delivered
                 metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc(delivered)

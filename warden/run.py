@@ -44,6 +44,7 @@ class Tally:
     flagged: int = 0
     actions: int = 0
     dead_letters: int = 0
+    dead_letter_kinds: dict[str, int] = field(default_factory=dict)
     # Image verdicts (the image scorer's, for messages with pictures), counted apart.
     image_verdicts: int = 0
     image_flagged: int = 0
@@ -123,6 +124,8 @@ class Monitor:
 
     def _dead_letter(self, payload: dict[str, Any]) -> None:
         self.tally.dead_letters += 1
+        kind = str(payload.get("error_type") or "unknown")
+        self.tally.dead_letter_kinds[kind] = self.tally.dead_letter_kinds.get(kind, 0) + 1
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -166,7 +169,13 @@ def final_report(tally: Tally, published: int, rejected: int, elapsed: float) ->
         f"actions               {tally.actions} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(tally.action_kinds.items()))})",
         f"image verdicts        {tally.image_verdicts} ({tally.image_flagged} flagged)",
-        f"dead letters          {tally.dead_letters}",
+        f"dead letters          {tally.dead_letters}"
+        + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(tally.dead_letter_kinds.items()))};"
+            " image_*: attachments the image scorer refused, docs/images.md)"
+            if any(k.startswith("image_") for k in tally.dead_letter_kinds)
+            else ""
+        ),
         f"verdict latency       p50 {percentile(tally.verdict_ms, 50):.1f} ms, "
         f"p99 {percentile(tally.verdict_ms, 99):.1f} ms (received -> scored)",
         f"action latency        p50 {percentile(tally.action_ms, 50):.1f} ms, "

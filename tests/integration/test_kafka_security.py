@@ -45,6 +45,7 @@ from schemas.topics import (
     ACTIONS,
     CHAT_MESSAGES,
     DEADLETTER,
+    DRIFT,
     EXPLANATIONS,
     FEEDBACK,
     RAIDS,
@@ -81,7 +82,7 @@ log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 START_TIMEOUT_S = 90.0
 SETUP_TIMEOUT_S = 150.0
 CLIENT_TIMEOUT_S = 20.0
-SERVICES = ("ingest", "scorer", "actioner", "explainer", "review")
+SERVICES = ("ingest", "scorer", "actioner", "explainer", "review", "drift")
 
 MESSAGES = CHAT_MESSAGES.name_for("")
 VERDICTS_TOPIC = VERDICTS.name_for("")
@@ -90,6 +91,7 @@ DEADLETTERS = DEADLETTER.name_for("")
 RAIDS_TOPIC = RAIDS.name_for("")
 EXPLANATIONS_TOPIC = EXPLANATIONS.name_for("")
 FEEDBACK_TOPIC = FEEDBACK.name_for("")
+DRIFT_TOPIC = DRIFT.name_for("")
 # faust's own topics are named after the scorer's app id; the scorer may create and use them.
 FAUST_TOPIC = "warden.scorer-acl-check"
 
@@ -110,6 +112,7 @@ MAY_WRITE = {
     ("review", FEEDBACK_TOPIC),
     ("review", ACTIONS_TOPIC),
     ("review", DEADLETTERS),
+    ("drift", DRIFT_TOPIC),
 }
 # Every topic of the catalog, so that a grant nobody listed fails too.
 WRITE_CASES = [
@@ -347,7 +350,7 @@ def test_the_broker_runs_the_compose_images_kafka_version() -> None:
 
 def test_the_setup_job_reports_success_and_logs_no_password(secure_kafka: SecureKafka) -> None:
     assert (
-        "SCRAM users ingest, scorer, actioner, explainer, review and their ACLs are set"
+        "SCRAM users ingest, scorer, actioner, explainer, review, drift and their ACLs are set"
         in secure_kafka.setup_output
     )
     for password in secure_kafka.passwords.values():
@@ -398,12 +401,15 @@ async def test_a_wrong_password_or_unknown_user_cannot_connect(
     ("user", "topic", "group"),
     [
         ("scorer", MESSAGES, "warden.scorer"),
+        # The image scorer runs as the scorer, in a group of its own.
+        ("scorer", MESSAGES, "warden.images"),
         ("actioner", VERDICTS_TOPIC, "warden.actioner"),
         ("actioner", RAIDS_TOPIC, "warden.actioner"),
         ("explainer", VERDICTS_TOPIC, "warden.explainer"),
         ("explainer", FEEDBACK_TOPIC, "warden.explainer"),
         ("review", FEEDBACK_TOPIC, "warden.review"),
         ("review", EXPLANATIONS_TOPIC, "warden.review"),
+        ("drift", VERDICTS_TOPIC, "warden.drift"),
     ],
 )
 async def test_a_service_reads_its_input_in_its_own_groups(
@@ -431,6 +437,7 @@ async def test_a_service_reads_its_input_in_its_own_groups(
         ("scorer", VERDICTS_TOPIC, "warden.scorer", TopicAuthorizationFailedError),
         ("review", VERDICTS_TOPIC, "warden.review", TopicAuthorizationFailedError),
         ("explainer", MESSAGES, "warden.explainer", TopicAuthorizationFailedError),
+        ("drift", MESSAGES, "warden.drift", TopicAuthorizationFailedError),
     ],
 )
 async def test_reading_outside_the_grants_is_refused(
