@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from schemas.events import Severity
 from schemas.labels import SEXUAL_EXPLICIT
+
+if TYPE_CHECKING:
+    from core.image_settings import ImageSettings
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class ImageThresholds:
     label: float = 0.5
     explicit_high: float = 0.5
     explicit_medium: float = 0.35
+
+    @classmethod
+    def from_settings(cls, config: ImageSettings) -> ImageThresholds:
+        """WARDEN_IMAGES__LABEL_THRESHOLD, __EXPLICIT_MEDIUM, __EXPLICIT_HIGH."""
+        return cls(
+            label=config.label_threshold,
+            explicit_high=config.explicit_high,
+            explicit_medium=config.explicit_medium,
+        )
 
     def labels(self, score: ImageScore) -> list[str]:
         return [

@@ -41,11 +41,7 @@ def score_image(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> N
     from imagery.nudenet import NudeNetModel
 
     config = settings_from(ctx).images
-    thresholds = ImageThresholds(
-        label=config.label_threshold,
-        explicit_high=config.explicit_high,
-        explicit_medium=config.explicit_medium,
-    )
+    thresholds = ImageThresholds.from_settings(config)
     model = NudeNetModel(threads=config.threads)
     failed: WardenError | None = None
     for path in paths:

@@ -53,6 +53,7 @@ class Tally:
     verdict_ms: list[float] = field(default_factory=list)
     action_ms: list[float] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    seen_images: set[str] = field(default_factory=set)
     # Explanations (of verdicts at or above explain_severity) and their latency after the verdict.
     explain_severity: str = "MEDIUM"
     explainable: int = 0
@@ -64,8 +65,8 @@ class Tally:
         if not payload.get("message_id", "").startswith(self.prefix):
             return
         if payload.get("kind", "text") != "text":
-            if f"{payload['message_id']}~image" not in self.seen:
-                self.seen.add(f"{payload['message_id']}~image")
+            if payload["message_id"] not in self.seen_images:
+                self.seen_images.add(payload["message_id"])
                 self.image_verdicts += 1
                 self.image_flagged += bool(payload["flagged"])
             return

@@ -78,12 +78,16 @@ for _outcome in ("scored", "cached", "rejected", "failed", "skipped"):
 
 
 class Fetched(Protocol):
-    data: bytes
-    content_type: str | None
+    """What a fetch gives the scorer (``scorers.images.fetch.FetchedImage``)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def content_type(self) -> str | None: ...
 
 
 class Fetcher(Protocol):
-    async def fetch(self, url: str) -> Any: ...
+    async def fetch(self, url: str) -> Fetched: ...
 
 
 def image_attachments(message: ChatMessage) -> list[tuple[int, Attachment]]:
@@ -140,11 +144,7 @@ class ImageScorer:
         self.send = send
         self.verdicts_topic = verdicts_topic
         self.deadletter_topic = deadletter_topic
-        self.thresholds = ImageThresholds(
-            label=self.config.label_threshold,
-            explicit_high=self.config.explicit_high,
-            explicit_medium=self.config.explicit_medium,
-        )
+        self.thresholds = ImageThresholds.from_settings(self.config)
         self.cache = ImageCache(self.config.cache_size, model.version)
         self._fetching = asyncio.Semaphore(self.config.fetch_concurrency)
         self.verdicts = 0
@@ -197,15 +197,17 @@ class ImageScorer:
             job.reason = "too_large"
             job.error = f"{size} bytes as the platform reports it, over {self.config.max_bytes}"
             return
-        started = time.perf_counter()
         try:
             async with self._fetching:
-                fetched = await self._fetch(url)
+                # The fetch itself, not the wait for one of the fetch slots.
+                started = time.perf_counter()
+                try:
+                    fetched = await self._fetch(url)
+                finally:
+                    IMAGE_SECONDS.labels("fetch").observe(time.perf_counter() - started)
         except AttachmentError as exc:
             job.error, job.reason, job.failed = str(exc), exc.reason, exc.retriable
             return
-        finally:
-            IMAGE_SECONDS.labels("fetch").observe(time.perf_counter() - started)
         job.fetched_type = fetched.content_type
         started = time.perf_counter()
         try:
@@ -228,7 +230,7 @@ class ImageScorer:
             return
         job.decoded = decoded
 
-    async def _fetch(self, url: str) -> Any:
+    async def _fetch(self, url: str) -> Fetched:
         """The fetcher's answer, tried again (with a short backoff) when it failed in a way
         that may pass (a timeout, a 5xx); a refusal is final at once."""
         attempts = self.config.fetch_attempts
