@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aiokafka.errors import (
@@ -66,6 +66,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # (topic, key, value) -> a future that resolves once the broker has the record
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+# Records -> for each, a future that resolves once the broker has it, or the error that stopped
+# it from being sent (records going to one partition share a Kafka record batch and its future)
+SendMany = Callable[[Sequence["Outgoing"]], Awaitable[list[Awaitable[Any] | Exception]]]
 
 # The broker refuses these for the record itself: sending it again can never succeed.
 RECORD_ERRORS: tuple[type[KafkaError], ...] = (
@@ -121,6 +124,9 @@ class Outgoing:
     letter: DeadLetter | None = None
     raid: RaidEvent | None = None
     minimal: bool = False  # already the smallest dead letter: refusing it is not the record's fault
+    # Sent in a record batch of its own: its shared batch was refused for some record in it,
+    # and only the record at fault may become a dead letter.
+    alone: bool = False
 
 
 class StageClock:
@@ -298,6 +304,7 @@ class Stages:
         *,
         send: Send,
         ack: Callable[[Sequence[Any]], Awaitable[None]],
+        send_many: SendMany | None = None,
         verdicts_topic: str,
         dead_letter_topic: str,
         source_topic: str,
@@ -311,6 +318,10 @@ class Stages:
         self.contexts = contexts
         self.executor = executor
         self.send = send
+        # One Kafka record batch per partition for a whole delivery (a record at a time through
+        # ``send`` costs more per verdict than scoring a cached text); ``send`` for the records
+        # that must go alone.
+        self.send_many = send_many
         self.ack = ack
         self.verdicts_topic = verdicts_topic
         self.dead_letter_topic = dead_letter_topic
@@ -545,18 +556,8 @@ class Stages:
         todo = records
         while todo:
             again: list[Outgoing] = []
-            transient: BaseException | None = None
-            sent: list[tuple[Outgoing, Awaitable[Any]]] = []
             with self.clock.section("produce"):
-                for record in todo:
-                    try:
-                        sent.append(
-                            (record, await self.send(record.topic, record.key, record.value))
-                        )
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises
-                        transient = self._sort(record, exc, again) or transient
+                sent, transient = await self._send(todo, again)
             results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
             with self.clock.section("metrics"):
                 for (record, _), result in zip(sent, results, strict=True):
@@ -588,13 +589,44 @@ class Stages:
             pause = min(pause * 2, RETRY_BACKOFF_S[1])
         return delivered
 
+    async def _send(
+        self, records: list[Outgoing], again: list[Outgoing]
+    ) -> tuple[list[tuple[Outgoing, Awaitable[Any]]], BaseException | None]:
+        """Hand ``records`` to the producer: each with its delivery future, or filed under
+        ``again`` by :meth:`_sort`; also the last transient error met, if any."""
+        sent: list[tuple[Outgoing, Awaitable[Any]]] = []
+        transient: BaseException | None = None
+        together = [r for r in records if not r.alone] if self.send_many is not None else []
+        if together:
+            assert self.send_many is not None
+            results = await self.send_many(together)
+            for record, result in zip(together, results, strict=True):
+                if isinstance(result, Exception):
+                    transient = self._sort(record, result, again) or transient
+                else:
+                    sent.append((record, result))
+        for record in records:
+            if together and not record.alone:
+                continue
+            try:
+                sent.append((record, await self.send(record.topic, record.key, record.value)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises
+                transient = self._sort(record, exc, again) or transient
+        return sent, transient
+
     def _sort(self, record: Outgoing, exc: Exception, again: list[Outgoing]) -> Exception | None:
-        """File a failed record under ``again``: itself (transient) or its replacement."""
+        """File a failed record under ``again``: itself (transient), itself alone (refused in a
+        shared batch: the fault may be a batch-mate's) or its replacement."""
         if is_transient(exc):
             again.append(record)
             return exc
         if is_record_error(exc):
-            again.append(self._replacement(record, exc))
+            if self.send_many is not None and not record.alone:
+                again.append(replace(record, alone=True))
+            else:
+                again.append(self._replacement(record, exc))
             return None
         raise exc
 

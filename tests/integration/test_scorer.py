@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from kit import Service, ThrowawayKafka, consume, free_port
 
+from core.clients import kafka_consumer
 from core.settings import Settings
 from core.topic_admin import create_topics
 from schemas.events import ChatMessage
@@ -184,6 +186,28 @@ async def test_two_workers_share_the_stream_and_lose_nothing(
         if count > 1:
             same = {r["p_toxic"] for r in records if r["message_id"] == message_id}
             assert len(same) == 1
+    # Verdicts go out in record batches per partition: each on its key's partition (a user's
+    # verdicts in order on one partition, as a keyed send would place them).
+    placed = await partitions_of(settings, VERDICTS.name_for(settings.kafka.topic_suffix))
+    partitions = sorted({p for _, p in placed} | set(range(VERDICTS.partitions)))
+    hashed = DefaultPartitioner()
+    assert len(placed) >= 600
+    assert all(p == hashed(key, partitions, partitions) for key, p in placed)
+    assert len({p for _, p in placed}) > 1
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[tuple[bytes, int]]:
+    """(key, partition) of every record now on ``topic``."""
+    consumer = kafka_consumer(settings.kafka, topic, group_id=None)
+    await consumer.start()
+    try:
+        placed: list[tuple[bytes, int]] = []
+        while batches := await consumer.getmany(timeout_ms=1000):
+            for tp, batch in batches.items():
+                placed += [(r.key, tp.partition) for r in batch if r.key is not None]
+        return placed
+    finally:
+        await consumer.stop()
 
 
 async def test_a_killed_worker_loses_no_verdict(

@@ -60,6 +60,8 @@ class Broker:
 
 
 def stages(broker: Broker | Refusing, acked: list[Any], failures: list[BaseException]) -> Stages:
+    send_many = broker.send_many if isinstance(broker, Batching) else None
+
     async def ack(events: Any) -> None:
         acked.extend(events)
 
@@ -71,6 +73,7 @@ def stages(broker: Broker | Refusing, acked: list[Any], failures: list[BaseExcep
         ContextReader(None),
         ThreadPoolExecutor(1),
         send=broker.send,
+        send_many=send_many,
         ack=ack,
         verdicts_topic="verdicts",
         dead_letter_topic="dead",
@@ -165,6 +168,28 @@ class Refusing:
         return future
 
 
+class Batching(Refusing):
+    """Like :class:`Refusing`, and ``send_many`` puts all its records in one record batch: the
+    batch is refused as a whole when one of its records is."""
+
+    def __init__(self, plan: dict[str, list[BaseException | None]]) -> None:
+        super().__init__(plan)
+        self.batches: list[list[str]] = []
+
+    async def send_many(self, records: Any) -> list[Any]:
+        self.batches.append([json.loads(r.value).get("message_id", r.topic) for r in records])
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for marker, errors in self.plan.items():
+            if errors and any(marker.encode() in r.value for r in records):
+                error = errors.pop(0)
+                assert error is not None
+                future.set_exception(error)
+                return [future] * len(records)
+        self.taken += [(r.topic, json.loads(r.value)) for r in records]
+        future.set_result(None)
+        return [future] * len(records)
+
+
 def run_with(broker: Any) -> tuple[Stages, list[Any], list[BaseException]]:
     acked: list[Any] = []
     failures: list[BaseException] = []
@@ -190,6 +215,38 @@ async def test_a_refused_verdict_becomes_a_dead_letter_and_the_stream_goes_on(
         assert letters[0]["error_type"] == type(error).__name__
         assert "m1" in letters[0]["error"] and "not delivered" in letters[0]["error"]
         assert json.loads(letters[0]["raw"])["message_id"] == "m1"  # replayable
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+async def test_a_record_batch_refused_for_one_record_costs_only_that_record() -> None:
+    broker = Batching({'"message_id":"m1"': [RecordTooLargeError(), RecordTooLargeError()]})
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0", "e1", "e2"], [raw(0), raw(1), raw(2)])
+        await wait_for(lambda: acked == ["e0", "e1", "e2"])
+        # One batch refused; each record sent again on its own; the letter in a batch again.
+        assert broker.batches == [["m0", "m1", "m2"], ["dead"]]
+        verdicts = sorted(r["message_id"] for t, r in broker.taken if t == "verdicts")
+        letters = [r for t, r in broker.taken if t == "dead"]
+        assert verdicts == ["m0", "m2"]
+        assert [json.loads(letter["raw"])["message_id"] for letter in letters] == ["m1"]
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+async def test_a_broker_away_keeps_a_batch_together_and_drops_nothing() -> None:
+    broker = Batching({'"message_id":"m0"': [KafkaConnectionError()]})
+    running, acked, failures = run_with(broker)
+    running.start()
+    try:
+        await running.put(["e0", "e1"], [raw(0), raw(1)])
+        await wait_for(lambda: acked == ["e0", "e1"])
+        assert broker.batches == [["m0", "m1"], ["m0", "m1"]]
+        assert sorted(r["message_id"] for _, r in broker.taken) == ["m0", "m1"]
         assert failures == []
     finally:
         await running.stop()
