@@ -157,7 +157,9 @@ def load_splits(
         keep = max(50, sample // 4)
         hx_dev = hx_dev[:keep]
         pool_dev = pool_dev[:keep]
-        chat_train = chat_train[: max(300, sample // 4)]
+        # A random sample of them: the chat families come file by file, and the first few
+        # hundred lines of one family (counter-speech quotes abuse) would teach it backwards.
+        chat_train = rng.sample(chat_train, min(len(chat_train), max(300, sample // 4)))
     train = train + chat_train + dedupe(extra, held_out)
     rng.shuffle(train)
     return Splits(train=train, hx_dev=hx_dev, hx_test=hx_test, pool_dev=pool_dev, chat_dev=chat_dev)

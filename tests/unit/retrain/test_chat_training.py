@@ -37,7 +37,7 @@ def test_same_seed_same_data_other_seed_other_fills(examples: list[ChatExample])
 
 
 def test_size_and_benign_share(examples: list[ChatExample]) -> None:
-    assert 3000 <= len(examples) <= 8000
+    assert 3000 <= len(examples) <= 12000
     share = sum(e.label == 0 for e in examples) / len(examples)
     assert BENIGN_SHARE[0] <= share <= BENIGN_SHARE[1]
 
