@@ -122,7 +122,7 @@ def main(count: int, batch_size: int, threads: int, model_dir: Path | None) -> N
     cos = np.sum(v32 * v8, axis=1)
     sample = texts[:1000]
     pt_mean, pt_min = _per_tensor_cosine(
-        int8.source, int8._tokenizer, sample, v32[:1000], cache_dir
+        int8.source, fp32._tokenizer, sample, v32[:1000], cache_dir
     )
     bench: dict[str, Any] = {
         "n": len(texts),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from core.net import free_port
 from core.settings import Settings
 from devkit.processes import ServiceProcess
 from schemas.events import Feedback, FeedbackKind, Platform
+from schemas.topics import VERDICTS, TopicSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +61,10 @@ async def consume(
     count: int,
     timeout_s: float = 90.0,
     services: list[Service] | None = None,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read ``topic`` from the beginning until ``count`` records (or the time-out)."""
+    """Read ``topic`` from the beginning until ``count`` records, or until ``until`` says the
+    records read so far are enough (or the time-out)."""
     consumer: AIOKafkaConsumer = kafka_consumer(settings.kafka, topic, group_id=None)
     await consumer.start()
     records: list[dict[str, Any]] = []
@@ -69,12 +74,103 @@ async def consume(
             batches = await consumer.getmany(timeout_ms=500)
             for batch in batches.values():
                 records.extend(json.loads(r.value) for r in batch if r.value is not None)
+            if until is not None and batches and until(records):
+                break
             for service in services or []:
                 if not service.alive():
                     raise AssertionError(f"{service.name} died:\n{service.log.read_text()[-3000:]}")
     finally:
         await consumer.stop()
     return records
+
+
+async def consume_covering(
+    settings: Settings,
+    topic: str,
+    message_ids: set[str],
+    *,
+    services: list[Service],
+    timeout_s: float = 180.0,
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until every one of ``message_ids`` has a record
+    (redelivered ones are read, and returned, as often as they are there)."""
+    return await consume(
+        settings,
+        topic,
+        count=10 * len(message_ids),
+        services=services,
+        timeout_s=timeout_s,
+        until=lambda found: {r["message_id"] for r in found} >= message_ids,
+    )
+
+
+async def group_lag(settings: Settings, service: str, topic: TopicSpec) -> int | None:
+    """Records of ``topic`` (this test's) that ``service``'s consumer group has not committed
+    yet; None while the group has committed nothing."""
+    from aiokafka import TopicPartition
+
+    from core.clients import group_id, kafka_admin
+
+    name = topic.name_for(settings.kafka.topic_suffix)
+    partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
+    admin = kafka_admin(settings.kafka)
+    consumer = kafka_consumer(settings.kafka, group_id=None)
+    try:
+        await admin.start()
+        await consumer.start()
+        committed = await admin.list_consumer_group_offsets(group_id(settings.kafka, service))
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    if not committed:
+        return None
+    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+
+
+async def settled_actions(
+    settings: Settings,
+    actioner: Service,
+    *,
+    message_prefix: str | None = None,
+    communities: Sequence[str] = (),
+    topics: Sequence[TopicSpec] = (VERDICTS,),
+    timeout_s: float = 90.0,
+) -> int:
+    """Wait until the actioner has decided every record on this test's ``topics`` (its group
+    has committed them all: decisions are in the ledger before the commit) and published every
+    result it decided (the ledger holds nothing open or unpublished for the messages starting
+    with ``message_prefix`` or in ``communities``); the number of results it published. What
+    the actions topic then holds is all there will be: a test reads exactly that many instead
+    of waiting out a time-out for a count it cannot know. Entries due later (a raid mode's
+    end) are neither waited for nor counted."""
+    import psycopg
+
+    if message_prefix is not None:
+        where = "message_id LIKE %s"
+        value: Any = message_prefix.replace("_", r"\_").replace("%", r"\%") + "%"
+    else:
+        where, value = "community = ANY(%s)", list(communities)
+    deadline = time.monotonic() + timeout_s
+    dsn = settings.postgres.dsn.get_secret_value()
+    while True:
+        if not actioner.alive():
+            raise AssertionError(f"{actioner.name} died:\n{actioner.log_tail()}")
+        lags = [await group_lag(settings, "actioner", topic) for topic in topics]
+        if all(lag == 0 for lag in lags):
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE state IN ('pending', 'in_flight')"
+                    " OR NOT published), count(*) FROM action_ledger"
+                    f" WHERE {where} AND NOT (state = 'pending' AND due_at > now())",
+                    (value,),
+                )
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return int(row[1])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"actions not settled after {timeout_s:.0f} s (lag {lags})")
+        await asyncio.sleep(0.3)
 
 
 class ThrowawayKafka:

@@ -163,28 +163,28 @@ class Encoder:
 
         ``workers``: int8 sessions run side by side (None: :func:`default_workers`).
         """
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        # A progress bar per load is noise in a worker's log and in `warden score` output.
-        hf_logging.disable_progress_bar()
         encoder_id, source = resolve_encoder(name_or_path)
         local = isinstance(source, Path)
-        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local)
         weights_hash = encoder_hash(source)
         backend: Backend
         more: list[Any] = []
+        tokenizer: Any
         if device == "cuda":
+            tokenizer = hf_tokenizer(source, local)
             backend, session = "fp16", _torch_model(source, local, device="cuda", half=True)
         elif quantize == "int8":
             backend = "int8"
             cache = (cache_dir or DEFAULT_CACHE_DIR) / "encoders"
             folder = cache / weights_hash[:16]
-            session = _int8_session(source, local, tokenizer, folder)
+            session = _int8_session(source, local, folder)
             count = default_workers() if workers is None else max(1, workers)
             if hasattr(session, "run"):  # ONNX Runtime (not the torch fallback)
-                more = [_int8_session(source, local, tokenizer, folder) for _ in range(count - 1)]
+                more = [_int8_session(source, local, folder) for _ in range(count - 1)]
+                tokenizer = IdsTokenizer.load(source, max_length) or hf_tokenizer(source, local)
+            else:
+                tokenizer = hf_tokenizer(source, local)
         else:
+            tokenizer = hf_tokenizer(source, local)
             backend, session = "fp32", _torch_model(source, local, device="cpu", half=False)
         logger.info("encoder %s loaded (%s)", encoder_id, backend)
         return cls(
@@ -274,6 +274,59 @@ class Encoder:
         return mean_pool(hidden.float().cpu().numpy(), enc["attention_mask"].cpu().numpy())
 
 
+def hf_tokenizer(source: Path | str, local: bool) -> Any:
+    """The encoder's Hugging Face tokenizer (transformers: importing it imports torch)."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # A progress bar per load is noise in a worker's log and in `warden score` output.
+    hf_logging.disable_progress_bar()
+    return AutoTokenizer.from_pretrained(str(source), local_files_only=local)
+
+
+class IdsTokenizer:
+    """The encoder's fast tokenizer (its ``tokenizer.json``) through the ``tokenizers`` library
+    alone, for the int8 path, which needs token ids and masks and no tensors.
+
+    transformers' ``AutoTokenizer`` runs this same Rust tokenizer, but importing transformers
+    imports torch: about 7 s of every scorer's start-up, for nothing the int8 path uses. Same
+    ids (special tokens added, truncated to ``max_length`` special tokens included, no padding):
+    ``tests/unit/toxicity/test_encoder.py`` compares the two.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length)
+
+    @classmethod
+    def load(cls, source: Path | str, max_length: int) -> IdsTokenizer | None:
+        """From ``source``'s ``tokenizer.json``; None when it has none (a hub name, an old
+        slow-tokenizer folder): then the caller uses :func:`hf_tokenizer`."""
+        path = Path(source) / "tokenizer.json" if isinstance(source, Path) else None
+        if path is None or not path.is_file():
+            return None
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)), max_length)
+
+    def __call__(
+        self, texts: Sequence[str], *, truncation: bool = True, max_length: int | None = None
+    ) -> dict[str, list[list[int]]]:
+        if not truncation:
+            raise ValueError("IdsTokenizer always truncates")
+        if max_length is not None and max_length != self._max_length:
+            self._tokenizer.enable_truncation(max_length)
+            self._max_length = max_length
+        encodings = self._tokenizer.encode_batch(list(texts))
+        return {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+
+
 def _run_int8(session: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
     """One text per run (see ``Encoder._embed_batch``); rows in the order of ``feeds``."""
     rows = [
@@ -297,7 +350,7 @@ def _torch_model(source: Path | str, local: bool, *, device: str, half: bool) ->
     return model.to(torch.device(device))
 
 
-def _int8_session(source: Path | str, local: bool, tokenizer: Any, folder: Path) -> Any:
+def _int8_session(source: Path | str, local: bool, folder: Path) -> Any:
     """An ONNX Runtime session on the per-channel int8 encoder, built on first use."""
     try:
         import onnx  # noqa: F401
@@ -309,7 +362,7 @@ def _int8_session(source: Path | str, local: bool, tokenizer: Any, folder: Path)
     if not int8_path.is_file():
         with build_lock(folder):
             if not int8_path.is_file():  # else another process built it while this one waited
-                _build_int8(source, local, tokenizer, folder, int8_path)
+                _build_int8(source, local, folder, int8_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # sessions run side by side instead (module docstring)
     options.inter_op_num_threads = 1
@@ -353,14 +406,12 @@ def export_fp32(source: Path | str, local: bool, tokenizer: Any, fp32_path: Path
         )
 
 
-def _build_int8(
-    source: Path | str, local: bool, tokenizer: Any, folder: Path, int8_path: Path
-) -> None:
+def _build_int8(source: Path | str, local: bool, folder: Path, int8_path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path = folder / "model.fp32.onnx"
     if not fp32_path.is_file():
-        export_fp32(source, local, tokenizer, fp32_path)
+        export_fp32(source, local, hf_tokenizer(source, local), fp32_path)
     # Per-channel scales: per-tensor int8 weights distort MiniLM's embeddings on x86 CPUs
     # without VNNI (cosine to fp32 drops well below 0.9 for some messages).
     with replacing(int8_path) as tmp_path:

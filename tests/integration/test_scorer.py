@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from kit import Service, ThrowawayKafka, consume, free_port
+from kit import Service, ThrowawayKafka, consume, consume_covering, free_port
 
 from core.clients import kafka_consumer
 from core.settings import Settings
@@ -229,14 +229,9 @@ async def test_a_killed_worker_loses_no_verdict(
 
     second = service_factory("scorer")
     wanted = {m.message_id for m in messages}
-    deadline = time.monotonic() + 180
-    while True:  # until every message has a verdict: redelivered ones count more than once
-        records = await consume(
-            settings, verdicts, count=2 * len(messages), services=[second], timeout_s=5
-        )
-        ids = Counter(r["message_id"] for r in records)
-        if set(ids) >= wanted or time.monotonic() > deadline:
-            break
+    # Until every message has a verdict: redelivered ones count more than once.
+    records = await consume_covering(settings, verdicts, wanted, services=[second])
+    ids = Counter(r["message_id"] for r in records)
     assert set(ids) == wanted
     for message_id, count in ids.items():  # replayed batches repeat the same decision
         if count > 1:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from kit import Service, consume
+from kit import Service, consume, consume_covering
 
 from core.clients import redis_client
 from core.settings import Settings
@@ -175,13 +174,7 @@ async def test_a_killed_worker_counts_nothing_twice(
 
     second = service_factory("scorer", **MODEL)
     wanted = {m.message_id for m in messages}
-    deadline = time.monotonic() + 180
-    while True:
-        records = await consume(
-            settings, topic, count=2 * len(messages), services=[second], timeout_s=5
-        )
-        if {r["message_id"] for r in records} >= wanted or time.monotonic() > deadline:
-            break
+    records = await consume_covering(settings, topic, wanted, services=[second])
     position = {m.message_id: i // users + 1 for i, m in enumerate(messages)}
     decisions: dict[str, set[str]] = {}
     for r in records:

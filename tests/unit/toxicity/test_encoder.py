@@ -44,8 +44,14 @@ def test_embeddings_are_normalised_and_in_order(fp32: Encoder) -> None:
     assert np.allclose(vectors[3], single[0], atol=1e-5)
 
 
-def test_int8_stays_close_to_fp32(fp32: Encoder, tmp_path_factory: pytest.TempPathFactory) -> None:
-    int8 = Encoder.load(None, quantize="int8", cache_dir=tmp_path_factory.mktemp("cache"))
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder the int8 encoder is built into (by the first test that loads it)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_int8_stays_close_to_fp32(fp32: Encoder, int8_cache: Path) -> None:
+    int8 = Encoder.load(None, quantize="int8", cache_dir=int8_cache)
     assert int8.backend == "int8"
     vectors = int8.embed(SENTENCES)
     cosine = np.sum(vectors * fp32.embed(SENTENCES), axis=1)
@@ -70,3 +76,47 @@ def test_default_encoder_loads_with_the_hub_offline() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(1, 384)" in result.stdout
+
+
+def test_the_int8_path_tokenizes_as_transformers_does_without_importing_it() -> None:
+    from toxicity.encoder import IdsTokenizer, hf_tokenizer
+
+    _, source = resolve_encoder(None)
+    assert isinstance(source, Path)
+    ids = IdsTokenizer.load(source, 64)
+    assert ids is not None
+    reference = hf_tokenizer(source, True)
+    texts = [
+        *SENTENCES[:10],
+        " ",
+        "LUL LUL LUL KEKW 🤣🤣 PogChamp",
+        "ＦＵＬＬ ＷＩＤＴＨ and Ünïcödé café naïve",
+        "k\u200by\u200bs",
+        "@user gg wp",
+        "word " * 200,  # truncated: special tokens included in the 64
+        "中文字符 and ひらがな",
+        "https://example.com/a?b=c&d=e",
+    ]
+    ours = ids(texts, truncation=True, max_length=64)
+    theirs = reference(texts, truncation=True, max_length=64)
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert ours[name] == theirs[name], name
+    assert len(ours["input_ids"][texts.index("word " * 200)]) == 64
+    assert IdsTokenizer.load("sentence-transformers/all-MiniLM-L6-v2", 64) is None  # hub name
+
+
+def test_loading_the_int8_encoder_does_not_import_torch(int8_cache: Path) -> None:
+    import subprocess
+    import sys
+
+    Encoder.load(None, quantize="int8", cache_dir=int8_cache)  # built (needs torch) or found
+    # A fresh interpreter: this test process has long imported torch.
+    code = (
+        "import sys; from pathlib import Path; from toxicity.encoder import Encoder; "
+        f"e = Encoder.load(None, quantize='int8', workers=1, cache_dir=Path({str(int8_cache)!r})); "
+        "e.embed(['gg']); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split()[-2:] == ["False", "False"]
