@@ -107,28 +107,33 @@ class BatchSender:
         producer = cast(Any, faust_producer)._ensure_producer()
         results: list[Awaitable[Any] | Exception | None] = [None] * len(records)
         groups: dict[tuple[str, int], list[int]] = {}
-        known: set[str] = set()
-        for index, record in enumerate(records):
-            if record.topic not in known:
-                await producer.partitions_for(record.topic)  # metadata, as send would wait for
-                known.add(record.topic)
-            tp = faust_producer.key_partition(record.topic, record.key)
-            groups.setdefault((record.topic, tp.partition), []).append(index)
+        try:
+            for topic in {record.topic for record in records}:
+                await producer.partitions_for(topic)  # metadata, as send would wait for
+            for index, record in enumerate(records):
+                tp = faust_producer.key_partition(record.topic, record.key)
+                groups.setdefault((record.topic, tp.partition), []).append(index)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broker away: every record gets it, to sort
+            return [exc] * len(records)
+
+        async def send(batch: Any, topic: str, partition: int, members: list[int]) -> None:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            for member in members:
+                results[member] = future
+
         for (topic, partition), indexes in groups.items():
             batch, members = producer.create_batch(), list[int]()
             try:
                 for index in indexes:
                     record = records[index]
                     if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                        future = await producer.send_batch(batch, topic, partition=partition)
-                        for member in members:
-                            results[member] = future
+                        await send(batch, topic, partition, members)
                         batch, members = producer.create_batch(), list[int]()
                         batch.append(key=record.key, value=record.value, timestamp=None)
                     members.append(index)
-                future = await producer.send_batch(batch, topic, partition=partition)
-                for member in members:
-                    results[member] = future
+                await send(batch, topic, partition, members)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the records not yet handed over get it
