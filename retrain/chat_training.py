@@ -17,7 +17,9 @@ Templates fill ``{slot}`` from ``slots.txt`` (or a built-in slot: ``emote``, ``e
 ``react``, ``slur``), ``{a|b|}`` picks one alternative (possibly empty), and ``{slot~}`` disguises
 the filled word (leetspeak, spacing, asterisks, homoglyphs) with some probability. Every
 example then gets a surface variation (casing, end punctuation, a typo, an emote before or
-after) so that length, case and emotes vary within both classes.
+after) so that length, case and emotes vary within both classes, and the same share of each
+class (:data:`MENTION_SHARE`) addresses someone by ``@name`` (addressed copies of lines are
+added where a class has too few).
 
 Labels: ``label`` is the section's; ``labels`` are the section's harm labels, plus
 ``profanity`` wherever :class:`toxicity.lexicon.Lexicon` finds a listed word (a weak label:
@@ -36,13 +38,13 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 from schemas.labels import HARM_LABELS, IDENTITY_ATTACK, PROFANITY, SELF_HARM
 from toxicity.emotes import EMOTE_CODES
 from toxicity.lexicon import HARD_SLURS, Lexicon
-from toxicity.normalize import model_text, normalize
+from toxicity.normalize import MENTION, model_text, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ EMPTY = "<empty>"
 BENIGN_SHARE: tuple[float, float] = (0.60, 0.70)
 """The share of label-0 examples :func:`chat_examples` returns (min, max)."""
 _BENIGN_TARGET = 0.65
+MENTION_SHARE = 0.2
+"""The share of examples that address someone (``@name`` first or last), the same in both
+classes: in chat a reply is as often friendly as not, so a mention must not read as harm."""
 
 # Quoted in issue #12 as what the shipped model gets wrong: kept out of training so that they
 # remain a fair spot check. (One- and two-word forms like "kys" are the point of the data and
@@ -363,6 +368,39 @@ def _expand(section: _Section, filler: _Filler) -> Iterable[tuple[str, frozenset
                 yield text, frozenset(implied) if section.label else frozenset(), origin
 
 
+def _even_mentions(examples: list[ChatExample], filler: _Filler) -> list[ChatExample]:
+    """``examples`` plus addressed copies (``@name`` in front or after) of randomly chosen
+    lines, until :data:`MENTION_SHARE` of each class addresses someone."""
+    rng = filler.rng
+    out = list(examples)
+    keys = {normalised_key(e.text) for e in out}
+    for label in (0, 1):
+        rows = [e for e in examples if e.label == label]
+        bare = [e for e in rows if MENTION not in model_text(e.text)]
+        addressed = len(rows) - len(bare)
+        # Copies needed so that (addressed + k) / (len(rows) + k) reaches the share.
+        missing = round((MENTION_SHARE * len(rows) - addressed) / (1 - MENTION_SHARE))
+        rng.shuffle(bare)
+        for example in bare:
+            if missing <= 0:
+                break
+            name, text = f"@{filler.slot('chatter')}", example.text
+            roll = rng.random()
+            if roll < 0.7:
+                text = f"{name} {text}"
+            elif roll < 0.8:
+                text = f"{name}, {text}"
+            else:
+                text = f"{text} {name}"
+            key = normalised_key(text)
+            if key in keys:
+                continue
+            keys.add(key)
+            out.append(replace(example, text=text))
+            missing -= 1
+    return out
+
+
 def _balance(examples: list[ChatExample], rng: random.Random) -> list[ChatExample]:
     """Drop examples at random from the larger class, in proportion in every family, until
     the benign share is :data:`_BENIGN_TARGET` (families keep both classes)."""
@@ -419,7 +457,7 @@ def chat_examples(seed: int = 0) -> list[ChatExample]:
                     del seen[key]
     if conflicted:
         logger.info("chat data: %d lines came out in both classes, dropped", len(conflicted))
-    return _balance(list(seen.values()), rng)
+    return _balance(_even_mentions(list(seen.values()), filler), rng)
 
 
 def summary(examples: Iterable[ChatExample]) -> dict[str, dict[str, int]]:

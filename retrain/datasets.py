@@ -10,6 +10,11 @@ Chat-domain data: the training families of ``retrain.chat_training`` train; the 
 set's ``dev`` split (``retrain.chatset``) joins HateXplain dev for calibration and thresholds;
 its ``test`` split is never read here. Every evaluation line is removed from training first.
 
+The pool's tweets (Davidson et al.) come with Twitter's addressing, ``RT @name:`` and ``@name``,
+and most of them are offensive, so a leading mention would teach "a reply is abuse": chat is
+full of benign replies ("@ana same"). The addressing is removed from pool rows; the chat data
+puts mentions into both classes at the same rate instead.
+
 Duplicates are found on the normalised text (the same folding the lexical features use), so
 ``Y0U SUCK`` and ``you suck`` count once; HateXplain dev and test and both chat evaluation splits
 win over training rows, so no benchmark text leaks into training.
@@ -20,17 +25,20 @@ from __future__ import annotations
 import ast
 import csv
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrain.sources import source_path
 from schemas.labels import IDENTITY_ATTACK, INSULT
-from toxicity.normalize import normalize
+from toxicity.normalize import MENTION, model_text, normalize
 
 HATEXPLAIN_LABELS = {"hatespeech": 1, "offensive": 1, "normal": 0}
 HATEXPLAIN_HARMS = {"hatespeech": (IDENTITY_ATTACK,), "offensive": (INSULT,), "normal": ()}
 POOL_FILE = "profanity_check/data/clean_data.csv"
+# Twitter addressing in the pool's tweets: a retweet marker, quoted or plain mentions.
+_TWITTER_ADDRESS = re.compile(r"(?<!\w)(?:RT\s+)?@\w+:?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,20 +65,28 @@ class Splits:
     chat_dev: list[Example]
 
 
+def strip_addressing(text: str) -> str:
+    """``text`` without Twitter's retweet markers and mentions, whitespace collapsed."""
+    return " ".join(_TWITTER_ADDRESS.sub(" ", text).split())
+
+
 def read_pool(path: Path) -> list[Example]:
     csv.field_size_limit(1 << 24)
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        return [
-            Example(
-                text=row["text"],
-                label=int(row["is_offensive"]),
-                source="pool",
-                labels=(INSULT,) if int(row["is_offensive"]) else (),
-            )
-            for row in reader
-            if row["text"] and row["text"].strip()
+        rows = [
+            (strip_addressing(row["text"] or ""), row["is_offensive"])
+            for row in csv.DictReader(handle)
         ]
+    return [
+        Example(
+            text=text,
+            label=int(offensive),
+            source="pool",
+            labels=(INSULT,) if int(offensive) else (),
+        )
+        for text, offensive in rows
+        if text
+    ]
 
 
 def read_hatexplain(path: Path, split: str) -> list[Example]:
@@ -92,6 +108,11 @@ def read_hatexplain(path: Path, split: str) -> list[Example]:
 
 def hatexplain_path(cache_dir: Path, split: str) -> Path:
     return source_path(cache_dir, "hatexplain", f"mad_fw-0.1.12/datasets/hatexplain_{split}.csv")
+
+
+def unaddressed_key(text: str) -> str:
+    """The normalised text with its mentions left out."""
+    return normalize(" ".join(model_text(text).replace(MENTION, " ").split()))
 
 
 def dedupe(examples: Iterable[Example], seen: set[str] | None = None) -> list[Example]:
@@ -138,10 +159,13 @@ def load_splits(
     # Both chat evaluation splits are reserved before any training row is taken.
     chat_test = dedupe(chat_cases("test") if chat else [], seen)
     chat_dev = dedupe(chat_cases("dev") if chat else [], seen)
+    # Chat training lines come with and without a mention: "@ana gg" is held out with "gg".
+    held_bare = {unaddressed_key(e.text) for e in (*hx_test, *hx_dev, *chat_test, *chat_dev)}
     del chat_test  # reserved: never trained on, calibrated on or read again here
     held_out = set(seen)  # every test and dev text: feedback rows must not teach them
     hx_train = dedupe(hx("train"), seen)
-    chat_train = dedupe(chat_training(seed) if chat else [], seen)
+    chat_rows = chat_training(seed) if chat else []
+    chat_train = dedupe((e for e in chat_rows if unaddressed_key(e.text) not in held_bare), seen)
     pool = dedupe(read_pool(pool_file), seen)
     rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
     rng.shuffle(pool)

@@ -3,13 +3,24 @@ benign-chat cap on the flag threshold."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from retrain.chatset import load_cases
-from retrain.datasets import chat_cases, chat_training, dedupe
+from retrain.datasets import (
+    chat_cases,
+    chat_training,
+    dedupe,
+    load_splits,
+    strip_addressing,
+    unaddressed_key,
+)
 from retrain.training import calibration_set, cap_benign_chat
 from toxicity.base import Thresholds
 from toxicity.normalize import normalize
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_no_evaluation_line_is_ever_a_training_line() -> None:
@@ -21,6 +32,26 @@ def test_no_evaluation_line_is_ever_a_training_line() -> None:
     assert not {normalize(e.text) for e in training} & {normalize(e.text) for e in reserved}
     assert {e.source for e in training} == {"chat"}
     assert all(e.label in (0, 1) for e in training)
+
+
+def test_an_addressed_copy_of_an_evaluation_line_never_trains() -> None:
+    # "@ana gg" teaches "gg": the training data adds mentions, so the check ignores them.
+    reserved = {unaddressed_key(e.text) for e in chat_cases("test") + chat_cases("dev")}
+    would_leak = [e for e in chat_training(seed=0) if unaddressed_key(e.text) in reserved]
+    assert would_leak, "no training line is an addressed evaluation line: the check tests nothing"
+    splits = load_splits(FIXTURES, pool_csv=FIXTURES / "pool.csv", hatexplain_dir=FIXTURES)
+    chat_rows = [e for e in splits.train if e.source == "chat"]
+    assert chat_rows
+    assert not {unaddressed_key(e.text) for e in chat_rows} & reserved
+
+
+def test_tweet_addressing_is_removed_from_pool_rows() -> None:
+    # The pool's tweets are mostly offensive and mostly replies: "@name" must not mean abuse.
+    assert strip_addressing("RT @some_one: @other you are trash") == "you are trash"
+    assert strip_addressing("\"@KingCuh: lol\" haha") == '" lol" haha'
+    assert strip_addressing("mail me at a@b.com") == "mail me at a@b.com"
+    rows = load_splits(FIXTURES, pool_csv=FIXTURES / "pool.csv", hatexplain_dir=FIXTURES)
+    assert not [e.text for e in rows.train + rows.pool_dev if e.source == "pool" and "@" in e.text]
 
 
 def test_chat_dev_weighs_as_much_as_hatexplain_dev_in_calibration() -> None:

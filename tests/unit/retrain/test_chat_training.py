@@ -10,6 +10,7 @@ import pytest
 from retrain.chat_training import (
     BENIGN_SHARE,
     ISSUE_SPOT_CHECKS,
+    MENTION_SHARE,
     ChatDataError,
     ChatExample,
     chat_examples,
@@ -20,7 +21,7 @@ from retrain.chat_training import (
 )
 from schemas.labels import HARM_LABELS
 from toxicity.lexicon import HARD_SLURS
-from toxicity.normalize import normalize
+from toxicity.normalize import MENTION, model_text, normalize
 
 MIN_PER_LABEL = 150
 
@@ -83,6 +84,14 @@ def test_benign_swearing_carries_profanity(examples: list[ChatExample]) -> None:
 def test_emotes_appear_in_both_classes(examples: list[ChatExample]) -> None:
     with_emote = [e for e in examples if any(w in ("KEKW", "LUL", "Kappa") for w in e.text.split())]
     assert {e.label for e in with_emote} == {0, 1}
+
+
+def test_mentions_as_common_in_both_classes(examples: list[ChatExample]) -> None:
+    # A reply ("@ana same") must not read as harm because harmful lines address people more.
+    for label in (0, 1):
+        rows = [e for e in examples if e.label == label]
+        addressed = sum(1 for e in rows if MENTION in model_text(e.text)) / len(rows)
+        assert MENTION_SHARE - 0.03 <= addressed <= MENTION_SHARE + 0.03, (label, addressed)
 
 
 def test_chat_native_harms_present(examples: list[ChatExample]) -> None:
