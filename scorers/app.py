@@ -32,7 +32,7 @@ from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
-from scorers.consumer import ScorerApp
+from scorers.consumer import ScorerApp, ack_events, take_events
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
 from scorers.model_follow import ModelFollower
@@ -255,14 +255,14 @@ def build_app(
 
     @app.agent(source, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
-        # noack_take is faust's Stream API, missing from its StreamT protocol: batches whose
-        # events stay unacknowledged until the deliver stage has their verdicts on the broker.
+        # Batches whose events stay unacknowledged until the deliver stage has their verdicts
+        # on the broker, taken below the Stream's per-event iteration (consumer.take_events).
         events_stream = cast(Stream[bytes], stream)
 
         async def ack(events: Sequence[Any]) -> None:
+            ack_events(app, events)
             last: dict[Any, int] = {}
             for event in events:
-                await events_stream.ack(event)
                 last[event.message.tp] = event.message.offset
             for tp, offset in last.items():
                 highwater = app.consumer.highwater(tp)
@@ -290,7 +290,8 @@ def build_app(
         stages.start()
         live.add(stages)
         try:
-            async for events in events_stream.noack_take(settings.scorer.max_batch, max_wait):
+            batches = take_events(events_stream, settings.scorer.max_batch, max_wait)
+            async for events in batches:
                 raw = [
                     RawEvent(
                         value=e.value,

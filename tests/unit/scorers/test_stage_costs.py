@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from mode.utils.locks import Event as ModeEvent
@@ -14,7 +15,7 @@ from prometheus_client import REGISTRY
 from benchmarks.pipeline import stage_costs, stage_table
 from schemas.events import ChatMessage
 from scorers.batch import RawEvent
-from scorers.consumer import Resumed, ScorerConsumer
+from scorers.consumer import Resumed, ScorerConsumer, ack_events, take_events
 from scorers.stages import StageClock
 
 
@@ -208,3 +209,111 @@ def test_the_benchmark_table_adds_the_threads_and_stages_up() -> None:
     assert costs["gc"] == 20.0
     table = stage_table({"replay": costs})
     assert "| consume | 300.0 |" in table and "| gc (inside the rows above) | 20.0 |" in table
+
+
+class FakeMessage:
+    def __init__(self, offset: int, generation: int = 1) -> None:
+        self.topic, self.offset, self.generation_id = "chat", offset, generation
+        self.tp = ("chat", 0)
+        self.tracked = False
+
+
+class FakeEvent:
+    def __init__(self, message: FakeMessage, acks: list[int]) -> None:
+        self.message = message
+        self._acks = acks
+
+    def ack(self) -> bool:
+        self._acks.append(self.message.offset)
+        return True
+
+
+class FakeStream:
+    """What take_events reads of a faust agent's stream: its app, channel queue and state."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[FakeEvent] = asyncio.Queue()
+        self.channel = self
+        self.should_stop = False
+        self.stopped_iteration = False
+        self.sensed: list[tuple[str, int]] = []
+        self.flow_active = True
+        self.app = SimpleNamespace(
+            consumer=SimpleNamespace(unacked=set()),
+            consumer_generation_id=1,
+            topics=SimpleNamespace(acking_topics={"chat"}),
+            flow_control=SimpleNamespace(is_active=lambda: self.flow_active),
+            sensors=SimpleNamespace(
+                on_message_in=lambda tp, offset, m: self.sensed.append(("in", offset)),
+                on_message_out=lambda tp, offset, m: self.sensed.append(("out", offset)),
+            ),
+        )
+
+    def __aiter__(self) -> FakeStream:
+        return self
+
+    async def __anext__(self) -> FakeEvent:
+        return await self.queue.get()
+
+    async def maybe_start(self) -> bool:
+        return True
+
+    def _channel_stop_iteration(self, channel: object) -> None:
+        self.stopped_iteration = True
+
+
+def test_take_events_batches_tracks_and_skips_as_faust_does() -> None:
+    async def main() -> None:
+        stream = FakeStream()
+        acks: list[int] = []
+        for offset in range(300):
+            # offset 5 is of an older consumer generation (before a rebalance): skipped, acked.
+            stream.queue.put_nowait(FakeEvent(FakeMessage(offset, 0 if offset == 5 else 1), acks))
+        taken = take_events(stream, 128, 0.05)  # type: ignore[arg-type]
+        sizes = [len(await anext(taken)) for _ in range(3)]
+        assert sizes == [128, 128, 43]  # full, full, then what came within the wait
+        assert acks == [5]
+        unacked = stream.app.consumer.unacked
+        assert len(unacked) == 299 and all(m.tracked for m in unacked)
+        assert ("in", 5) not in stream.sensed and ("in", 6) in stream.sensed
+
+        # A rebalance suspends the flow: what is taken meanwhile is dropped and acked.
+        stream.flow_active = False
+        stream.queue.put_nowait(FakeEvent(FakeMessage(300), acks))
+        stream.flow_active = True
+        stream.queue.put_nowait(FakeEvent(FakeMessage(301), acks))
+        stream.flow_active = False
+        waiting = asyncio.ensure_future(anext(taken))
+        await asyncio.sleep(0.1)
+        assert not waiting.done() and acks == [5, 300, 301]
+        stream.flow_active = True
+        stream.queue.put_nowait(FakeEvent(FakeMessage(302), acks))
+        batch = await asyncio.wait_for(waiting, 1)
+        assert [e.message.offset for e in batch] == [302]
+        await taken.aclose()
+        assert stream.stopped_iteration
+
+        ack_events(stream.app, batch)  # type: ignore[arg-type]
+        assert acks[-1] == 302 and stream.sensed[-1] == ("out", 302)
+
+    asyncio.run(main())
+
+
+def test_a_batch_closes_within_its_wait_after_its_first_event() -> None:
+    async def main() -> None:
+        stream = FakeStream()
+        acks: list[int] = []
+        taken = take_events(stream, 128, 0.05)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(anext(taken))
+        await asyncio.sleep(0.02)
+        assert not first.done()  # nothing yet: the batch waits for its first event
+        stream.queue.put_nowait(FakeEvent(FakeMessage(0), acks))
+        started = time.monotonic()
+        await asyncio.sleep(0.02)
+        stream.queue.put_nowait(FakeEvent(FakeMessage(1), acks))
+        batch = await asyncio.wait_for(first, 1)
+        assert [e.message.offset for e in batch] == [0, 1]
+        assert 0.04 <= time.monotonic() - started < 0.5
+        await taken.aclose()
+
+    asyncio.run(main())
