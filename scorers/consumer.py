@@ -21,7 +21,7 @@ faust changes (fetching, offsets, commits, rebalancing).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterable
+from collections.abc import AsyncGenerator, Coroutine, Generator, Iterable
 from typing import Any
 
 import faust
@@ -104,7 +104,9 @@ class ScorerApp(faust.App):
         )
 
 
-async def take_events(stream: Stream[Any], max_: int, within: float) -> AsyncIterator[list[EventT]]:
+async def take_events(
+    stream: Stream[Any], max_: int, within: float
+) -> AsyncGenerator[list[EventT], None]:
     """Batches of the agent ``stream``'s events, unacknowledged: a batch closes at ``max_``
     events or ``within`` seconds after its first, whichever comes first."""
     await stream.maybe_start()
