@@ -342,6 +342,7 @@ class StreamDetectors:
         for raid in raids:
             raid.event = raid_event(raid, messages[raid.index])
         out: list[Verdict] = []
+        counted: dict[str, int] = {}
         for i, (message, verdict) in enumerate(zip(messages, verdicts, strict=True)):
             policy = applied(message)
             limit = policy.thresholds
@@ -349,7 +350,7 @@ class StreamDetectors:
             if windows is not None:
                 found.update(windowed_labels(windows[i], limit))
             for label in found:
-                metrics.DETECTOR_LABELS.labels(SERVICE, label).inc()
+                counted[label] = counted.get(label, 0) + 1
             merged = merge(verdict, found, limit)
             update: dict[str, object] = {}
             if degraded and not merged.degraded:
@@ -359,6 +360,8 @@ class StreamDetectors:
             if update:
                 merged = merged.model_copy(update=update)
             out.append(merged)
+        for label, n in counted.items():
+            metrics.DETECTOR_LABELS.labels(SERVICE, label).inc(n)
         metrics.DETECTOR_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
         return Detected(out, raids, degraded)
 

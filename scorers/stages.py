@@ -560,6 +560,7 @@ class Stages:
                 sent, transient = await self._send(todo, again)
             results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
             with self.clock.section("metrics"):
+                landed: list[Verdict] = []
                 for (record, _), result in zip(sent, results, strict=True):
                     if isinstance(result, asyncio.CancelledError):
                         # The record's future, not this task, was cancelled (a producer that
@@ -569,9 +570,10 @@ class Stages:
                     elif isinstance(result, Exception):
                         transient = self._sort(record, result, again) or transient
                     elif record.verdict is not None:
-                        delivered += 1
-                        if self.outcomes:
-                            metrics.observe_verdict(record.verdict)
+                        landed.append(record.verdict)
+                delivered += len(landed)
+                if self.outcomes:
+                    metrics.observe_verdicts(landed)
             todo = again
             if transient is None:
                 continue

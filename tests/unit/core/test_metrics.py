@@ -64,8 +64,12 @@ def test_a_verdict_counts_its_severity_flag_labels_and_score() -> None:
     before = value("warden_verdicts_total", community=key, severity="HIGH", flagged="true") or 0
     low = value("warden_verdict_p_toxic_bucket", community=key, le="0.9") or 0
     high = value("warden_verdict_p_toxic_bucket", community=key, le="0.95") or 0
-    metrics.observe_verdict(verdict("outcome-test", "HIGH", 0.93, ["insult", "spam", "made-up"]))
-    metrics.observe_verdict(verdict("outcome-test", "SAFE", 0.02, []))
+    metrics.observe_verdicts(
+        [
+            verdict("outcome-test", "HIGH", 0.93, ["insult", "spam", "made-up"]),
+            verdict("outcome-test", "SAFE", 0.02, []),
+        ]
+    )
     assert value("warden_verdicts_total", community=key, severity="HIGH", flagged="true") == (
         before + 1
     )
