@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def _words(block: str) -> frozenset[str]:
@@ -60,6 +61,7 @@ REACTIONS: frozenset[str] = _words(
 _DISCORD_EMOTE = re.compile(r"<a?:\w{2,32}:\d{5,25}>|:[a-z0-9_+\-]{2,32}:", re.IGNORECASE)
 # Channel emotes: a short lower-case prefix and a capitalised name (pokiHype, xqcL, lirikGasm).
 _CHANNEL_EMOTE = re.compile(r"^[a-z][a-z0-9]{1,9}[A-Z][A-Za-z0-9]{0,15}$")
+_RUN = re.compile(r"(.)\1+")
 _TOKEN = re.compile(r"<a?:\w+:\d+>|\S+")
 _STRIP = ".,!?…~\"'()[]{}"
 
@@ -75,11 +77,17 @@ def _is_emoji(char: str) -> bool:
     )
 
 
+# Chat repeats its tokens ("lol", "KEKW", "the"): the token tests below are remembered.
+_TOKENS_REMEMBERED = 1 << 16
+
+
+@lru_cache(maxsize=_TOKENS_REMEMBERED)
 def is_emoji_run(token: str) -> bool:
     """A token made only of Unicode emoji (with their joiners and variation selectors)."""
     return bool(token) and all(_is_emoji(char) for char in token)
 
 
+@lru_cache(maxsize=_TOKENS_REMEMBERED)
 def is_emote(token: str) -> bool:
     """A single emote: a known code, a channel emote, a Discord emote, or emoji only."""
     if token in EMOTE_CODES or is_emoji_run(token):
@@ -89,6 +97,7 @@ def is_emote(token: str) -> bool:
     return bool(_CHANNEL_EMOTE.match(token))
 
 
+@lru_cache(maxsize=_TOKENS_REMEMBERED)
 def is_reaction(token: str) -> bool:
     """A one-word chat reaction (``F``, ``W``, ``lol``, ``gg``, ``LMAOOO``)."""
     word = token.strip(_STRIP).lower()
@@ -97,7 +106,7 @@ def is_reaction(token: str) -> bool:
     if word in REACTIONS:
         return True
     # Stretched forms: lmaooooo, hahahaha, loool, wwwww, xdddd.
-    squeezed = re.sub(r"(.)\1+", r"\1", word)
+    squeezed = _RUN.sub(r"\1", word)
     return squeezed in {"lmao", "lol", "ha", "w", "l", "f", "xd", "kek", "bruh", "gg", "omg"} or (
         set(word) <= set("ha") and len(word) >= 2
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 
 # Invisible characters used to split words: zero-width space/joiners, word joiner, BOM, soft
 # hyphen, Mongolian vowel separator, invisible times/separator/plus.
@@ -79,8 +80,10 @@ def _fold_leet(match: re.Match[str]) -> str:
     return "".join(_LEET.get(char, char) for char in stripped) + tail
 
 
+@lru_cache(maxsize=1 << 15)
 def normalize(text: str) -> str:
-    """The folded, lower-case text that word lists are matched against."""
+    """The folded, lower-case text that word lists are matched against (remembered for the
+    latest texts: the model's features and the stream detectors both read a new line)."""
     if text.isascii():
         text = text.lower()
     else:
@@ -100,6 +103,8 @@ def tokens(normalized: str) -> list[str]:
 
 def squeeze(word: str, keep: int = 1) -> str:
     """Runs of a repeated character cut to ``keep`` characters."""
+    if keep == 1:
+        return _RUN.sub(r"\1", word)
     return _RUN.sub(lambda match: match.group(1) * keep, word)
 
 
