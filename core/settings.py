@@ -59,6 +59,7 @@ class KafkaSettings(Section):
     # Each service joins its own consumer group: "<group_prefix>.<service>".
     group_prefix: str = "warden"
     replication_factor: int = Field(default=1, ge=1)
+    # How long a producer waits to fill a batch (not the scorer: it sends whole batches).
     linger_ms: int = Field(default=5, ge=0)
     compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
     # A group member that stops answering (killed, hung) loses its partitions after this long.
@@ -325,7 +326,8 @@ class MetricsSettings(Section):
 class ScorerSettings(Section):
     # Verdicts at or above this severity are "flagged" for the actioner.
     flag_severity: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
-    # A micro-batch closes at max_batch messages or after max_wait_ms, whichever comes first.
+    # A micro-batch closes at max_batch messages or after max_wait_ms, whichever comes first;
+    # at once when no message waits and the scorer would start on it at once (idle).
     max_batch: int = Field(default=128, ge=1, le=4096)
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
     # Text-side results kept per worker for repeated lines (0 = no cache).

@@ -21,7 +21,7 @@ faust changes (fetching, offsets, commits, rebalancing).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Coroutine, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 import faust
@@ -105,10 +105,13 @@ class ScorerApp(faust.App):
 
 
 async def take_events(
-    stream: Stream[Any], max_: int, within: float
+    stream: Stream[Any], max_: int, within: float, idle: Callable[[], bool] | None = None
 ) -> AsyncGenerator[list[EventT], None]:
     """Batches of the agent ``stream``'s events, unacknowledged: a batch closes at ``max_``
-    events or ``within`` seconds after its first, whichever comes first."""
+    events or ``within`` seconds after its first, whichever comes first; or, when ``idle()``
+    says the next stage would start on it at once, as soon as no event is waiting. Waiting
+    for more is worth it only while the stage is busy: then the events that come meanwhile
+    make its next batch bigger, and on a quiet stream a line is not held for nothing."""
     await stream.maybe_start()
     app = stream.app
     consumer = app.consumer
@@ -138,6 +141,8 @@ async def take_events(
                 if not queue.empty():
                     event = queue.get_nowait()
                     continue
+                if batch and idle is not None and idle():
+                    break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break

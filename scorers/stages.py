@@ -335,6 +335,7 @@ class Stages:
         self.failure: BaseException | None = None
         self.clock = StageClock()
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
+        self._waiting = False  # the score stage waits for its next batch
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -376,10 +377,19 @@ class Stages:
             self.failure = exc
             await self.on_failure(exc)
 
+    @property
+    def idle(self) -> bool:
+        """The score stage waits for a batch and none is queued: one put now is scored at once."""
+        return self._waiting and self._to_score.empty()
+
     async def _score_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            events, raw = await self._to_score.get()
+            self._waiting = True
+            try:
+                events, raw = await self._to_score.get()
+            finally:
+                self._waiting = False
             # One model for the whole batch, even if a promotion swaps it meanwhile.
             scorer, shared = self.scorer, self.shared
             started = time.perf_counter()

@@ -48,7 +48,7 @@ def test_an_addressed_copy_of_an_evaluation_line_never_trains() -> None:
 def test_tweet_addressing_is_removed_from_pool_rows() -> None:
     # The pool's tweets are mostly offensive and mostly replies: "@name" must not mean abuse.
     assert strip_addressing("RT @some_one: @other you are trash") == "you are trash"
-    assert strip_addressing("\"@KingCuh: lol\" haha") == '" lol" haha'
+    assert strip_addressing('"@KingCuh: lol" haha') == '" lol" haha'
     assert strip_addressing("mail me at a@b.com") == "mail me at a@b.com"
     rows = load_splits(FIXTURES, pool_csv=FIXTURES / "pool.csv", hatexplain_dir=FIXTURES)
     assert not [e.text for e in rows.train + rows.pool_dev if e.source == "pool" and "@" in e.text]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from retrain.head_fitting import fit_heads
-from toxicity.heads import EmbeddingHead, TfidfHead, head_features
+from toxicity.heads import HASH_FEATURES, EmbeddingHead, TfidfHead, head_features, tfidf_rows
 
 TEXTS = [
     "you are a stupid idiot", "shut up moron", "what a dumb loser", "go away you clown",
@@ -52,3 +52,21 @@ def test_one_class_data_gives_no_heads() -> None:
     heads, oof = fit_heads(TEXTS[:4], x, np.ones(4), np.zeros(4, bool))
     assert heads == []
     assert oof.shape == (4, 0)
+
+
+def test_tfidf_logits_over_non_zeros_equal_sklearn_rows_times_coef() -> None:
+    # The scorer's fast path must give the booster the very features training computed.
+    rng = np.random.default_rng(0)
+    head = TfidfHead(
+        "head_tfidf",
+        rng.uniform(1.0, 9.0, HASH_FEATURES).astype(np.float32),
+        rng.normal(0, 1, HASH_FEATURES).astype(np.float32),
+        -0.25,
+    )
+    texts = ["you are trash trash", "gg wp", "", "!!!", "Y0U SUCK", "kill the boss lol"]
+    reference = tfidf_rows(texts, head.idf) @ head.coef.astype(np.float64) + head.intercept
+    got = head.apply_texts(texts)
+    assert np.array_equal(got, reference.astype(np.float32))
+    assert got[2] == got[3] == np.float32(-0.25)  # no n-gram: the intercept alone
+    both = head_features([head, head], texts, np.zeros((len(texts), 4), dtype=np.float32))
+    assert np.array_equal(both[:, 0], got) and np.array_equal(both[:, 1], got)

@@ -317,3 +317,29 @@ def test_a_batch_closes_within_its_wait_after_its_first_event() -> None:
         await taken.aclose()
 
     asyncio.run(main())
+
+
+def test_an_idle_stage_gets_what_is_there_at_once_a_busy_one_a_fuller_batch() -> None:
+    async def main() -> None:
+        stream = FakeStream()
+        acks: list[int] = []
+        busy = [False]
+        taken = take_events(stream, 128, 0.2, lambda: not busy[0])  # type: ignore[arg-type]
+        stream.queue.put_nowait(FakeEvent(FakeMessage(0), acks))
+        stream.queue.put_nowait(FakeEvent(FakeMessage(1), acks))
+        started = time.monotonic()
+        batch = await asyncio.wait_for(anext(taken), 1)
+        assert [e.message.offset for e in batch] == [0, 1]  # nothing more waiting: go now
+        assert time.monotonic() - started < 0.1
+
+        busy[0] = True  # the stage scores: events that come meanwhile join the next batch
+        later = asyncio.ensure_future(anext(taken))
+        stream.queue.put_nowait(FakeEvent(FakeMessage(2), acks))
+        await asyncio.sleep(0.05)
+        assert not later.done()
+        stream.queue.put_nowait(FakeEvent(FakeMessage(3), acks))
+        batch = await asyncio.wait_for(later, 1)
+        assert [e.message.offset for e in batch] == [2, 3]
+        await taken.aclose()
+
+    asyncio.run(main())
