@@ -11,6 +11,9 @@ import click
 
 from core.commandline import settings_from
 
+# Fine-tuning steps of a ``--sample`` training (a full one runs every epoch).
+SAMPLE_FINETUNE_STEPS = 4
+
 
 @click.group()
 def data() -> None:
@@ -38,7 +41,12 @@ def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("--sample", type=int, default=None, help="Train on N rows only (a quick model).")
+@click.option(
+    "--sample",
+    type=int,
+    default=None,
+    help="Train on N rows only, with a few fine-tuning steps (a quick model for tests).",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -126,7 +134,12 @@ def train(
         num_boost_round=max_rounds,
         pool_csv=pool_csv,
         hatexplain_dir=hatexplain_dir,
-        finetune=FinetuneConfig(seed=seed) if finetune else None,
+        # A --sample model is a smoke run: a few fine-tuning steps show the adapter works.
+        finetune=(
+            FinetuneConfig(seed=seed, max_steps=SAMPLE_FINETUNE_STEPS if sample else None)
+            if finetune
+            else None
+        ),
     )
     folder = run_training(config, echo=click.echo)
     click.echo(str(folder))
