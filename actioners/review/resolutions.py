@@ -130,7 +130,9 @@ class Resolver:
             decision = await _lock_decision(cur, message_id, communities)
             if await _outcomes(cur, message_id) & {"overturned"}:
                 raise ResolutionError("already overturned")
-            review_id, _, _ = await _review(cur, decision, moderator, "overturned", note)
+            review_id, _, _ = await _review(
+                cur, decision, moderator, "overturned", note, self.feedback_topic
+            )
             originals = await _done_actions(cur, message_id)
             undo = [
                 Entry(
@@ -173,7 +175,9 @@ class Resolver:
                 raise ResolutionError("already overturned")
             if "upheld" in done:
                 raise ResolutionError("already upheld")
-            review_id, _, _ = await _review(cur, decision, moderator, "upheld", note)
+            review_id, _, _ = await _review(
+                cur, decision, moderator, "upheld", note, self.feedback_topic
+            )
             where = {"platform": decision["platform"], "community": decision["community"]}
             return Resolution(review_id, "upheld", (), **where)
 
@@ -210,7 +214,9 @@ class Resolver:
                 raise ResolutionError("the hold was reviewed already")
             if approve and shadow:
                 raise ResolutionError("a shadow decision's hold: nothing to run")
-            review_id, _, _ = await _review(cur, decision, moderator, outcome, note)
+            review_id, _, _ = await _review(
+                cur, decision, moderator, outcome, note, self.feedback_topic
+            )
             entries: list[Entry] = []
             if approve:
                 await cur.execute(
@@ -275,7 +281,13 @@ class Resolver:
         entries = await self.ledger.unfinished(self.source_topic, [0])
 
         async def unpublished(cur: psycopg.AsyncCursor[Any]) -> list[int]:
-            await cur.execute("SELECT id FROM reviews WHERE NOT published ORDER BY id")
+            # Only this environment's (its feedback topic): another one sharing the database
+            # publishes its own.
+            await cur.execute(
+                "SELECT id FROM reviews WHERE NOT published"
+                " AND (feedback_topic = %s OR feedback_topic IS NULL) ORDER BY id",
+                (self.feedback_topic,),
+            )
             return [row[0] for row in await cur.fetchall()]
 
         reviews = await self.db.run(unpublished)
@@ -397,6 +409,7 @@ async def _review(
     moderator: str,
     outcome: str,
     note: str,
+    feedback_topic: str,
 ) -> tuple[int, int | None, str | None]:
     """Resolve the open dispute (upheld or overturned) and write the review row."""
     dispute_id: int | None = None
@@ -427,7 +440,8 @@ async def _review(
         action_id = next((kinds[k] for k in STRONGEST if k in kinds), None)
     await cur.execute(
         "INSERT INTO reviews (message_id, platform, community, moderator, outcome, note,"
-        " dispute_id, action_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " dispute_id, action_id, feedback_topic) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
         (
             decision["message_id"],
             decision["platform"],
@@ -437,6 +451,7 @@ async def _review(
             note,
             dispute_id,
             action_id,
+            feedback_topic,
         ),
     )
     row = await cur.fetchone()

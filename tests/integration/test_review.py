@@ -315,12 +315,25 @@ async def test_a_restart_in_the_middle_of_an_overturn_does_not_lift_twice(
     released.set()
     assert (guild, user) not in discord.timeouts  # Discord did act before the crash
 
+    # Another environment sharing the database has an unpublished review of its own: it is
+    # that environment's to publish, on its own feedback topic, never this one's.
+    foreign = f"other-env-{message_id}"
+    async with db.transaction() as cur:
+        await cur.execute(
+            "INSERT INTO reviews (message_id, platform, community, moderator, outcome, note,"
+            " feedback_topic) VALUES (%s, 'discord', %s, 'mod', 'upheld', 'n', %s)",
+            (foreign, guild, "moderation.feedback.v1.another-environment"),
+        )
     second = await resolver_for(settings, db, discord)
     try:
         await second.resume()
         await second.resume()  # a further start finds nothing left
     finally:
         await close_resolver(second)
+    async with db.transaction() as cur:
+        await cur.execute("SELECT published FROM reviews WHERE message_id = %s", (foreign,))
+        assert await cur.fetchone() == (False,)
+        await cur.execute("DELETE FROM reviews WHERE message_id = %s", (foreign,))
     assert discord.effect_counts()[("untimeout", f"{guild}:{user}")] == 1
     async with db.transaction() as cur:
         await cur.execute(
