@@ -69,14 +69,6 @@ def sublinear_counts(texts: Sequence[str]) -> Any:
     return counts
 
 
-def tfidf_rows(texts: Sequence[str], idf: np.ndarray) -> Any:
-    """Sub-linear TF-IDF rows (L2-normalised, sparse) of the normalised texts."""
-    from sklearn.preprocessing import normalize as l2
-
-    counts = sublinear_counts(texts)
-    return l2(counts.multiply(idf.reshape(1, -1)).tocsr())
-
-
 @dataclass(frozen=True, eq=False)
 class TfidfHead:
     """``logit = tfidf(normalize(text)) @ coef + intercept`` over hashed n-grams."""
@@ -92,9 +84,9 @@ class TfidfHead:
         return self.apply_counts(sublinear_counts(texts))
 
     def apply_counts(self, counts: Any) -> np.ndarray:
-        """The logits from :func:`sublinear_counts` rows: ``tfidf_rows`` then the linear model,
-        computed over the rows' non-zeros alone (sklearn's element-wise product and
-        normalisation cost milliseconds a call, whatever the batch size)."""
+        """The logits from :func:`sublinear_counts` rows: TF-IDF, L2-normalised, then the
+        linear model, computed over the rows' non-zeros alone (sklearn's element-wise product
+        and normalisation cost milliseconds a call, whatever the batch size)."""
         n = counts.shape[0]
         rows = np.repeat(np.arange(n), np.diff(counts.indptr))
         weights = counts.data * self.idf[counts.indices].astype(np.float64)

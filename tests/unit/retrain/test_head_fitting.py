@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.preprocessing import normalize as l2
 
 from retrain.head_fitting import fit_heads
-from toxicity.heads import HASH_FEATURES, EmbeddingHead, TfidfHead, head_features, tfidf_rows
+from toxicity.heads import (
+    HASH_FEATURES,
+    EmbeddingHead,
+    TfidfHead,
+    head_features,
+    sublinear_counts,
+)
 
 TEXTS = [
     "you are a stupid idiot", "shut up moron", "what a dumb loser", "go away you clown",
@@ -64,7 +71,9 @@ def test_tfidf_logits_over_non_zeros_equal_sklearn_rows_times_coef() -> None:
         -0.25,
     )
     texts = ["you are trash trash", "gg wp", "", "!!!", "Y0U SUCK", "kill the boss lol"]
-    reference = tfidf_rows(texts, head.idf) @ head.coef.astype(np.float64) + head.intercept
+    # sklearn's rows, as the scorer computed them before (and training still does).
+    rows = l2(sublinear_counts(texts).multiply(head.idf.reshape(1, -1)).tocsr())
+    reference = rows @ head.coef.astype(np.float64) + head.intercept
     got = head.apply_texts(texts)
     assert np.array_equal(got, reference.astype(np.float32))
     assert got[2] == got[3] == np.float32(-0.25)  # no n-gram: the intercept alone
