@@ -96,6 +96,14 @@ def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
     help="Fine-tune the encoder's low-rank adapter on the training split first "
     "(retrain/finetune.py; ~8 min on 2 cores, reused when the data is unchanged).",
 )
+@click.option(
+    "--adapter",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Keep this encoder adapter (a model's encoder_adapter.safetensors) instead of "
+    "fine-tuning one: only new texts are embedded, so a change to features, heads or data "
+    "trains in minutes.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -109,6 +117,7 @@ def train(
     pool_csv: Path | None,
     hatexplain_dir: Path | None,
     finetune: bool,
+    adapter: Path | None,
 ) -> None:
     """Train the hybrid model into a new versioned directory."""
     from retrain.finetune import FinetuneConfig
@@ -137,9 +146,10 @@ def train(
         # A --sample model is a smoke run: a few fine-tuning steps show the adapter works.
         finetune=(
             FinetuneConfig(seed=seed, max_steps=SAMPLE_FINETUNE_STEPS if sample else None)
-            if finetune
+            if finetune and adapter is None
             else None
         ),
+        adapter=adapter,
     )
     folder = run_training(config, echo=click.echo)
     click.echo(str(folder))

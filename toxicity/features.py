@@ -33,6 +33,7 @@ STATIC_FEATURES: tuple[str, ...] = (
     "emote_count",
     "emote_ratio",
     "reaction_only",
+    "private_detail_count",
 )
 
 PRONOUNS = frozenset(
@@ -41,6 +42,34 @@ PRONOUNS = frozenset(
 _MENTION = re.compile(r"(?<!\w)@\w+|<@!?\d+>|<user>", re.IGNORECASE)
 _URL = re.compile(r"https?://\S+|www\.\S+|<url>", re.IGNORECASE)
 _RUN3 = re.compile(r"(.)\1{2,}")
+# What doxxing posts, seeks or hints at: a person's IP, phone number, street address, school,
+# or their private details by name ("your ip", "her real name", "his workplace"), and the
+# words for doing it ("dox", "swat"). A count the booster weighs against the chat data's
+# contrast lines (the streamer's own public city, socials and events are benign there).
+_OWNER = r"(?:your|ur|yo|his|her|their|ya)"
+_PRIVATE = (
+    r"(?:real |full |last |home |exact |street |email |e-mail |phone |cell |work |irl )?"
+    r"(?:address|addy|ip|ip address|phone|phone number|number|street|school|workplace|job|"
+    r"office|employer|landlord|neighbou?rs?|mailbox|doorbell|driveway|backyard|front door|"
+    r"license plate|plates?|real name|full name|last name|surname|linkedin|location|coords|"
+    r"coordinates|parents|wife|husband|kids?)"
+)
+_PRIVATE_DETAIL = re.compile(
+    "|".join(
+        (
+            r"(?<![\d.])\d{1,3}\.\d{1,3}\.(?:\d{1,3}|x+)\.(?:\d{1,3}|x+)(?![\d.])",  # an IPv4
+            r"(?<!\d)(?:\+?\d{1,2}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\d)",  # a phone
+            r"(?<![\d.])\d{3}[\s.-]\d{4}(?!\d)",  # a local phone number
+            r"\b\d{1,5}\s+(?:[a-z]+\s+){1,2}(?:st|street|ave|avenue|rd|road|ln|lane|dr|drive|"
+            r"blvd|boulevard|ct|court|way|terrace|crescent)\b",  # a street address
+            r"\bon\s+[a-z]+\s+(?:street|avenue|road|lane|drive|boulevard|ave|st|rd)\b",
+            r"\b(?:high|middle|elementary|primary|secondary)\s+school\b",
+            rf"\b{_OWNER}\s+{_PRIVATE}\b",
+            r"\b(?:dox+(?:ed|ing)?|swat(?:ted|ting)?)\b",
+        )
+    ),
+    re.IGNORECASE,
+)
 _PLAIN_WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -100,6 +129,7 @@ def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
         float(shape.emotes),
         shape.emote_ratio,
         1.0 if shape.only_emotes_or_reactions else 0.0,
+        float(len(_PRIVATE_DETAIL.findall(text))),
     )
     return TextFeatures(values=values, hits=hits)
 

@@ -168,12 +168,19 @@ class HybridScorer:
             h.name for h in self._text_heads + self._embedding_heads
         ]:
             raise ValueError(f"model {meta.version}: text heads must come before embedding heads")
-        self._text_names = list(STATIC_FEATURES) + [h.name for h in self._text_heads]
-        if list(meta.static_features) != list(STATIC_FEATURES):
+        unknown = [name for name in meta.static_features if name not in STATIC_FEATURES]
+        if unknown:
             raise ValueError(
-                f"model {meta.version} was trained on static features {meta.static_features}, "
-                f"this code computes {list(STATIC_FEATURES)}"
+                f"model {meta.version} was trained on static features this code does not "
+                f"compute: {unknown} (it computes {list(STATIC_FEATURES)})"
             )
+        # A model trained before a feature was added reads the columns it knows, by name.
+        self._static_columns: list[int] | None = (
+            None
+            if list(meta.static_features) == list(STATIC_FEATURES)
+            else [STATIC_FEATURES.index(name) for name in meta.static_features]
+        )
+        self._text_names = list(meta.static_features) + [h.name for h in self._text_heads]
 
     @classmethod
     def load(
@@ -275,6 +282,8 @@ class HybridScorer:
         """``texts`` already as the model reads them (:meth:`model_text`)."""
         started = time.thread_time_ns()
         static, hits = feature_matrix(texts, self.lexicon)
+        if self._static_columns is not None:
+            static = static[:, self._static_columns]
         if self._text_heads:
             text_heads = head_features(self._text_heads, texts, embeddings)
             static = np.hstack([static, text_heads]).astype(np.float32)

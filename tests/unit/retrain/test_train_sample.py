@@ -25,12 +25,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(stack={"cache_dir": cache}, model={"kind": "hybrid", "quantize": "none"})
 
 
-def _train(settings: Settings, out: Path, seed: int = 0) -> Path:
+def _train(settings: Settings, out: Path, seed: int = 0, *more: str) -> Path:
     result = CliRunner().invoke(
         train,
         [
             "--sample", "60", "--seed", str(seed), "--out", str(out),
-            "--pool-csv", str(FIXTURES / "pool.csv"), "--hatexplain-dir", str(FIXTURES),
+            "--pool-csv", str(FIXTURES / "pool.csv"), "--hatexplain-dir", str(FIXTURES), *more,
         ],
         obj=settings,
     )  # fmt: skip
@@ -120,6 +120,17 @@ def test_bad_input_line_is_named(
     # A PayloadError: the warden CLI prints it as one line (tests/unit/warden/test_cli.py).
     assert isinstance(result.exception, PayloadError)
     assert f"in.jsonl:{message.split()[1]}" in str(result.exception)
+
+
+def test_a_kept_adapter_is_not_fine_tuned_again(
+    settings: Settings, model_dir: Path, tmp_path: Path
+) -> None:
+    adapter = model_dir / ADAPTER_FILE
+    again = _train(settings, tmp_path, 0, "--adapter", str(adapter))
+    meta = load_meta(again)
+    assert meta.encoder_adapter == file_sha256(adapter) == file_sha256(again / ADAPTER_FILE)
+    assert meta.training["encoder_finetune"] is None
+    assert meta.training["encoder_adapter_kept"] == str(adapter)
 
 
 def test_evaluate_writes_the_table_into_the_card(settings: Settings, model_dir: Path) -> None:

@@ -21,17 +21,20 @@ DIM = 384
 def model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Writes a model whose booster depends on profanity_count and the first context feature."""
 
-    def make(context_weight: float = 0.0, name: str = "m") -> Path:
+    def make(
+        context_weight: float = 0.0, name: str = "m", static: tuple[str, ...] = STATIC_FEATURES
+    ) -> Path:
+        """``static``: the static features the model was trained on (an older model's)."""
         import xgboost as xgb
 
         rng = np.random.default_rng(0)
         n = 400
-        n_features = DIM + len(STATIC_FEATURES) + len(CONTEXT_FEATURES)
+        n_features = DIM + len(static) + len(CONTEXT_FEATURES)
         x = rng.normal(size=(n, n_features)).astype(np.float32)
-        x[:, DIM : DIM + len(STATIC_FEATURES)] = 0
+        x[:, DIM : DIM + len(static)] = 0
         profanity = rng.integers(0, 3, n)
-        x[:, DIM + STATIC_FEATURES.index("profanity_count")] = profanity
-        context = DIM + len(STATIC_FEATURES)
+        x[:, DIM + static.index("profanity_count")] = profanity
+        context = DIM + len(static)
         x[:, context:] = np.nan
         y = (profanity > 0).astype(np.float32)
         if context_weight:
@@ -52,7 +55,7 @@ def model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
             encoder_backend="fp32",
             max_length=64,
             embedding_dim=DIM,
-            static_features=list(STATIC_FEATURES),
+            static_features=list(static),
             context_features=list(CONTEXT_FEATURES),
             thresholds=Thresholds(0.3, 0.5, 0.7),
             calibrator=Calibrator(method="isotonic", x=(0.0, 1.0), y=(0.0, 1.0)),

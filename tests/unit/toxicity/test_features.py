@@ -37,6 +37,29 @@ def test_caps_and_questions() -> None:
     assert features["question_count"] == 2
 
 
+def test_private_details_are_counted_and_ordinary_chat_is_not() -> None:
+    def count(text: str) -> float:
+        return text_features(text).as_dict()["private_detail_count"]
+
+    assert count("ip: 198.51.100.23 lol") == 1
+    assert count("his ip is 10.0.x.x") == 2  # the address and "his ip"
+    assert count("call her at (555) 013-2244") == 1
+    assert count("he lives at 12 oak hill road") == 1
+    assert count("the house on birch street, blue door") == 1
+    assert count("what's ur real name and ur school") == 2
+    assert count("get him doxxed") == 1
+    for ordinary in (
+        "gg wp",
+        "kill the boss at 12 lol",
+        "what's your favourite game",
+        "patch 1.2.3 is out",
+        "the score was 3-1",
+        "your mom is a legend for that dono",
+        "nice shot 10/10",
+    ):
+        assert count(ordinary) == 0, ordinary
+
+
 def test_empty_text_is_all_zero() -> None:
     assert all(value == 0 for value in text_features("").values)
 

@@ -13,6 +13,7 @@ from core.settings import ModelSettings
 from schemas.events import Severity
 from toxicity.artifacts import BOOSTER_FILE, METADATA_FILE, ModelFormatError, load_meta
 from toxicity.base import CONTEXT_FEATURES, TextScorer
+from toxicity.features import STATIC_FEATURES
 from toxicity.hybrid import HybridScorer, hard_slur_probability
 from toxicity.loading import load_scorer
 
@@ -59,6 +60,21 @@ def test_missing_context_is_none_and_matches_text_only(scorer: HybridScorer) -> 
     empty = scorer.score(texts, [{}, {name: None for name in CONTEXT_FEATURES}])
     assert [s.p_toxic for s in text_only] == [s.p_toxic for s in empty]
     assert all(s.features[name] is None for s in text_only for name in CONTEXT_FEATURES)
+
+
+def test_a_model_from_before_a_feature_was_added_reads_its_own_features(
+    model_factory: Callable[..., Path],
+) -> None:
+    older = tuple(name for name in STATIC_FEATURES if name != "private_detail_count")
+    scorer = HybridScorer.load(model_factory(name="older", static=older), FP32)
+    clean, rude = scorer.score(["have a nice day", "shit happens, f.u.c.k"])
+    assert rude.p_toxic > clean.p_toxic
+    assert list(rude.features)[: len(older)] == list(older)
+    assert "private_detail_count" not in rude.features
+
+    unknown = model_factory(name="newer", static=(*STATIC_FEATURES, "feature_from_the_future"))
+    with pytest.raises(ValueError, match="feature_from_the_future"):
+        HybridScorer.load(unknown, FP32)
 
 
 def test_context_values_reach_the_booster(model_factory: Callable[..., Path]) -> None:
