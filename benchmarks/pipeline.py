@@ -43,6 +43,7 @@ from devkit.chatgen import load_messages
 from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
+from scorers.stages import INLINE_MODEL
 
 logger = logging.getLogger(__name__)
 SEED = 42
@@ -174,6 +175,7 @@ LOOP_STAGES = (
     "decode",
     "redis",
     "shared_cache",
+    INLINE_MODEL,
     "detectors",
     "encode",
     "produce",
@@ -229,7 +231,8 @@ def stage_costs(
     }
     process = spent("thread:process")
     main = threads.pop("main", 0.0)
-    model = threads.pop("model", 0.0)
+    # The model's CPU: its thread's, and the batches it scored on the event loop (all cached).
+    model = threads.pop("model", 0.0) + spent(INLINE_MODEL)
     encoder_threads = threads.pop("encoder", 0.0)
     fetch = sum(v for k, v in threads.items() if "consumer" in k.lower())
     others = sum(v for k, v in threads.items() if "consumer" not in k.lower())

@@ -255,6 +255,11 @@ class _Paused(Generic[T]):
             self.clock._resume()
 
 
+# The event loop's stage for a batch whose texts are all cached, scored on the loop itself;
+# its CPU is the model's (``warden bench`` adds it to the model thread's).
+INLINE_MODEL = "model_inline"
+
+
 def timed_score(
     scorer: BatchScorer,
     messages: Sequence[ChatMessage],
@@ -403,21 +408,30 @@ class Stages:
                 context, degraded = await clock.wait(self.contexts.read(messages))
             if degraded:
                 metrics.DEGRADED.labels(SERVICE).inc(len(messages))
+            cache = scorer.cache
+            missing = cache.missing([m.text for m in messages]) if cache is not None else None
             with clock.section("shared_cache"):
-                found = await clock.wait(
-                    self._shared_rows(scorer, shared, [m.text for m in messages])
-                )
+                found = await clock.wait(self._shared_rows(shared, missing))
             model_started = time.perf_counter()
-            model = loop.run_in_executor(
-                self.executor, timed_score, scorer, messages, context, degraded, found
-            )
-            if self.detectors is not None:
-                # Per-text work while the model thread runs (the encoder releases the GIL).
-                with clock.section("detectors"):
-                    self.detectors.prepare(messages)
-            scored, model_ns = await model
+            if missing is not None and all(key in found for key in missing):
+                # Every text is cached: what is left (booster, assembly) holds the GIL, so the
+                # model thread would only add a hand-off between threads to each batch.
+                if self.detectors is not None:
+                    with clock.section("detectors"):
+                        self.detectors.prepare(messages)
+                with clock.section(INLINE_MODEL):
+                    scored, _ = timed_score(scorer, messages, context, degraded, found)
+            else:
+                model = loop.run_in_executor(
+                    self.executor, timed_score, scorer, messages, context, degraded, found
+                )
+                if self.detectors is not None:
+                    # Per-text work while the model thread runs (the encoder releases the GIL).
+                    with clock.section("detectors"):
+                        self.detectors.prepare(messages)
+                scored, model_ns = await model
+                clock.add("model_thread", model_ns)
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
-            clock.add("model_thread", model_ns)
             for stage, ns in scored.costs.items():
                 clock.add(stage, ns)
             with clock.section("redis"):
@@ -643,13 +657,13 @@ class Stages:
         raise exc
 
     async def _shared_rows(
-        self, scorer: BatchScorer, shared: RowCache | None, texts: list[str]
+        self, shared: RowCache | None, missing: list[str] | None
     ) -> dict[str, Row]:
-        cache = scorer.cache
-        if shared is None or cache is None or not self.contexts.available:
+        """Rows of the texts this worker's cache misses (``missing``) from the shared cache."""
+        if shared is None or not missing or not self.contexts.available:
             return {}
         try:
-            return await shared.get(cache.missing(texts))
+            return await shared.get(missing)
         except (RedisError, OSError, TimeoutError, ValueError) as exc:
             logger.warning("shared cache read failed: %s", exc)
             return {}

@@ -210,6 +210,12 @@ def test_the_benchmark_table_adds_the_threads_and_stages_up() -> None:
     table = stage_table({"replay": costs})
     assert "| consume | 300.0 |" in table and "| gc (inside the rows above) | 20.0 |" in table
 
+    # Batches of cached texts scored on the event loop: the model's time, not `consume`'s.
+    inline = stage_costs(before, {**after, "model_inline": 0.1, "booster": 0.1}, 1000)
+    assert inline["consume"] == 200.0
+    assert inline["booster"] == 100.0 and inline["model_other"] == pytest.approx(200.0)
+    assert inline["total"] == 1300.0
+
 
 class FakeMessage:
     def __init__(self, offset: int, generation: int = 1) -> None:

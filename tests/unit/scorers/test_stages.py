@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -20,11 +22,15 @@ from faust.exceptions import ProducerSendError
 
 from schemas.events import ChatMessage, Severity
 from scorers.batch import BatchScorer, RawEvent
+from scorers.cache import TextSideCache
 from scorers.context_store import ContextReader
 from scorers.detectors import Detected, StreamDetectors, raid_event
 from scorers.stages import Stages
 from scorers.stream_state import RaidSeen
+from toxicity.base import Score
+from toxicity.hybrid import TextSide
 from toxicity.lexical import LexicalScorer
+from toxicity.lexicon import Hits
 
 
 def raw(n: int, text: str = "hello chat") -> RawEvent:
@@ -341,6 +347,59 @@ async def test_a_raid_event_is_delivered_with_its_batch_before_the_acknowledgeme
         assert verdict["labels"] == ["link"] and verdict["flagged"]
         assert raid["raid_id"] == "twitch:c:#main:m0" and raid["size"] == 10
         assert detectors.marked == ["twitch:c:#main:m0"]
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+class SplitModel:
+    """A model with a text side (as the hybrid model has), scoring a text by its length."""
+
+    version = "split-1"
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        lengths = np.array([[len(t)] for t in texts], dtype=np.float32)
+        return TextSide(embeddings=lengths, static=lengths, hits=[Hits() for _ in texts])
+
+    def combine(self, text_side: TextSide, contexts: Any = None) -> list[Score]:
+        return [Score(min(1.0, float(row[0]) / 20), Severity.SAFE) for row in text_side.static]
+
+    def score(self, texts: Sequence[str], contexts: Any = None) -> list[Score]:
+        return self.combine(self.score_text_side(texts), contexts)
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.runs = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.runs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_batch_of_cached_texts_is_scored_without_the_model_thread() -> None:
+    broker = Refusing({})
+    acked: list[Any] = []
+    failures: list[BaseException] = []
+    running = stages(broker, acked, failures)
+    model = SplitModel()
+    running.scorer = BatchScorer(model, Severity.MEDIUM, TextSideCache(model, max_entries=10))
+    running.executor = executor = CountingExecutor()
+    running.start()
+    try:
+        await running.put(["e0", "e1"], [raw(0, "hello chat"), raw(1, "gg")])
+        await wait_for(lambda: acked == ["e0", "e1"])
+        assert executor.runs == 1  # new texts: the model thread
+        await running.put(["e2", "e3"], [raw(2, "gg"), raw(3, "hello chat")])
+        await wait_for(lambda: len(acked) == 4)
+        assert executor.runs == 1  # both cached: scored on the event loop
+        await running.put(["e4", "e5"], [raw(4, "gg"), raw(5, "something new")])
+        await wait_for(lambda: len(acked) == 6)
+        assert executor.runs == 2  # one new text: the model thread again
+        p = {value["message_id"]: value["p_toxic"] for _, value in broker.taken}
+        assert p["m2"] == p["m1"] == p["m4"] == 0.1 and p["m3"] == p["m0"] == 0.5
+        assert p["m5"] == 0.65
         assert failures == []
     finally:
         await running.stop()
