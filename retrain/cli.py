@@ -94,7 +94,8 @@ def fetch(ctx: click.Context, force: bool, only: tuple[str, ...]) -> None:
     default=True,
     show_default=True,
     help="Fine-tune the encoder's low-rank adapter on the training split first "
-    "(retrain/finetune.py; ~8 min on 2 cores, reused when the data is unchanged).",
+    "(retrain/finetune.py; about 50 min on 2 cores for the full data, 1,057 steps; "
+    "reused when the data is unchanged).",
 )
 @click.option(
     "--adapter",
