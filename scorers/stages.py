@@ -413,22 +413,24 @@ class Stages:
             with clock.section("shared_cache"):
                 found = await clock.wait(self._shared_rows(shared, missing))
             model_started = time.perf_counter()
-            if missing is not None and all(key in found for key in missing):
-                # Every text is cached: what is left (booster, assembly) holds the GIL, so the
-                # model thread would only add a hand-off between threads to each batch.
-                if self.detectors is not None:
-                    with clock.section("detectors"):
-                        self.detectors.prepare(messages)
+            # Every text cached: what is left (booster, assembly) holds the GIL, so the model
+            # thread would only add a hand-off between threads; the batch is scored here.
+            inline = missing is not None and all(key in found for key in missing)
+            model = (
+                None
+                if inline
+                else loop.run_in_executor(
+                    self.executor, timed_score, scorer, messages, context, degraded, found
+                )
+            )
+            if self.detectors is not None:
+                # Per-text work while the model thread runs (the encoder releases the GIL).
+                with clock.section("detectors"):
+                    self.detectors.prepare(messages)
+            if model is None:
                 with clock.section(INLINE_MODEL):
                     scored, _ = timed_score(scorer, messages, context, degraded, found)
             else:
-                model = loop.run_in_executor(
-                    self.executor, timed_score, scorer, messages, context, degraded, found
-                )
-                if self.detectors is not None:
-                    # Per-text work while the model thread runs (the encoder releases the GIL).
-                    with clock.section("detectors"):
-                        self.detectors.prepare(messages)
                 scored, model_ns = await model
                 clock.add("model_thread", model_ns)
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
