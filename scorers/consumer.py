@@ -11,11 +11,20 @@ conditions as before.
 The agent then takes its events in batches straight from its topic channel's queue
 (:func:`take_events`) instead of through the Stream's per-event iteration, which spends a loop
 turn, a processor call, sensor calls and a context-variable set on every event before faust's
-own ``noack_take`` buffers it. Each event still goes through faust's bookkeeping: an event of an
-older consumer generation, or taken while a rebalance suspends the flow, is dropped and acked as
-faust drops it; the rest are tracked as unacked messages of the consumer, so a rebalance waits
-for them and offsets are committed only once :func:`ack_events` acks them. Nothing else of
-faust changes (fetching, offsets, commits, rebalancing).
+own ``noack_take`` buffers it. Each event still goes through faust's bookkeeping: the events
+are tracked as unacked messages of the consumer, so a rebalance waits for them and offsets are
+committed only once :func:`ack_events` acks them. Nothing else of faust changes (fetching,
+offsets, commits, rebalancing).
+
+An event of an older consumer generation, or taken while a rebalance suspends the flow, is
+dropped as faust drops it, but not acknowledged (faust acknowledges it). It was never scored, and
+an acknowledged offset is one the consumer may commit: faust commits the first consecutive run
+of acknowledged offsets, checking it against the committed offset only when that offset is known
+(it forgets it when a partition is revoked, until the new assignment seeks) and off by one even
+then. So a dropped event's acknowledgement could commit past the messages cleared from the
+buffer before it, and a restart or the new assignment's seek would skip them: a message without
+a verdict after a broker outage. Unacknowledged, a dropped event is read again from the committed
+offset once the rebalance seeks there.
 """
 
 from __future__ import annotations
@@ -128,9 +137,8 @@ async def take_events(
             deadline = loop.time() + within
             while True:
                 message = event.message
-                if not flow.is_active() or message.generation_id != app.consumer_generation_id:
-                    ack_events(app, (event,))  # faust acks what it skips
-                else:
+                # Otherwise dropped, not acked: it is read again after the rebalance's seek.
+                if flow.is_active() and message.generation_id == app.consumer_generation_id:
                     if message.topic in acking_topics and not message.tracked:
                         message.tracked = True
                         consumer.unacked.add(message)

@@ -37,11 +37,11 @@ from fakes.discord import DISCORD_LIMITS, FakeDiscord, Limit
 from kit import REPO, Service, service_env
 from pydantic import SecretStr
 
-from core.clients import kafka_consumer, kafka_producer
+from core.clients import group_id, kafka_admin, kafka_consumer, kafka_producer
 from core.net import free_port
 from core.settings import Settings
 from devkit.processes import ServiceFailed, ServiceNotReady, wait_ready
-from schemas.topics import ACTIONS, DEADLETTER, VERDICTS
+from schemas.topics import ACTIONS, CHAT_MESSAGES, DEADLETTER, VERDICTS
 
 SAMPLE = REPO / "ingest" / "samples" / "livestream.jsonl"
 DISCORD_TOKEN = "chaos-discord-token"
@@ -153,6 +153,7 @@ class Outcome:
     replay_summary: str = ""
     verdicts: int = 0
     lost: int = 0
+    lost_detail: list[str] = field(default_factory=list)
     duplicate_verdicts: int = 0
     conflicting_duplicates: int = 0
     degraded_verdicts: int = 0
@@ -319,6 +320,38 @@ class Trial:
             await consumer.stop()
         return records
 
+    async def _where_lost(self, missing: set[str]) -> list[str]:
+        """Where the messages without a verdict are on the chat topic, against the scorer's
+        committed offsets: lost before the broker, or skipped by the scorer."""
+        suffix = self.settings.kafka.topic_suffix
+        consumer = kafka_consumer(
+            self.settings.kafka, CHAT_MESSAGES.name_for(suffix), group_id=None
+        )
+        await consumer.start()
+        found: dict[str, str] = {}
+        try:
+            while batches := await consumer.getmany(timeout_ms=2000, max_records=5000):
+                for tp, records in batches.items():
+                    for r in records:
+                        message_id = json.loads(r.value).get("message_id") if r.value else None
+                        if message_id in missing:
+                            found[message_id] = f"{tp.partition}@{r.offset}"
+        finally:
+            await consumer.stop()
+        admin = kafka_admin(self.settings.kafka)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(
+                group_id(self.settings.kafka, "scorer")
+            )
+        finally:
+            await admin.close()
+        marks = ", ".join(f"{tp.partition}:{meta.offset}" for tp, meta in sorted(committed.items()))
+        return [
+            f"{m}: {found.get(m, 'not on the chat topic')} (scorer committed {marks})"
+            for m in sorted(missing)[:10]
+        ]
+
     async def _count_verdicts(self, expected: set[str]) -> None:
         suffix = self.settings.kafka.topic_suffix
 
@@ -334,6 +367,8 @@ class Trial:
         out = self.outcome
         out.verdicts = len(ids)
         out.lost = len(expected - set(ids))
+        if out.lost:
+            out.lost_detail = await self._where_lost(expected - set(ids))
         out.duplicate_verdicts = sum(n - 1 for n in ids.values())
         out.conflicting_duplicates = sum(1 for d in decisions.values() if len(d) > 1)
         out.degraded_verdicts = sum(1 for v in mine if v.get("degraded"))
@@ -370,8 +405,6 @@ class Trial:
         """Verdicts the actioner's consumer group has not committed yet (None: unknown)."""
         from aiokafka import TopicPartition
         from aiokafka.errors import KafkaError
-
-        from core.clients import group_id, kafka_admin
 
         kafka = self.settings.kafka
         topic = VERDICTS.name_for(kafka.topic_suffix)
@@ -447,7 +480,9 @@ class Trial:
         out = self.outcome
         logs = {n: s.log.read_text(errors="replace")[-3000:] for n, s in self.services.items()}
         assert out.replay_exit == 0, f"replay exited {out.replay_exit}: {logs['replay']}"
-        assert out.lost == 0, f"{out.lost} of {out.messages} messages have no verdict"
+        assert out.lost == 0, (
+            f"{out.lost} of {out.messages} messages have no verdict: {out.lost_detail}"
+        )
         assert out.conflicting_duplicates == 0, out
         assert out.actions_done > 0, f"no action was done: {logs['actioner']}"
         assert out.repeated_platform_calls == 0, out
