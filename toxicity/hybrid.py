@@ -47,6 +47,8 @@ from toxicity.artifacts import (
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
 from toxicity.encoder import DEFAULT_CACHE_DIR, Encoder, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
+from toxicity.forest import MAX_ROWS as FOREST_MAX_ROWS
+from toxicity.forest import Forest
 from toxicity.heads import EmbeddingHead, TfidfHead, head_features
 from toxicity.lexicon import Hits, Lexicon
 from toxicity.normalize import model_text, normalize
@@ -158,6 +160,9 @@ class HybridScorer:
         self.encoder = encoder
         self.lexicon = lexicon or Lexicon.default()
         self._booster = booster
+        # The same trees in numpy for small batches (XGBoost's per-call set-up costs more than
+        # scoring one or two rows; toxicity.forest), when they score exactly as the booster.
+        self._forest = Forest.from_booster(booster)
         self._lock = threading.Lock()
         # CPU time of the scoring thread per part (ns), for the scorer's stage accounting.
         self._costs: dict[str, int] = {}
@@ -312,6 +317,9 @@ class HybridScorer:
         ).astype(np.float32)
         out = np.empty(n, dtype=np.float64)
         with self._lock:
+            if self._forest is not None and n <= FOREST_MAX_ROWS:
+                out[:] = self._forest.predict(matrix)
+                return out
             for start in range(0, n, max(self.batch_size, 1024)):
                 part = matrix[start : start + max(self.batch_size, 1024)]
                 out[start : start + len(part)] = self._booster.inplace_predict(part)
