@@ -368,7 +368,10 @@ class Trial:
         out.verdicts = len(ids)
         out.lost = len(expected - set(ids))
         if out.lost:
-            out.lost_detail = await self._where_lost(expected - set(ids))
+            try:
+                out.lost_detail = await self._where_lost(expected - set(ids))
+            except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the loss
+                out.lost_detail = [f"not looked up ({exc!r})"]
         out.duplicate_verdicts = sum(n - 1 for n in ids.values())
         out.conflicting_duplicates = sum(1 for d in decisions.values() if len(d) > 1)
         out.degraded_verdicts = sum(1 for v in mine if v.get("degraded"))
