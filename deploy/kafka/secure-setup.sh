@@ -88,37 +88,32 @@ set_password drift "$KAFKA_DRIFT_PASSWORD"
 acl() {
   "$KAFKA_HOME/bin/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$1" "${@:2}" >/dev/null
 }
+# One call a principal and set of operations: kafka-acls grants them on every --topic (or
+# --group) given, and each call starts a JVM.
 # Producers: WRITE (with it, Kafka 3 allows the idempotent producer's InitProducerId).
-acl ingest --operation Write --operation Describe --topic "$messages"
-acl ingest --operation Write --operation Describe --topic "$deadletters"
-acl ingest --operation Write --operation Describe --topic "$feedback"
+acl ingest --operation Write --operation Describe \
+  --topic "$messages" --topic "$deadletters" --topic "$feedback"
 
 acl scorer --operation Read --operation Describe --topic "$messages"
-acl scorer --operation Write --operation Describe --topic "$verdicts"
-acl scorer --operation Write --operation Describe --topic "$deadletters"
-acl scorer --operation Write --operation Describe --topic "$raids"
-acl scorer --operation Read --group "$prefix.scorer" --resource-pattern-type prefixed
+acl scorer --operation Write --operation Describe \
+  --topic "$verdicts" --topic "$deadletters" --topic "$raids"
+# The image stage (`warden images`) runs as the scorer, in its own group.
+acl scorer --operation Read --group "$prefix.scorer" --group "$prefix.images" \
+  --resource-pattern-type prefixed
 # faust creates and uses topics named after its app id (<prefix>.scorer-__assignor-__leader...).
 acl scorer --operation All --topic "$prefix.scorer" --resource-pattern-type prefixed
-# The image stage (`warden images`) runs as the scorer, in its own group.
-acl scorer --operation Read --group "$prefix.images" --resource-pattern-type prefixed
 
-acl actioner --operation Read --operation Describe --topic "$verdicts"
-acl actioner --operation Write --operation Describe --topic "$actions"
-acl actioner --operation Write --operation Describe --topic "$deadletters"
-acl actioner --operation Read --operation Describe --topic "$raids"
+acl actioner --operation Read --operation Describe --topic "$verdicts" --topic "$raids"
+acl actioner --operation Write --operation Describe --topic "$actions" --topic "$deadletters"
 acl actioner --operation Read --group "$prefix.actioner" --resource-pattern-type prefixed
 
-acl explainer --operation Read --operation Describe --topic "$verdicts"
-acl explainer --operation Read --operation Describe --topic "$feedback"
-acl explainer --operation Write --operation Describe --topic "$explanations"
-acl explainer --operation Write --operation Describe --topic "$deadletters"
+acl explainer --operation Read --operation Describe --topic "$verdicts" --topic "$feedback"
+acl explainer --operation Write --operation Describe --topic "$explanations" --topic "$deadletters"
 acl explainer --operation Read --group "$prefix.explainer" --resource-pattern-type prefixed
 
 acl review --operation Read --operation Write --operation Describe --topic "$feedback"
 acl review --operation Read --operation Describe --topic "$explanations"
-acl review --operation Write --operation Describe --topic "$actions"
-acl review --operation Write --operation Describe --topic "$deadletters"
+acl review --operation Write --operation Describe --topic "$actions" --topic "$deadletters"
 acl review --operation Read --group "$prefix.review" --resource-pattern-type prefixed
 
 acl drift --operation Read --operation Describe --topic "$verdicts"

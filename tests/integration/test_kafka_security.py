@@ -68,7 +68,7 @@ KAFKA_TOOLS = {
     "kafka-configs.sh": "kafka.admin.ConfigCommand",
     "kafka-acls.sh": "kafka.admin.AclCommand",
 }
-# A 2-core CI box starts fourteen JVMs here: the client tools' JIT and GC are cut down to start
+# A 2-core CI box starts about 27 JVMs here: the client tools' JIT and GC are cut down to start
 # fast; the broker keeps a small heap.
 TOOL_JVM = "-Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true"
 BROKER_JVM = "-Xms256m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true"
