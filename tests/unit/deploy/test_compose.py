@@ -322,10 +322,13 @@ def test_the_broker_enforces_acls_with_admin_as_the_only_super_user() -> None:
 
 def _writers() -> dict[str, set[str]]:
     writers: dict[str, set[str]] = {}
-    for line in SETUP.read_text().splitlines():
-        match = re.match(r'acl (\w+) (.*)--topic "\$(\w+)"', line.strip())
+    # One `acl` call may go on over continuation lines and name several topics.
+    script = SETUP.read_text().replace("\\\n", " ")
+    for line in script.splitlines():
+        match = re.match(r"acl (\w+) (.*)", line.strip())
         if match and ("Write" in match.group(2) or "All" in match.group(2)):
-            writers.setdefault(match.group(3), set()).add(match.group(1))
+            for topic in re.findall(r'--topic "\$(\w+)"', match.group(2)):
+                writers.setdefault(topic, set()).add(match.group(1))
     return writers
 
 
