@@ -27,8 +27,8 @@ nothing of the user is left)
     ``wd:rd:``).
 
 Opting out (:func:`opt_out`) adds the user key to the Redis set that ingest's ``RedisOptOut``
-drops messages by (``WARDEN_INGEST__OPT_OUT=redis``); it is kept through a forget, since it is
-the user's own standing request.
+drops messages by (``WARDEN_INGEST__OPT_OUT=redis``, the default); it is kept through a
+forget, since it is the user's own standing request.
 """
 
 from __future__ import annotations

@@ -301,9 +301,9 @@ class IngestSettings(Section):
     # errors: exponential back-off from reconnect_base_s to reconnect_max_s, with jitter.
     reconnect_base_s: float = Field(default=0.25, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
-    # Users who opted out are dropped before anything is stored: "none", or a Redis set of
-    # "platform:community:user" keys, re-read every opt_out_refresh_s.
-    opt_out: Literal["none", "redis"] = "none"
+    # Users who opted out are dropped before anything is stored: a Redis set of
+    # "platform:community:user" keys, re-read every opt_out_refresh_s ("none": nobody dropped).
+    opt_out: Literal["none", "redis"] = "redis"
     opt_out_key: str = "warden:optout"
     opt_out_refresh_s: float = Field(default=5.0, gt=0)
 

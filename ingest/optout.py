@@ -1,10 +1,10 @@
 """Users who opted out of moderation analytics are dropped at ingest, before anything is stored.
 
-The publisher asks an :class:`OptOutFilter` about every message. The default lets everything
-through; :class:`RedisOptOut` reads a Redis set of user keys (``platform:community:user``, the
-same key the topics use), re-reading it in the background so that no message waits on Redis.
-The commands that add and remove users come with a later issue; they only need ``SADD``/``SREM``
-on that set.
+The publisher asks an :class:`OptOutFilter` about every message. The default,
+:class:`RedisOptOut`, reads a Redis set of user keys (``platform:community:user``, the same key
+the topics use), re-reading it in the background so that no message waits on Redis; the bots'
+``opt-out`` and ``warden privacy opt-out`` add to it. ``WARDEN_INGEST__OPT_OUT=none`` lets
+everything through (:class:`NoOptOut`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class OptOutFilter(Protocol):
 
 
 class NoOptOut:
-    """Everyone is in: the default until opt-out commands exist."""
+    """Everyone is in (``WARDEN_INGEST__OPT_OUT=none``)."""
 
     async def start(self) -> None:
         return None

@@ -39,7 +39,8 @@ def privacy() -> None:
                   and pardons pseudonymised (WARDEN_PRIVACY__PSEUDONYM_SECRET); record the
                   deletion so that every later retrain leaves the user out
     opt-out USER  drop the user's messages at ingest from now on (the Redis set of
-                  WARDEN_INGEST__OPT_OUT_KEY; the adapters need WARDEN_INGEST__OPT_OUT=redis)
+                  WARDEN_INGEST__OPT_OUT_KEY; the adapters drop them unless run
+                  with WARDEN_INGEST__OPT_OUT=none)
     opt-in USER   take them off that set again
     purge         delete PostgreSQL rows older than WARDEN_PRIVACY__*_DAYS (the actioner
                   does it every WARDEN_PRIVACY__PURGE_EVERY_S)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from kit import REPO, ThrowawayKafka, consume, free_port, service_env
 
 from core.settings import Settings
@@ -58,6 +59,34 @@ async def test_a_csv_log_is_replayed_in_loops(settings: Settings, tmp_path: Path
     assert await topic_size(settings.kafka, CHAT_MESSAGES) == 6
     dead = await consume(settings, DEADLETTER.name_for(suffix), count=1)
     assert dead[0]["source_topic"] == "replay:chat.csv:5"
+
+
+async def test_an_opted_out_user_is_dropped_by_default(
+    settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """No opt-out setting given: the adapter reads the opt-out set and drops its users."""
+    log = tmp_path / "chat.csv"
+    log.write_text(CSV)
+    key = f"warden:optout:{settings.kafka.topic_suffix}"
+    await redis.sadd(key, "twitch:stream:u2")  # type: ignore[misc]
+    try:
+        env = service_env(settings, WARDEN_INGEST__OPT_OUT_KEY=key)
+        assert "WARDEN_INGEST__OPT_OUT" not in env
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "warden", "ingest", "replay", str(log)),
+            env=env,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output = (await asyncio.wait_for(process.communicate(), timeout=120))[0].decode()
+    finally:
+        await redis.delete(key)
+    assert process.returncode == 0, output
+    records = await consume(settings, CHAT_MESSAGES.name_for(settings.kafka.topic_suffix), count=2)
+    assert sorted(r["message_id"] for r in records) == ["c1", "c3"]
+    assert await topic_size(settings.kafka, CHAT_MESSAGES) == 2
 
 
 START = datetime(2024, 6, 15, 18, tzinfo=UTC)

@@ -32,7 +32,7 @@ def test_the_help_explains_every_command(runner: CliRunner) -> None:
         "opt-in USER",
         "purge",
         "pseudonymised",
-        "WARDEN_INGEST__OPT_OUT=redis",
+        "WARDEN_INGEST__OPT_OUT=none",
         "docs/privacy.md",
         "/privacy",
     ):
