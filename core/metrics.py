@@ -12,7 +12,8 @@ Two rules keep the alerts in deploy/prometheus/alerts.yml honest:
 - Label values are bounded. Outcome metrics (verdicts, actions, disputes, reviews) are
   labelled by community: the first ``WARDEN_METRICS__COMMUNITIES`` communities a process sees
   (``platform:community``) are named, the rest share ``community="other"`` (see
-  :class:`CommunityLabels`); verdict labels outside ``schemas.labels.TAXONOMY`` are ``other``.
+  :class:`CommunityLabels`); verdict labels outside ``schemas.labels.TAXONOMY`` and
+  ``IMAGE_LABELS`` are ``other``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from core.errors import ConfigError
 from schemas.events import ActionStatus, Verdict
-from schemas.labels import TAXONOMY
+from schemas.labels import IMAGE_LABELS, TAXONOMY
 
 logger = logging.getLogger(__name__)
 
@@ -274,23 +275,26 @@ INGEST_BUFFER_MAX_BYTES = Gauge(
 )
 
 # Moderation outcomes, for operators and analysts (the outcomes dashboard). Labelled by
-# community through ``COMMUNITIES`` (bounded); counted once per verdict delivered, per action
+# community through ``COMMUNITIES`` (bounded), verdicts also by ``kind`` (``text`` from the
+# scorer, ``image`` from the image scorer); counted once per verdict delivered, per action
 # finished, per dispute taken and per review decided. Delivery is at least once, so a verdict
 # replayed after a crash between its delivery and its acknowledgement is counted again.
 VERDICTS = Counter(
     "warden_verdicts_total",
-    "Verdicts delivered to moderation.verdicts.v1, by severity and whether they were flagged.",
-    ["community", "severity", "flagged"],
+    "Verdicts delivered to moderation.verdicts.v1, by kind (text, image), severity and whether"
+    " they were flagged.",
+    ["community", "kind", "severity", "flagged"],
 )
 VERDICT_LABELS = Counter(
     "warden_verdict_labels_total",
-    "Labels on delivered verdicts (schemas.labels; others are `other`), one per verdict.",
-    ["community", "label"],
+    "Labels on delivered verdicts (schemas.labels' text and image labels; others are `other`),"
+    " one per verdict.",
+    ["community", "kind", "label"],
 )
 P_TOXIC = Histogram(
     "warden_verdict_p_toxic",
-    "The model's p_toxic of delivered verdicts.",
-    ["community"],
+    "The p_toxic of delivered verdicts (an image verdict's is its p_unsafe).",
+    ["community", "kind"],
     buckets=P_TOXIC_BUCKETS,
 )
 COMMUNITY_ACTIONS = Counter(
@@ -372,24 +376,30 @@ def initialise(service: str, communities: int | None = None) -> None:
         RAIDS.labels(service)
 
 
+# The labels named in warden_verdict_labels_total; any other is counted as ``other``.
+KNOWN_LABELS = frozenset(TAXONOMY + IMAGE_LABELS)
+
+
 def observe_verdicts(verdicts: Iterable[Verdict]) -> None:
     """Count delivered verdicts in the outcome metrics: each series' child is looked up once
     per batch, not once per verdict (a lookup costs more than the increment)."""
-    counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-    label_counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    scores: dict[str, list[float]] = defaultdict(list)
+    counts: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+    label_counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     for verdict in verdicts:
         community = COMMUNITIES(verdict.platform.value, verdict.community)
-        counts[community, verdict.severity.value, "true" if verdict.flagged else "false"] += 1
-        scores[community].append(verdict.p_toxic)
-        for label in {label if label in TAXONOMY else OTHER for label in verdict.labels}:
-            label_counts[community, label] += 1
+        kind = verdict.kind.value
+        flagged = "true" if verdict.flagged else "false"
+        counts[community, kind, verdict.severity.value, flagged] += 1
+        scores[community, kind].append(verdict.p_toxic)
+        for label in {label if label in KNOWN_LABELS else OTHER for label in verdict.labels}:
+            label_counts[community, kind, label] += 1
     for key, n in counts.items():
         VERDICTS.labels(*key).inc(n)
     for label_key, n in label_counts.items():
         VERDICT_LABELS.labels(*label_key).inc(n)
-    for community, values in scores.items():
-        histogram = P_TOXIC.labels(community)
+    for series, values in scores.items():
+        histogram = P_TOXIC.labels(*series)
         for value in values:
             histogram.observe(value)
 

@@ -9,8 +9,8 @@ Prometheus and removes its data.
 
 The run gets its own topics (``WARDEN_KAFKA__TOPIC_SUFFIX``, hence its own consumer groups) and
 its own metrics ports, so it neither disturbs nor counts anyone else's run on the shared stack.
-``warden run`` publishes the sample from its own process and serves no ingest metrics, so the
-ops dashboard's Ingest row has no target here; that is said in the report, not hidden.
+``warden run`` publishes the sample from its own process through ingest's publisher and serves
+its ingest metrics (adapter ``replay``): the ops dashboard's Ingest row scrapes that process.
 
     python -m devkit.dashboard_snapshots [--speed 30] [--out docs]
     python -m devkit.dashboard_snapshots render DASHBOARD.json --prometheus URL \
@@ -50,8 +50,9 @@ from devkit.dashboards import (
 
 SNAPSHOTS = {"chatwarden.json": "dashboard-ops.png", "outcomes.json": "dashboard-outcomes.png"}
 REPORT_HEADER = "=== ChatWarden run report ==="
-# The services `warden run` starts, by Prometheus job (the job names of deploy/prometheus).
-RUN_SERVICES = ("scorer", "actioner", "explainer", "images")
+# The services `warden run` starts, by Prometheus job (the job names of deploy/prometheus); its
+# own process is the ingest.
+RUN_SERVICES = ("ingest", "scorer", "actioner", "explainer", "images")
 
 
 def prometheus_config(targets: Mapping[str, str], scrape_s: float, rules: Sequence[Path]) -> str:

@@ -2,7 +2,9 @@
 
 Starts a scorer, an actioner, an explainer and the image scorer (unless WARDEN_IMAGES__ENABLED
 is false; each its own process, as in production), waits
-until all have joined their consumer groups, replays the sample chat, and prints a live summary
+until all have joined their consumer groups, replays the sample chat through ingest's publisher
+(this process serves its metrics on WARDEN_METRICS__INGEST_PORT, adapter ``replay``, as
+``warden ingest replay`` would), and prints a live summary
 read from the verdict, action and explanation topics: messages/s, flagged, actions, dead
 letters, latency p50/p99. It ends with a final report when every replayed message has its
 verdict (and, within the drain time, every verdict to explain its explanation), or on Ctrl-C,
@@ -25,6 +27,7 @@ from typing import Any
 
 import click
 
+from core import metrics
 from core.commandline import settings_from
 from core.metrics import percentile
 from core.settings import Settings
@@ -274,6 +277,10 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
     from ingest.replay import ReplayStats, replay
 
     log_dir = settings.stack.dir / "logs"
+    # The replay is this run's ingest: its metrics where an ingest adapter's would be, so the
+    # dashboards' Ingest row shows it (a busy port fails here, before anything starts).
+    metrics.serve(settings.metrics.ingest_port, settings.metrics.host)
+    metrics.initialise("ingest", settings.metrics.communities)
     env = dict(os.environ)
     # The sample communities run live, as if a moderator had run `warden policy go-live`: a
     # new community would otherwise start in first-day mode and act on nothing.
@@ -314,7 +321,7 @@ async def run_pipeline(settings: Settings, path: Path, speed: float, rate: float
         await monitor.start()
         click.echo(f"replaying {path.name} at speed {speed if not rate else f'{rate} msg/s'}")
         started = time.monotonic()
-        async with Publisher(settings.kafka) as publisher:
+        async with Publisher(settings.kafka, ingest=settings.ingest) as publisher:
             replay_task = asyncio.create_task(
                 replay(publisher, path, speed=speed, rate=rate, id_prefix=prefix)
             )

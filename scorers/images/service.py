@@ -279,6 +279,7 @@ class ImageScorer:
         for job in jobs:
             by_message.setdefault((job.message.key, job.message.message_id), []).append(job)
         deliveries = []
+        verdicts = []
         for group in by_message.values():
             judged = [job for job in group if job.image is not None]
             for job in group:
@@ -289,6 +290,7 @@ class ImageScorer:
                     IMAGES.labels("cached" if job.cached else "scored").inc()
             if judged:
                 verdict = self.verdict(group[0].message, judged)
+                verdicts.append(verdict)
                 deliveries.append(
                     await self.send(
                         self.verdicts_topic, verdict.to_json_bytes(), key=verdict.key.encode()
@@ -298,6 +300,7 @@ class ImageScorer:
                 metrics.MESSAGES_OUT.labels(SERVICE, self.verdicts_topic).inc()
         # Delivered (acks=all) before the caller commits the batch's offsets.
         await asyncio.gather(*deliveries)
+        metrics.observe_verdicts(verdicts)  # kind="image" in the outcome metrics
 
     async def _letter(self, job: _Job) -> Any:
         why = f"attachment {job.index} ({job.attachment.url[:300]}): {job.reason}: {job.error}"

@@ -26,9 +26,12 @@ def value(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
 
-def verdict(community: str, severity: str, p_toxic: float, labels: list[str]) -> Verdict:
+def verdict(
+    community: str, severity: str, p_toxic: float, labels: list[str], **extra: object
+) -> Verdict:
     return Verdict.model_validate(
         {
+            **extra,
             "message_id": "m1",
             "platform": "discord",
             "community": community,
@@ -59,30 +62,43 @@ def test_the_first_communities_are_named_and_the_rest_are_other() -> None:
     assert CommunityLabels(0)("discord", "g1") == "other"
 
 
-def test_a_verdict_counts_its_severity_flag_labels_and_score() -> None:
+def test_a_verdict_counts_its_kind_severity_flag_labels_and_score() -> None:
     key = "discord:outcome-test"
-    before = value("warden_verdicts_total", community=key, severity="HIGH", flagged="true") or 0
-    low = value("warden_verdict_p_toxic_bucket", community=key, le="0.9") or 0
-    high = value("warden_verdict_p_toxic_bucket", community=key, le="0.95") or 0
+    text = {"community": key, "kind": "text"}
+    before = value("warden_verdicts_total", **text, severity="HIGH", flagged="true") or 0
+    low = value("warden_verdict_p_toxic_bucket", **text, le="0.9") or 0
+    high = value("warden_verdict_p_toxic_bucket", **text, le="0.95") or 0
+    image = verdict(
+        "outcome-test",
+        "HIGH",
+        0.97,
+        ["sexual_explicit"],
+        kind="image",
+        images=[{"url": "https://cdn.example/a.png", "index": 0, "sha256": "ab" * 32}],
+    )
     metrics.observe_verdicts(
         [
             verdict("outcome-test", "HIGH", 0.93, ["insult", "spam", "made-up"]),
             verdict("outcome-test", "SAFE", 0.02, []),
+            image,
         ]
     )
-    assert value("warden_verdicts_total", community=key, severity="HIGH", flagged="true") == (
-        before + 1
-    )
-    assert value("warden_verdicts_total", community=key, severity="SAFE", flagged="false") == 1
-    assert value("warden_verdict_labels_total", community=key, label="insult") == 1
-    assert value("warden_verdict_labels_total", community=key, label="spam") == 1
+    assert value("warden_verdicts_total", **text, severity="HIGH", flagged="true") == (before + 1)
+    assert value("warden_verdicts_total", **text, severity="SAFE", flagged="false") == 1
+    assert value("warden_verdict_labels_total", **text, label="insult") == 1
+    assert value("warden_verdict_labels_total", **text, label="spam") == 1
     # A label outside the taxonomy is "other": verdict labels are open strings on the wire.
-    assert value("warden_verdict_labels_total", community=key, label="other") == 1
-    assert value("warden_verdict_labels_total", community=key, label="made-up") is None
+    assert value("warden_verdict_labels_total", **text, label="other") == 1
+    assert value("warden_verdict_labels_total", **text, label="made-up") is None
     # 0.02 is at most 0.9; 0.93 only at most 0.95.
-    assert value("warden_verdict_p_toxic_bucket", community=key, le="0.9") == low + 1
-    assert value("warden_verdict_p_toxic_bucket", community=key, le="0.95") == high + 2
-    assert value("warden_verdict_p_toxic_count", community=key) == 2
+    assert value("warden_verdict_p_toxic_bucket", **text, le="0.9") == low + 1
+    assert value("warden_verdict_p_toxic_bucket", **text, le="0.95") == high + 2
+    assert value("warden_verdict_p_toxic_count", **text) == 2
+    # The image verdict is counted apart, with its image label named.
+    pictured = {"community": key, "kind": "image"}
+    assert value("warden_verdicts_total", **pictured, severity="HIGH", flagged="true") == 1
+    assert value("warden_verdict_labels_total", **pictured, label="sexual_explicit") == 1
+    assert value("warden_verdict_p_toxic_count", **pictured) == 1
 
 
 def test_initialise_creates_the_failure_series_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,7 @@ GRAFANA_VARIABLES = {
     "$__range": "1h",
     "$service": ".*",
     "$community": ".*",
+    "$kind": "text",
 }
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 SELECTOR = re.compile(r"\b(warden[a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
@@ -130,7 +131,8 @@ def queries() -> list[tuple[str, str]]:
             for target in panel.get("targets", []):
                 found.append((f"{name}: {panel['title']}", target["expr"]))
         for variable in board["templating"]["list"]:
-            found.append((f"{name}: ${variable['name']}", variable["definition"]))
+            if variable["type"] == "query":  # a custom variable lists its values instead
+                found.append((f"{name}: ${variable['name']}", variable["definition"]))
     for rules_file in ("alerts.yml", "recording.yml"):
         for group in yaml.safe_load((PROMETHEUS / rules_file).read_text())["groups"]:
             for rule in group["rules"]:
@@ -290,14 +292,27 @@ def test_the_dashboards_are_provisioned_and_well_formed() -> None:
                 assert panel["datasource"]["uid"] == uid, (name, panel["title"])
 
 
-def test_the_outcomes_dashboard_follows_its_community_variable() -> None:
+def test_the_outcomes_dashboard_follows_its_community_and_kind_variables() -> None:
     board = dashboards()["outcomes.json"]
-    (variable,) = board["templating"]["list"]
-    assert variable["name"] == "community"
-    assert variable["definition"] == "label_values(warden_verdicts_total, community)"
+    community, kind = board["templating"]["list"]
+    assert community["name"] == "community"
+    assert community["definition"] == "label_values(warden_verdicts_total, community)"
+    # Text verdicts unless the viewer picks image ones (or both).
+    assert kind["name"] == "kind" and kind["current"]["value"] == "text"
+    assert [option["value"] for option in kind["options"]] == ["text", "image"]
+    verdict_series = (
+        "warden_verdicts_total",
+        "warden_verdict_labels_total",
+        "warden_verdict_p_toxic_bucket",
+        "warden:flag_rate:ratio_rate5m",
+        "warden:verdicts:rate5m",
+    )
     for panel in panels(board):
         for target in panel.get("targets", []):
             assert 'community=~"$community"' in target["expr"], panel["title"]
+            for name, matchers in SELECTOR.findall(target["expr"]):
+                if name in verdict_series:
+                    assert 'kind=~"$kind"' in matchers, panel["title"]
     charted = {
         name for p in panels(board) for t in p.get("targets", []) for name in metrics_in(t["expr"])
     }

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
+from core import metrics
 from core.errors import FetchFailed, FetchRejected
 from core.settings import Settings
 from imagery.base import ImageScore
@@ -170,10 +172,20 @@ def test_which_attachments_are_pictures() -> None:
 
 
 @pytest.mark.asyncio
-async def test_the_worst_picture_decides_and_an_emote_caption_changes_nothing() -> None:
+async def test_the_worst_picture_decides_and_an_emote_caption_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fetcher = MemoryFetcher({url("red.png"): RED, url("blue.png"): BLUE, url("green.png"): GREEN})
     model = ColourModel()
     images, outbox = scorer(fetcher, model)
+    monkeypatch.setattr(metrics, "COMMUNITIES", metrics.CommunityLabels(20))
+    series = {"community": "discord:g", "kind": "image"}
+    high = REGISTRY.get_sample_value(
+        "warden_verdicts_total", {**series, "severity": "HIGH", "flagged": "true"}
+    )
+    labelled = REGISTRY.get_sample_value(
+        "warden_verdict_labels_total", {**series, "label": "sexual_explicit"}
+    )
     await images.handle(
         [
             record(1, Attachment(url=url("green.png")), Attachment(url=url("red.png"))),
@@ -191,6 +203,20 @@ async def test_the_worst_picture_decides_and_an_emote_caption_changes_nothing() 
     assert explicit.decision_id == "m1~image" and explicit.text == "KEKW"
     # Three distinct pictures, one model call each; green.png fetched once for two messages.
     assert model.seen == 3 and sorted(fetcher.calls) == sorted(set(fetcher.calls))
+    # The outcome metrics count image verdicts apart from text ones.
+    assert (
+        REGISTRY.get_sample_value(
+            "warden_verdicts_total", {**series, "severity": "HIGH", "flagged": "true"}
+        )
+        == (high or 0) + 1
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "warden_verdict_labels_total", {**series, "label": "sexual_explicit"}
+        )
+        == (labelled or 0) + 1
+    )
+    assert REGISTRY.get_sample_value("warden_verdict_p_toxic_count", series) is not None
 
 
 @pytest.mark.asyncio

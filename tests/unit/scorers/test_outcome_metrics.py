@@ -114,7 +114,7 @@ async def test_delivered_verdicts_are_counted_once_and_refused_ones_not() -> Non
     assert broker.topics.count("verdicts") == 2 and "dead" in broker.topics
     assert counted("twitch:metrics-a") == 2
     p_toxic = REGISTRY.get_sample_value(
-        "warden_verdict_p_toxic_count", {"community": "twitch:metrics-a"}
+        "warden_verdict_p_toxic_count", {"community": "twitch:metrics-a", "kind": "text"}
     )
     assert p_toxic == 2
 
