@@ -476,7 +476,13 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
             if config.finetune is not None and config.adapter is None
             else None
         ),
-        "encoder_adapter_kept": str(config.adapter) if config.adapter is not None else None,
+        # Where the kept adapter came from: its model folder and file, not this machine's path
+        # (the adapter itself is ``encoder_adapter.safetensors``, its sha256 in the meta).
+        "encoder_adapter_kept": (
+            f"{config.adapter.parent.name}/{config.adapter.name}"
+            if config.adapter is not None
+            else None
+        ),
         "embeddings_cached_at_start": cached_at_start,
         "seconds": {
             "features": round(features_s, 1),

@@ -130,7 +130,7 @@ def test_a_kept_adapter_is_not_fine_tuned_again(
     meta = load_meta(again)
     assert meta.encoder_adapter == file_sha256(adapter) == file_sha256(again / ADAPTER_FILE)
     assert meta.training["encoder_finetune"] is None
-    assert meta.training["encoder_adapter_kept"] == str(adapter)
+    assert meta.training["encoder_adapter_kept"] == f"{model_dir.name}/{ADAPTER_FILE}"
 
 
 def test_evaluate_writes_the_table_into_the_card(settings: Settings, model_dir: Path) -> None:
