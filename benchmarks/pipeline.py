@@ -6,8 +6,10 @@ Workloads come from ``devkit.chatgen`` with a fixed seed:
 
 Measurements, in order:
 1. model-only ceiling: batched inference on unique texts in this process, no Kafka;
-2. pipeline throughput: messages pre-published to fresh topics, one scorer worker drains them;
-   the rate comes from the verdicts' own ``scored_at`` stamps, so the measuring costs nothing;
+2. pipeline throughput: one scorer worker drains messages published to fresh topics (encoded
+   before the first send, so that publishing costs the drain little); the rate comes from the
+   verdicts' own ``scored_at`` stamps, and the end is found by one consumer asking the verdict
+   topic's end offsets every 0.25 s;
 3. pipeline latency at fixed offered loads (100 msg/s and others, for the plot): messages
    stamped when published, latency = verdict read back by this process - ``sent_at``;
 4. the per-message HTTP design: a FastAPI ``/predict`` around the same model, called once per
@@ -38,7 +40,6 @@ from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
 from core.net import free_port
 from core.settings import Settings
-from core.topic_admin import topic_size
 from devkit.chatgen import load_messages
 from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
@@ -269,13 +270,16 @@ def stage_table(costs: dict[str, dict[str, float]]) -> str:
 
 
 async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
+    # Encoded before the first send: the scorer starts on the first records at once, and while
+    # it drains, this process should cost the two cores as little as it can.
+    messages = [stamped(record) for record in records]
+    payloads = [(m.key.encode(), m.to_json_bytes()) for m in messages]
     producer = kafka_producer(settings.kafka, linger_ms=20)
     await producer.start()
     try:
         topic = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
-        for record in records:
-            message = stamped(record)
-            await producer.send(topic, message.to_json_bytes(), key=message.key.encode())
+        for key, value in payloads:
+            await producer.send(topic, value, key=key)
     finally:
         await producer.stop()
 
@@ -300,6 +304,32 @@ async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dic
     return list(found.values())
 
 
+class TopicEnds:
+    """A topic's record count (its end offsets summed), asked of one long-lived consumer.
+
+    A client made per question (``core.topic_admin.topic_size``) costs a connection, a
+    metadata round trip and its teardown: asked ten times a second through a drain, that took
+    CPU from the scorer this benchmark measures, on the same two cores.
+    """
+
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
+        from aiokafka import TopicPartition
+
+        self.consumer = kafka_consumer(settings.kafka, group_id=None)
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+
+    async def __aenter__(self) -> TopicEnds:
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def size(self) -> int:
+        ends = await self.consumer.end_offsets(self.partitions)
+        return sum(ends.values())
+
+
 async def drain_rate(
     settings: Settings, worker: Worker, records: list[dict[str, Any]], prefix: str
 ) -> dict[str, Any]:
@@ -308,13 +338,16 @@ async def drain_rate(
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
     detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     cpu_before = worker.cpu()
-    target = await topic_size(settings.kafka, VERDICTS) + len(records)
-    await publish_all(settings, records)
-    deadline = time.monotonic() + 600
-    while await topic_size(settings.kafka, VERDICTS) < target:
-        if time.monotonic() > deadline or not worker.alive():
-            raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
-        await asyncio.sleep(0.1)
+    verdicts_topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    async with TopicEnds(settings, verdicts_topic, VERDICTS.partitions) as verdict_ends:
+        target = await verdict_ends.size() + len(records)
+        await publish_all(settings, records)
+        deadline = time.monotonic() + 600
+        while await verdict_ends.size() < target:
+            if time.monotonic() > deadline or not worker.alive():
+                raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
+            # The rate comes from the verdicts' stamps: this only decides when to stop.
+            await asyncio.sleep(0.25)
     await asyncio.sleep(0.2)  # the last batch's acknowledgement and stage sums
     costs = stage_costs(cpu_before, worker.cpu(), len(records))
     verdicts = await read_verdicts(settings, prefix, len(records))
