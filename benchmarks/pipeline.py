@@ -40,6 +40,7 @@ from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
 from core.net import free_port
 from core.settings import Settings
+from core.topic_admin import TopicEnds
 from devkit.chatgen import load_messages
 from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
@@ -304,32 +305,6 @@ async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dic
     return list(found.values())
 
 
-class TopicEnds:
-    """A topic's record count (its end offsets summed), asked of one long-lived consumer.
-
-    A client made per question (``core.topic_admin.topic_size``) costs a connection, a
-    metadata round trip and its teardown: asked ten times a second through a drain, that took
-    CPU from the scorer this benchmark measures, on the same two cores.
-    """
-
-    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
-        from aiokafka import TopicPartition
-
-        self.consumer = kafka_consumer(settings.kafka, group_id=None)
-        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
-
-    async def __aenter__(self) -> TopicEnds:
-        await self.consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def size(self) -> int:
-        ends = await self.consumer.end_offsets(self.partitions)
-        return sum(ends.values())
-
-
 async def drain_rate(
     settings: Settings, worker: Worker, records: list[dict[str, Any]], prefix: str
 ) -> dict[str, Any]:
@@ -338,8 +313,9 @@ async def drain_rate(
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
     detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     cpu_before = worker.cpu()
-    verdicts_topic = VERDICTS.name_for(settings.kafka.topic_suffix)
-    async with TopicEnds(settings, verdicts_topic, VERDICTS.partitions) as verdict_ends:
+    # One consumer for the whole wait: a client per question took CPU from the scorer measured
+    # here, on the same two cores.
+    async with TopicEnds(settings.kafka, VERDICTS) as verdict_ends:
         target = await verdict_ends.size() + len(records)
         await publish_all(settings, records)
         deadline = time.monotonic() + 600

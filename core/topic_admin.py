@@ -69,17 +69,36 @@ async def create_topics(
     return created
 
 
-async def topic_size(kafka: KafkaSettings, spec: TopicSpec) -> int:
-    """How many records the topic holds (its end offsets summed; for topics never compacted)."""
-    from aiokafka import TopicPartition
+class TopicEnds:
+    """How many records a topic holds (its end offsets summed; for topics never compacted),
+    asked of one consumer for as long as the context lasts.
 
-    from core.clients import kafka_consumer
+    Asking often (a benchmark waiting for a drain) should keep one: a client per question
+    costs a connection, a metadata round trip and a teardown, for the broker as well.
+    """
 
-    consumer = kafka_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
+    def __init__(self, kafka: KafkaSettings, spec: TopicSpec) -> None:
+        from aiokafka import TopicPartition
+
+        from core.clients import kafka_consumer
+
+        self.consumer = kafka_consumer(kafka, group_id=None)
         name = spec.name_for(kafka.topic_suffix)
-        ends = await consumer.end_offsets([TopicPartition(name, p) for p in range(spec.partitions)])
+        self.partitions = [TopicPartition(name, p) for p in range(spec.partitions)]
+
+    async def __aenter__(self) -> TopicEnds:
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def size(self) -> int:
+        ends = await self.consumer.end_offsets(self.partitions)
         return sum(ends.values())
-    finally:
-        await consumer.stop()
+
+
+async def topic_size(kafka: KafkaSettings, spec: TopicSpec) -> int:
+    """How many records the topic holds now (one question: :class:`TopicEnds`)."""
+    async with TopicEnds(kafka, spec) as ends:
+        return await ends.size()

@@ -30,19 +30,27 @@ bad,,no user,2024-06-15T18:00:01+00:00,,,,,
 """
 
 
-async def test_a_csv_log_is_replayed_in_loops(settings: Settings, tmp_path: Path) -> None:
-    log = tmp_path / "chat.csv"
-    log.write_text(CSV)
+async def replay_to_the_end(env: dict[str, str], *args: str) -> tuple[int | None, str]:
+    """`warden ingest replay ARGS` run to its end: its exit code and output."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "warden", "ingest", "replay", str(log), "--speed", "4", "--loop", "2"),
-        env=service_env(settings),
+        *("-m", "warden", "ingest", "replay", *args),
+        env=env,
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     output = (await asyncio.wait_for(process.communicate(), timeout=120))[0].decode()
-    assert process.returncode == 0, output
+    return process.returncode, output
+
+
+async def test_a_csv_log_is_replayed_in_loops(settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "chat.csv"
+    log.write_text(CSV)
+    code, output = await replay_to_the_end(
+        service_env(settings), str(log), "--speed", "4", "--loop", "2"
+    )
+    assert code == 0, output
     assert "replayed 6 messages (1 rejected)" in output
     suffix = settings.kafka.topic_suffix
     records = await consume(settings, CHAT_MESSAGES.name_for(suffix), count=6)
@@ -72,18 +80,10 @@ async def test_an_opted_out_user_is_dropped_by_default(
     try:
         env = service_env(settings, WARDEN_INGEST__OPT_OUT_KEY=key)
         assert "WARDEN_INGEST__OPT_OUT" not in env
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "warden", "ingest", "replay", str(log)),
-            env=env,
-            cwd=REPO,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output = (await asyncio.wait_for(process.communicate(), timeout=120))[0].decode()
+        code, output = await replay_to_the_end(env, str(log))
     finally:
         await redis.delete(key)
-    assert process.returncode == 0, output
+    assert code == 0, output
     records = await consume(settings, CHAT_MESSAGES.name_for(settings.kafka.topic_suffix), count=2)
     assert sorted(r["message_id"] for r in records) == ["c1", "c3"]
     assert await topic_size(settings.kafka, CHAT_MESSAGES) == 2
