@@ -26,7 +26,12 @@ stamp="$venv/.chatwarden-deps"
 want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and on its own, so that nothing else pulls a different build of it.
-  torch_spec=$(grep -o '"torch[^"]*"' "$repo/pyproject.toml" | tr -d '"')
+  # The dependency itself ("torch>=..."), not a tool's mention of torch's modules ("torch.*").
+  torch_spec=$(grep -o '"torch[<>=!~][^"]*"' "$repo/pyproject.toml" | tr -d '"')
+  [ "$(echo "$torch_spec" | wc -l)" = 1 ] && [ -n "$torch_spec" ] || {
+    echo "install: expected one torch requirement in pyproject.toml, found: ${torch_spec:-none}" >&2
+    exit 1
+  }
   echo "install: resolving dependencies ($torch_spec first; the first time downloads several GB)"
   "${pip[@]}" "$torch_spec"
   "${pip[@]}" -e "$repo[dev]"

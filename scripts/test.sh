@@ -19,9 +19,29 @@ trap cleanup EXIT
 # `--no-lint` (make chaos): only the tests named after it.
 if [ "${1:-}" = "--no-lint" ]; then
   shift
-else
-  ruff check .
-  ruff format --check .
-  mypy
+  python -m pytest "$@"
+  exit
 fi
-python -m pytest "$@"
+
+ruff check .
+ruff format --check .
+# mypy (a minute of one core) runs beside the first tests: the fault trials of tests/reliability,
+# which mostly wait out outages and check what was lost, not how fast. Its report and its exit
+# status come after pytest's; either failing fails `make test`.
+mypy_log=$(mktemp)
+mypy >"$mypy_log" 2>&1 &
+mypy_pid=$!
+if [ "$#" = 0 ]; then
+  set -- tests/reliability tests/integration tests/unit
+fi
+pytest_status=0
+python -m pytest "$@" || pytest_status=$?
+mypy_status=0
+wait "$mypy_pid" || mypy_status=$?
+echo "mypy:"
+cat "$mypy_log"
+rm -f "$mypy_log"
+if [ "$mypy_status" != 0 ]; then
+  echo "make test: mypy failed (exit $mypy_status)" >&2
+fi
+[ "$pytest_status" = 0 ] && [ "$mypy_status" = 0 ]
