@@ -311,6 +311,7 @@ async def drain_rate(
     """Publish ``records``, wait until the worker has scored them all, return its rate."""
     hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
+    reused_before = worker.counter("warden_encoder_reused_total", 'service="scorer"')
     detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     cpu_before = worker.cpu()
     # One consumer for the whole wait: a client per question took CPU from the scorer measured
@@ -333,12 +334,15 @@ async def drain_rate(
     span = stamps[-1] - first
     hits = worker.counter("warden_cache_lookups_total", 'result="hit"') - hits_before
     misses = worker.counter("warden_cache_lookups_total", 'result="miss"') - misses_before
+    reused = worker.counter("warden_encoder_reused_total", 'service="scorer"') - reused_before
     detector_s = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     return {
         "costs": costs,
         "msgs_per_s": after_first_batch / span if span > 0 else float("nan"),
         "messages": float(len(verdicts)),
         "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+        # Of the misses, those whose token ids the encoder had embedded before (no run).
+        "encoder_reused_rate": reused / misses if misses else 0.0,
         # The stream detectors' wall time (traits, one Redis round trip, labels) per message.
         "detector_us_per_msg": 1e6 * (detector_s - detector_s_before) / max(1, len(verdicts)),
         "labelled_by_detectors": float(
@@ -544,6 +548,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         results["pipeline_unique_msgs_per_s"] = round(unique["msgs_per_s"], 1)
         results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
         results["cache_hit_rate"] = round(replay["cache_hit_rate"], 3)
+        results["encoder_reused_rate"] = round(replay["encoder_reused_rate"], 3)
         # Where each message's CPU goes (us per message), and the same as a table.
         results["stage_costs_us_per_msg"] = {"unique": unique["costs"], "replay": replay["costs"]}
         logger.info("per-stage CPU:\n%s", stage_table(results["stage_costs_us_per_msg"]))

@@ -134,6 +134,11 @@ CACHE_LOOKUPS = Counter(
     "Text-side cache lookups: hit (no encoder time) or miss.",
     ["service", "result"],
 )
+ENCODER_REUSED = Counter(
+    "warden_encoder_reused_total",
+    "Text-side cache misses whose token ids the encoder had embedded before (no encoder run).",
+    ["service"],
+)
 DEGRADED = Counter(
     "warden_degraded_total",
     "Messages scored without context features because Redis was unreachable.",

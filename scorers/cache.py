@@ -81,6 +81,9 @@ class TextSideCache:
         self._rows: OrderedDict[str, Row] = OrderedDict()
         self._hits = metrics.CACHE_LOOKUPS.labels(service, "hit")
         self._misses = metrics.CACHE_LOOKUPS.labels(service, "miss")
+        self._reused = metrics.ENCODER_REUSED.labels(service)
+        # The int8 encoder keeps embeddings by token ids: some misses cost no encoder run.
+        self._encoder = getattr(model, "encoder", None)
         self.hits = 0
         self.misses = 0
         self._lookup_ns = 0
@@ -119,7 +122,9 @@ class TextSideCache:
         """Run the model's text side on texts the cache does not hold."""
         if not texts:
             return {}
+        reused = getattr(self._encoder, "texts_reused", 0)
         side = self.model.score_text_side(texts)
+        self._reused.inc(getattr(self._encoder, "texts_reused", 0) - reused)
         return {self.key(text): row for text, row in zip(texts, split(side), strict=True)}
 
     def missing(self, texts: Sequence[str]) -> list[str]:

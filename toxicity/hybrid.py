@@ -45,7 +45,7 @@ from toxicity.artifacts import (
     load_meta,
 )
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
-from toxicity.encoder import DEFAULT_CACHE_DIR, Encoder, resolve_encoder
+from toxicity.encoder import DEFAULT_CACHE_DIR, DEFAULT_ID_CACHE_SIZE, Encoder, resolve_encoder
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.forest import MAX_ROWS as FOREST_MAX_ROWS
 from toxicity.forest import Forest
@@ -228,6 +228,9 @@ class HybridScorer:
             batch_size=batch_size,
             max_length=meta.max_length,
             workers=model_settings.encoder_workers if model_settings else None,
+            id_cache_size=(
+                model_settings.encoder_id_cache if model_settings else DEFAULT_ID_CACHE_SIZE
+            ),
         )
         if encoder.weights_hash != meta.encoder_sha256:
             logger.warning(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core import metrics
 from schemas.events import Severity
 from scorers.cache import Row, TextSideCache, cache_key, decode_row, encode_row
 from toxicity.base import Context, Score
@@ -55,6 +56,41 @@ def test_repeats_are_computed_once_and_scored_each() -> None:
     assert model.computed == ["KEKW", "gg"]
     assert computed == {}
     assert cache.hit_rate == 5 / 7
+
+
+class CaseBlindEncoder:
+    """Counts texts as the int8 encoder does: a text whose lower case it saw before is reused."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.texts_reused = 0
+
+    def embed(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.texts_reused += text.lower() in self.seen
+            self.seen.add(text.lower())
+
+
+class EncodingModel(CountingModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = CaseBlindEncoder()
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        self.encoder.embed(texts)
+        return super().score_text_side(texts)
+
+
+def test_misses_the_encoder_served_from_its_token_ids_are_counted() -> None:
+    reused = metrics.ENCODER_REUSED.labels("cache-test")
+    before = reused._value.get()
+    cache = TextSideCache(EncodingModel(), max_entries=100, service="cache-test")
+    cache.score(["LUL", "gg"], None)
+    cache.score(["lul", "Lul", "LUL", "GG"], None)
+    # Case is part of the text cache's key (caps ratio is a feature): three misses, and the
+    # encoder ran none of them again.
+    assert (cache.hits, cache.misses) == (1, 5)
+    assert reused._value.get() - before == 3
 
 
 def test_context_still_applies_per_message() -> None:

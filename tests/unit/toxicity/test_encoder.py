@@ -57,8 +57,28 @@ def test_int8_stays_close_to_fp32(fp32: Encoder, int8_cache: Path) -> None:
     cosine = np.sum(vectors * fp32.embed(SENTENCES), axis=1)
     assert cosine.mean() > 0.98, cosine
     assert cosine.min() > 0.95, cosine
-    # A message's int8 embedding (and so its score) does not depend on its batch-mates.
-    assert np.array_equal(vectors[3], int8.embed([SENTENCES[3]])[0])
+    # A message's int8 embedding (and so its score) does not depend on its batch-mates (an
+    # encoder that keeps nothing between calls: it runs the text again).
+    alone = Encoder.load(None, quantize="int8", cache_dir=int8_cache, id_cache_size=0)
+    assert np.array_equal(vectors[3], alone.embed([SENTENCES[3]])[0])
+    assert alone.texts_run == 1
+
+
+def test_int8_runs_the_encoder_once_per_token_ids(int8_cache: Path) -> None:
+    """The uncased tokenizer reads LUL, lul and Lul alike: one encoder run for all three."""
+    int8 = Encoder.load(None, quantize="int8", cache_dir=int8_cache, id_cache_size=2)
+    first = int8.embed(["LUL", "lul", "gg", "LUL"])
+    assert (int8.texts_run, int8.texts_reused) == (2, 2)
+    assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], first[3])
+    second = int8.embed(["Lul", "GG"])
+    assert (int8.texts_run, int8.texts_reused) == (2, 4)
+    assert np.array_equal(second, first[[0, 2]])
+    # Bounded: a third token sequence evicts the least recently used (lul), which then runs
+    # again, to the same embedding.
+    int8.embed(["gg", "poggers"])
+    third = int8.embed(["lul"])
+    assert (int8.texts_run, int8.texts_reused) == (4, 5)
+    assert np.array_equal(third[0], first[0])
 
 
 def test_default_encoder_loads_with_the_hub_offline() -> None:
