@@ -13,7 +13,14 @@ if ! warden stack status --check >/dev/null 2>&1; then
   warden stack up
   started=1
 fi
-cleanup() { if [ "$started" = 1 ]; then warden stack down; fi; }
+mypy_pid=
+mypy_log=
+cleanup() {
+  # A background mypy ignores Ctrl-C (as every job of a script does): stop it with the script.
+  if [ -n "$mypy_pid" ]; then kill "$mypy_pid" 2>/dev/null || true; fi
+  if [ -n "$mypy_log" ]; then rm -f "$mypy_log"; fi
+  if [ "$started" = 1 ]; then warden stack down; fi
+}
 trap cleanup EXIT
 
 # `--no-lint` (make chaos): only the tests named after it.
@@ -35,12 +42,17 @@ if [ "$#" = 0 ]; then
   set -- tests/reliability tests/integration tests/unit
 fi
 pytest_status=0
+interrupted=0
+trap 'interrupted=1' INT
 python -m pytest "$@" || pytest_status=$?
+if [ "$interrupted" = 1 ]; then
+  exit 130  # Ctrl-C: the clean-up stops mypy (and the stack it started) without waiting
+fi
 mypy_status=0
 wait "$mypy_pid" || mypy_status=$?
+mypy_pid=
 echo "mypy:"
 cat "$mypy_log"
-rm -f "$mypy_log"
 if [ "$mypy_status" != 0 ]; then
   echo "make test: mypy failed (exit $mypy_status)" >&2
 fi
