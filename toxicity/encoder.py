@@ -262,9 +262,8 @@ class Encoder:
             fresh = self._run_int8(list(wanted.values()), enc)
             for k, key in enumerate(wanted):
                 known[key] = fresh[k].copy()  # not a view: it would keep all of fresh alive
-            out = np.empty((len(texts), self._dim_of(fresh, known)), dtype=np.float32)
-            for i, key in enumerate(ids):
-                out[i] = known[key]
+            out = np.stack([known[key] for key in ids])
+            for key in ids:
                 known.move_to_end(key)
             while len(known) > self.id_cache_size:
                 known.popitem(last=False)
@@ -272,12 +271,6 @@ class Encoder:
             self.texts_reused += len(texts) - len(wanted)
             return out
         return self._embed_torch(texts)
-
-    @staticmethod
-    def _dim_of(fresh: np.ndarray, known: OrderedDict[tuple[int, ...], np.ndarray]) -> int:
-        if fresh.shape[0]:
-            return int(fresh.shape[1])
-        return int(next(iter(known.values())).shape[0])
 
     def _run_int8(self, rows: list[int], enc: dict[str, Any]) -> np.ndarray:
         """Embeddings of the tokenized texts at ``rows``, one run each, in that order."""
