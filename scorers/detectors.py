@@ -102,13 +102,16 @@ def _digest(text: str) -> str:
 @lru_cache(maxsize=50_000)
 def traits(text: str) -> Traits:
     """The detectors' view of ``text`` (cached: chat repeats itself)."""
-    hosts = tuple(dict.fromkeys(h for h in map(url_host, _URL.findall(text)) if h))
-    bare = _URL.sub(" ", text)
+    urls = _URL.findall(text)
+    hosts = tuple(dict.fromkeys(h for h in map(url_host, urls) if h))
+    bare = _URL.sub(" ", text) if urls else text
     mentions = len(_MENTION.findall(bare))
-    bare = _MENTION.sub(" ", bare)
+    if mentions:
+        bare = _MENTION.sub(" ", bare)
     words: list[str] = []
     emotes: list[str] = []
-    emote_count = letters = upper = 0
+    counted: list[str] = []  # the words whose letters count for caps
+    emote_count = 0
     for token in bare.split():
         core = token.strip(_STRIP) or token
         if is_emoji_run(core):
@@ -120,12 +123,16 @@ def traits(text: str) -> Traits:
         else:
             words.append(token)
             if not is_reaction(token):
-                letters += sum(1 for char in token if char.isalpha())
-                upper += sum(1 for char in token if char.isupper())
+                counted.append(token)
+    caps_source = "".join(counted)
+    letters = sum(map(str.isalpha, caps_source))
+    upper = sum(map(str.isupper, caps_source))
     # Digits drop out (tokens() keeps letters only, after leetspeak is folded), repeated
     # letters are squeezed, emotes count as a set: "buy followers 123 KEKW" and
-    # "buuuy followers 456 KEKW KEKW" are the same line.
-    folded = [squeeze(word) for word in tokens(normalize(" ".join(words)))]
+    # "buuuy followers 456 KEKW KEKW" are the same line. Words are joined by one space, which
+    # no run of a repeated letter crosses, so the line is squeezed at once.
+    line = " ".join(words)
+    folded = squeeze(" ".join(tokens(normalize(line)))).split()
     fingerprint = _digest(" ".join(folded) + "|" + " ".join(sorted(set(emotes))))
     joined = "".join(folded)
     raid = _digest(joined) if joined else ""
@@ -241,13 +248,19 @@ def windowed_labels(w: Windows, thresholds: DetectorThresholds) -> dict[str, str
 
 def merge(verdict: Verdict, found: dict[str, str], thresholds: DetectorThresholds) -> Verdict:
     """The verdict with the detectors' labels and reasons, flagged when a label says so."""
+    update = merged_fields(verdict, found, thresholds)
+    return verdict.model_copy(update=update) if update else verdict
+
+
+def merged_fields(
+    verdict: Verdict, found: dict[str, str], thresholds: DetectorThresholds
+) -> dict[str, object]:
+    """What :func:`merge` changes in ``verdict`` (nothing when the detectors found nothing)."""
     if not found:
-        return verdict
+        return {}
     labels = list(dict.fromkeys([*verdict.labels, *found]))
     flagged = verdict.flagged or any(label in thresholds.flag_labels for label in found)
-    return verdict.model_copy(
-        update={"labels": labels, "reasons": {**verdict.reasons, **found}, "flagged": flagged}
-    )
+    return {"labels": labels, "reasons": {**verdict.reasons, **found}, "flagged": flagged}
 
 
 def raid_harm(verdict: Verdict) -> tuple[bool, list[str]]:
@@ -314,11 +327,8 @@ class StreamDetectors:
         )
         default = AppliedPolicy()
 
-        def applied(m: ChatMessage) -> AppliedPolicy:
-            return policies.get((m.platform.value, m.community), default)
-
-        def limits(m: ChatMessage) -> DetectorThresholds:
-            return applied(m).thresholds
+        # Per message, once: a dict lookup on an enum's value is not free at 1,000 lines a second.
+        applied = [policies.get((m.platform.value, m.community), default) for m in messages]
 
         windows: list[Windows] | None = None
         raids: list[RaidSeen] = []
@@ -328,7 +338,7 @@ class StreamDetectors:
                 windows, raids = await self.state.apply(
                     messages,
                     [entry(texts[m.text]) for m in messages],
-                    [limits(m) for m in messages],
+                    [policy.thresholds for policy in applied],
                     [raid_harm(v) for v in verdicts],
                 )
             except (RedisError, OSError, TimeoutError) as exc:
@@ -344,22 +354,20 @@ class StreamDetectors:
         out: list[Verdict] = []
         counted: dict[str, int] = {}
         for i, (message, verdict) in enumerate(zip(messages, verdicts, strict=True)):
-            policy = applied(message)
+            policy = applied[i]
             limit = policy.thresholds
             found = stateless_labels(texts[message.text], limit)
             if windows is not None:
                 found.update(windowed_labels(windows[i], limit))
             for label in found:
                 counted[label] = counted.get(label, 0) + 1
-            merged = merge(verdict, found, limit)
-            update: dict[str, object] = {}
-            if degraded and not merged.degraded:
+            # One copy of the verdict for everything the detectors change in it.
+            update = merged_fields(verdict, found, limit)
+            if degraded and not verdict.degraded:
                 update["degraded"] = True
-            if merged.policy_version != policy.version:
+            if verdict.policy_version != policy.version:
                 update["policy_version"] = policy.version
-            if update:
-                merged = merged.model_copy(update=update)
-            out.append(merged)
+            out.append(verdict.model_copy(update=update) if update else verdict)
         for label, n in counted.items():
             metrics.DETECTOR_LABELS.labels(SERVICE, label).inc(n)
         metrics.DETECTOR_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
