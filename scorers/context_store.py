@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -48,14 +48,34 @@ SERVICE = "scorer"
 
 WINDOW_DAYS = 7
 TTL_SECONDS = (WINDOW_DAYS + 1) * 86_400
+ITEM = "\x1e"  # between the items of a list passed as one script argument
 
-# KEYS: the batch's user hashes, then its channel hashes. ARGV: first day of the window, today,
-# the number of users, then per distinct (user, channel) pair: the user's position in KEYS and
-# the channel's name. Answers per user n, bad, violations, last (a string, or false); per
-# channel n, bad; then per pair the sent_at ms of the user's first line there (or false). The
-# window's field names are built once per call: every hash of a batch asks for the same days.
-_READ = """
-local first, today, users = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+# Lua: the items of a list passed as one argument (empty items kept; "" is no items).
+SPLIT = """
+local function split(s)
+  local out, from = {}, 1
+  if s == '' then return out end
+  while true do
+    local at = string.find(s, '\\30', from, true)
+    if not at then out[#out + 1] = string.sub(s, from) return out end
+    out[#out + 1] = string.sub(s, from, at - 1)
+    from = at + 1
+  end
+end
+"""
+
+# ARGV: first day of the window, today, the batch's users (their keys' suffixes), its channels,
+# and per distinct (user, channel) pair the user's position (1-based) and the channel's name,
+# each list one argument with its items joined by \x1e (redis-py packs every argument one by
+# one in Python, which cost more than splitting them here; ids have no control characters).
+# Answers per user n, bad, violations, last (a string, or false); per channel n, bad; then per
+# pair the sent_at ms of the user's first line there (or false). The window's field names are
+# built once per call: every hash of a batch asks for the same days.
+_READ = (
+    SPLIT
+    + """
+local first, today = tonumber(ARGV[1]), tonumber(ARGV[2])
+local users, channels, links = split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
 local span = today - first + 1
 local user_fields, channel_fields = {}, {}
 for _, kind in ipairs({'n', 'bad', 'v'}) do
@@ -64,29 +84,37 @@ end
 for i = 1, 2 * span do channel_fields[i] = user_fields[i] end
 user_fields[#user_fields + 1] = 'last'
 local out = {}
-for i = 1, #KEYS do
-  local is_user = i <= users
-  local values = redis.call('HMGET', KEYS[i], unpack(is_user and user_fields or channel_fields))
-  for k = 0, (is_user and 2 or 1) do
+local function sums(key, fields, kinds)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for k = 0, kinds - 1 do
     local total = 0
     for j = k * span + 1, (k + 1) * span do total = total + (tonumber(values[j]) or 0) end
     out[#out + 1] = total
   end
-  if is_user then out[#out + 1] = values[3 * span + 1] end
+  return values
 end
-for i = 4, #ARGV, 2 do
-  out[#out + 1] = redis.call('HGET', KEYS[tonumber(ARGV[i])], 'c:' .. ARGV[i + 1])
+for _, user in ipairs(users) do
+  local values = sums('wf:u:' .. user, user_fields, 3)
+  out[#out + 1] = values[3 * span + 1]
+end
+for _, channel in ipairs(channels) do sums('wf:c:' .. channel, channel_fields, 2) end
+for i = 1, #links, 2 do
+  out[#out + 1] = redis.call('HGET', 'wf:u:' .. users[tonumber(links[i])], 'c:' .. links[i + 1])
 end
 return out
 """
+)
 
-# ARGV: now, day, ttl, cutoff_day, then per message 8 values:
-#   user_key_index (1-based into KEYS), channel_key_index, channel, bad, violation, sent ms,
-#   source partition field ("off:<topic>:<partition>", "" = unknown), offset
+# ARGV: now, day, ttl, cutoff_day, then the batch's messages as one argument (see _READ), 8
+# items per message: user key suffix, channel key suffix, channel, bad, violation, sent ms,
+# source partition field ("off:<topic>:<partition>", "" = unknown), offset.
 # A message at or below the offset a hash already counted for its partition is a replay: that
 # hash skips it (first-seen still takes the minimum, which a replay cannot move).
-_UPDATE = """
+_UPDATE = (
+    SPLIT
+    + """
 local now, day, ttl, cutoff = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local m = split(ARGV[5])
 local touched, marks = {}, {}
 local function fresh(key, part, offset)
   if part == '' then return true end
@@ -98,11 +126,11 @@ local function fresh(key, part, offset)
   touched[key][part] = offset
   return true
 end
-local i = 5
-while i <= #ARGV do
-  local ukey, ckey = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
-  local channel, bad, violation = ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  local sent, part, offset = tonumber(ARGV[i + 5]), ARGV[i + 6], tonumber(ARGV[i + 7])
+local i = 1
+while i <= #m do
+  local ukey, ckey = 'wf:u:' .. m[i], 'wf:c:' .. m[i + 1]
+  local channel, bad, violation = m[i + 2], tonumber(m[i + 3]), tonumber(m[i + 4])
+  local sent, part, offset = tonumber(m[i + 5]), m[i + 6], tonumber(m[i + 7])
   touched[ukey] = touched[ukey] or {}
   touched[ckey] = touched[ckey] or {}
   if fresh(ukey, part, offset) then
@@ -131,8 +159,9 @@ for key, parts in pairs(touched) do
     redis.call('HSET', key, 'pruned', ARGV[2])
   end
 end
-return #ARGV
+return #m / 8
 """
+)
 
 
 def day_number(epoch_s: float) -> int:
@@ -179,31 +208,37 @@ class FeatureStore:
         """Context features for each message, in order (one round trip)."""
         now = time.time() if now is None else now
         today = day_number(now)
-        users = list(dict.fromkeys(m.key for m in messages))
-        channels = list(dict.fromkeys(channel_key(m) for m in messages))
+        keys = [m.key for m in messages]  # a property that builds the string
+        chans = [channel_key(m) for m in messages]
+        users = list(dict.fromkeys(keys))
+        channels = list(dict.fromkeys(chans))
         user_slot = {user: i for i, user in enumerate(users)}
         channel_slot = {channel: i for i, channel in enumerate(channels)}
-        pairs = list(dict.fromkeys((m.key, m.channel) for m in messages))
+        pairs = list(dict.fromkeys(zip(keys, (m.channel for m in messages), strict=True)))
         # The batch's earliest line per pair: a user is new to a channel when nothing of theirs
         # there is older than this batch (and a replay, which finds this batch's own first-seen,
         # agrees).
         earliest: dict[tuple[str, str], int] = {}
-        for m in messages:
-            pair = (m.key, m.channel)
-            earliest[pair] = min(earliest.get(pair, sent_ms(m)), sent_ms(m))
-        args: list[Any] = [today - WINDOW_DAYS + 1, today, len(users)]
-        for user, channel in pairs:
-            args += [user_slot[user] + 1, channel]
+        for key, m in zip(keys, messages, strict=True):
+            pair, sent = (key, m.channel), sent_ms(m)
+            earliest[pair] = min(earliest.get(pair, sent), sent)
         reply = await self._read(
-            keys=[*(f"wf:u:{u}" for u in users), *(f"wf:c:{c}" for c in channels)], args=args
+            keys=[],
+            args=[
+                today - WINDOW_DAYS + 1,
+                today,
+                ITEM.join(users),
+                ITEM.join(channels),
+                ITEM.join(f"{user_slot[user] + 1}{ITEM}{channel}" for user, channel in pairs),
+            ],
         )
         seen_at = 4 * len(users) + 2 * len(channels)
         seen = {pair: reply[seen_at + i] for i, pair in enumerate(pairs)}
         contexts = []
-        for message in messages:
-            u = 4 * user_slot[message.key]
+        for key, chan, message in zip(keys, chans, messages, strict=True):
+            u = 4 * user_slot[key]
             n, bad, violations, last = reply[u : u + 4]
-            c = 4 * len(users) + 2 * channel_slot[channel_key(message)]
+            c = 4 * len(users) + 2 * channel_slot[chan]
             channel_n, channel_bad = reply[c : c + 2]
             contexts.append(
                 {
@@ -214,9 +249,8 @@ class FeatureStore:
                         max(0.0, (now - float(last)) / 3600) if last is not None else None
                     ),
                     "is_new_to_channel": 1.0
-                    if seen[message.key, message.channel] is None
-                    or int(seen[message.key, message.channel])
-                    >= earliest[message.key, message.channel]
+                    if seen[key, message.channel] is None
+                    or int(seen[key, message.channel]) >= earliest[key, message.channel]
                     else 0.0,
                 }
             )
@@ -238,29 +272,27 @@ class FeatureStore:
             return
         now = time.time() if now is None else now
         today = day_number(now)
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def slot(key: str) -> int:
-            if key not in index:
-                keys.append(key)
-                index[key] = len(keys)
-            return index[key]
-
-        args: list[Any] = [f"{now:.3f}", today, TTL_SECONDS, today - WINDOW_DAYS + 1]
+        items: list[str] = []
         where = positions if positions is not None else [None] * len(messages)
         for message, outcome, position in zip(messages, outcomes, where, strict=True):
-            args += [
-                slot(f"wf:u:{message.key}"),
-                slot(f"wf:c:{channel_key(message)}"),
+            items += (
+                message.key,
+                channel_key(message),
                 message.channel,
-                int(outcome.bad),
-                int(outcome.violation),
-                sent_ms(message),
+                "1" if outcome.bad else "0",
+                "1" if outcome.violation else "0",
+                str(sent_ms(message)),
                 f"off:{position.topic}:{position.partition}" if position is not None else "",
-                position.offset if position is not None else 0,
-            ]
-        await self._update(keys=keys, args=args)
+                str(position.offset) if position is not None else "0",
+            )
+        args: list[str | int] = [
+            f"{now:.3f}",
+            today,
+            TTL_SECONDS,
+            today - WINDOW_DAYS + 1,
+            ITEM.join(items),
+        ]
+        await self._update(keys=[], args=args)
 
 
 class ContextReader:
