@@ -33,7 +33,7 @@ from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
-from scorers.consumer import ScorerApp, ack_events, take_events
+from scorers.consumer import RawSchema, ScorerApp, ack_events, take_events
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
 from scorers.model_follow import ModelFollower
@@ -205,7 +205,7 @@ def build_app(
         ),
         web_enabled=False,
     )
-    source = app.topic(CHAT_MESSAGES.name_for(suffix), value_serializer="raw")
+    source = app.topic(CHAT_MESSAGES.name_for(suffix), schema=RawSchema())
     verdicts = app.topic(
         (VERDICTS_SHADOW if shadow else VERDICTS).name_for(suffix), value_serializer="raw"
     )

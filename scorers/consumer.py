@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.serializers.schemas import DecodeFunction
 from faust.streams import Stream
 from faust.transport.drivers.aiokafka import Consumer
-from faust.types import AppT, ConsumerT, EventT
+from faust.types import AppT, ConsumerT, EventT, Message
 from mode.services import WaitArgT, WaitResults
 
 _EVENT_WAIT = asyncio.Event.wait.__code__
@@ -97,6 +98,25 @@ class ScorerConsumer(Consumer):
             and frame is not None
             and frame.f_locals.get("self") is self.suspend_flow
         )
+
+
+class RawSchema(faust.Schema):
+    """A topic's keys and values as the broker sent them (bytes), each message's event made
+    without going through faust's serializer registry.
+
+    That is what faust's ``raw`` serializers give too (its raw codec hands bytes back as they
+    are, and a payload that is not a blessed faust record is not rebuilt), by way of two
+    registry look-ups, a codec call and two payload checks a message; the scorer decodes the
+    value itself (:class:`schemas.events.ChatMessage`), so none of that was doing anything.
+    """
+
+    def compile(self, app: AppT, **_: Any) -> DecodeFunction:
+        event: Any = app.conf.Event
+
+        async def decode(message: Message, *, propagate: bool = False) -> EventT:
+            return cast(EventT, event(app, message.key, message.value, message.headers, message))
+
+        return decode
 
 
 class ScorerApp(faust.App):
