@@ -9,7 +9,9 @@ Measurements, in order:
 2. pipeline throughput: one scorer worker drains messages published to fresh topics (encoded
    before the first send, so that publishing costs the drain little); the rate comes from the
    verdicts' own ``scored_at`` stamps, and the end is found by one consumer asking the verdict
-   topic's end offsets every 0.25 s;
+   topic's end offsets every 0.25 s; then the ceiling once more, with the worker idle. The
+   ratios divide by the mean of the two ceiling readings: this machine's speed moves within
+   minutes, and a ceiling read only before the drains compared them with another machine;
 3. pipeline latency at fixed offered loads (100 msg/s and others, for the plot): messages
    stamped when published, latency = verdict read back by this process - ``sent_at``;
 4. the per-message HTTP design: a FastAPI ``/predict`` around the same model, called once per
@@ -31,10 +33,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
@@ -46,6 +49,9 @@ from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
 from scorers.stages import INLINE_MODEL
+
+if TYPE_CHECKING:
+    from toxicity.base import TextScorer
 
 logger = logging.getLogger(__name__)
 SEED = 42
@@ -123,18 +129,13 @@ def stamped(record: dict[str, Any]) -> ChatMessage:
 # --- 1. the model alone -------------------------------------------------------------------
 
 
-def model_ceiling(settings: Settings, count: int) -> tuple[float, str]:
-    from toxicity.loading import load_model
-
-    model = load_model(settings.model)
-    texts = [m["text"] for m in workload("unique", count, "c-")]
-    batch = settings.scorer.max_batch
-    model.score(texts[:batch])  # warm-up: first-call allocations, lazy initialisation
+def model_ceiling(model: TextScorer, texts: Sequence[str], batch: int) -> float:
+    """Messages a second that ``model`` scores alone, ``batch`` unique texts a call."""
+    model.score(list(texts[:batch]))  # warm-up: first-call allocations, lazy initialisation
     started = time.perf_counter()
     for start in range(0, len(texts), batch):
-        model.score(texts[start : start + batch])
-    elapsed = time.perf_counter() - started
-    return len(texts) / elapsed, model.version
+        model.score(list(texts[start : start + batch]))
+    return len(texts) / (time.perf_counter() - started)
 
 
 # --- 2./3. the pipeline -------------------------------------------------------------------
@@ -520,10 +521,16 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         "max_wait_ms": settings.scorer.max_wait_ms,
         "cache_size": settings.scorer.cache_size,
     }
+    from toxicity.loading import load_model
+
     logger.info("1/5 model-only ceiling on %d unique texts", plan.ceiling_messages)
-    ceiling, version = await asyncio.to_thread(model_ceiling, settings, plan.ceiling_messages)
-    results["model_version"] = version
-    results["ceiling_msgs_per_s"] = round(ceiling, 1)
+    model = await asyncio.to_thread(load_model, settings.model)
+    # Two readings, each on texts of its own: the encoder remembers the texts it embedded.
+    texts = [m["text"] for m in workload("unique", 2 * plan.ceiling_messages, "c-")]
+    before, after = texts[: plan.ceiling_messages], texts[plan.ceiling_messages :]
+    batch = settings.scorer.max_batch
+    ceilings = [await asyncio.to_thread(model_ceiling, model, before, batch)]
+    results["model_version"] = model.version
 
     results["redis_feature_read"] = await redis_read_latency(
         settings, batches=500, batch_size=settings.scorer.max_batch
@@ -559,6 +566,12 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
                 replay["labelled_by_detectors"] / max(1.0, replay["messages"]), 3
             ),
         }
+        logger.info("the model-only ceiling again, after the drains")
+        ceilings.append(await asyncio.to_thread(model_ceiling, model, after, batch))
+        del model  # its sessions' memory, before the latency phases
+        ceiling = sum(ceilings) / len(ceilings)
+        results["ceiling_msgs_per_s"] = round(ceiling, 1)
+        results["ceiling_readings_msgs_per_s"] = [round(c, 1) for c in ceilings]
 
         logger.info("3/5 end-to-end latency at offered loads %s msg/s", plan.loads)
         for i, rate in enumerate(sorted({100.0, *plan.loads})):
@@ -603,10 +616,10 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         "replay_vs_http": round(pipeline_replay / http_rate, 1),
         "unique_vs_http": round(pipeline_unique / http_rate, 1),
     }
-    results["targets"] = {
-        "unique_at_least_0.7x_ceiling": pipeline_unique >= 0.7 * ceiling,
+    results["targets"] = {  # issue #16's, and the per-message HTTP design's
+        "unique_at_least_0.85x_ceiling": pipeline_unique >= 0.85 * ceiling,
         "replay_at_least_3x_ceiling": pipeline_replay >= 3 * ceiling,
-        "p99_under_250ms_at_100_msgs_per_s": results["p99_ms_at_100_msgs_per_s"] < 250,
+        "p99_under_50ms_at_100_msgs_per_s": results["p99_ms_at_100_msgs_per_s"] < 50,
         "replay_at_least_5x_http": pipeline_replay >= 5 * http_rate,
     }
     results["latency_curve"] = report.curve
@@ -624,7 +637,7 @@ def plot(report: Report, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
         ax.plot(x, [p[key] for p in curve], marker="o", label=label)
-    ax.axhline(250, color="grey", linestyle="--", linewidth=1, label="250 ms target")
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1, label="p99 target at 100 msg/s")
     ceiling = report.results.get("ceiling_msgs_per_s")
     if ceiling:
         ax.axvline(ceiling, color="red", linestyle=":", linewidth=1, label="model-only ceiling")
