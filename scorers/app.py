@@ -33,7 +33,7 @@ from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
 from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
-from scorers.consumer import RawSchema, ScorerApp, ack_events, take_events
+from scorers.consumer import RawSchema, ScorerApp, StallWatch, ack_events, take_events
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
 from scorers.model_follow import ModelFollower
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 # Python's collector thresholds in the worker (gen0 allocations, gen1 and gen2 collections);
 # Python's own are (700, 10, 10).
 GC_THRESHOLDS = (20_000, 20, 20)
+# The scorer's producer: how long a produce request waits for its answer (seconds).
+PRODUCER_REQUEST_TIMEOUT_S = 30.0
 
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
@@ -197,6 +199,10 @@ def build_app(
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
         producer_acks=-1,
+        # faust's default is 20 minutes, which is also how long aiokafka holds a batch whose
+        # request got no answer: the deliver stage (and every batch behind it) would wait that
+        # long. At this, such a batch is retried or failed, and the stage sends it again.
+        producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
         # No linger: BatchSender hands over each delivery's records as whole record batches
         # already, so waiting for more would only add latency (5 ms at the default).
         producer_linger_ms=0,
@@ -311,9 +317,12 @@ def build_app(
         )
         stages.start()
         live.add(stages)
+        # A consumer that stops handing out waiting messages is started again (consumer.py).
+        stall = StallWatch(app, source.get_topic_name(), lambda: stages.idle)
+        watching = asyncio.create_task(stall.run(), name="scorer-stall-watch")
         try:
             batches = take_events(
-                events_stream, settings.scorer.max_batch, max_wait, lambda: stages.idle
+                events_stream, settings.scorer.max_batch, max_wait, lambda: stages.idle, stall
             )
             async for events in batches:
                 raw = [
@@ -328,6 +337,7 @@ def build_app(
                 ]
                 await stages.put(events, raw)
         finally:
+            watching.cancel()
             live.discard(stages)
             await stages.stop()
 

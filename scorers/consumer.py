@@ -30,6 +30,8 @@ offset once the rebalance seeks there.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable
 from typing import Any, cast
 
@@ -39,6 +41,8 @@ from faust.streams import Stream
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import AppT, ConsumerT, EventT, Message
 from mode.services import WaitArgT, WaitResults
+
+logger = logging.getLogger(__name__)
 
 _EVENT_WAIT = asyncio.Event.wait.__code__
 
@@ -134,7 +138,11 @@ class ScorerApp(faust.App):
 
 
 async def take_events(
-    stream: Stream[Any], max_: int, within: float, idle: Callable[[], bool] | None = None
+    stream: Stream[Any],
+    max_: int,
+    within: float,
+    idle: Callable[[], bool] | None = None,
+    watch: StallWatch | None = None,
 ) -> AsyncGenerator[list[EventT], None]:
     """Batches of the agent ``stream``'s events, unacknowledged: a batch closes at ``max_``
     events or ``within`` seconds after its first, whichever comes first; or, when ``idle()``
@@ -166,6 +174,8 @@ async def take_events(
                     batch.append(event)
                     if len(batch) >= max_:
                         break
+                elif watch is not None:
+                    watch.dropped += 1
                 if not queue.empty():
                     event = queue.get_nowait()
                     continue
@@ -179,6 +189,8 @@ async def take_events(
                 except TimeoutError:
                     break
             if batch:
+                if watch is not None:
+                    watch.taken()
                 yield batch
     finally:
         stream._channel_stop_iteration(channel)
@@ -191,3 +203,100 @@ def ack_events(app: AppT, events: Iterable[EventT]) -> None:
         if event.ack():
             message = event.message
             on_message_out(message.tp, message.offset, message)
+
+
+class StallWatch:
+    """Notices a consumer that stopped handing out its topic's messages while they wait, and
+    starts it again from the committed offsets.
+
+    Stalled means: messages wait on an assigned partition of ``topic`` (its end offset is past
+    the committed one), none was taken for ``after_s`` seconds, the scorer waits for work
+    (``idle``) and no rebalance is under way. A rebalance or a slow batch is none of these. That
+    has been seen once, after a broker was killed and came back: the worker rejoined and took
+    nothing more. The watch logs what the consumer's state was, seeks its partitions to the
+    committed offsets and resumes them and the flow: a message is then read again at worst
+    (consumers drop a repeated verdict by ``message_id``), never skipped.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        topic: str,
+        idle: Callable[[], bool],
+        after_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.topic = topic
+        self.idle = idle
+        self.after_s = after_s
+        self.clock = clock
+        self.taken_at = clock()
+        self.dropped = 0  # events dropped since the last batch (older generation, flow suspended)
+        self.restarts = 0
+
+    def taken(self) -> None:
+        self.taken_at = self.clock()
+        self.dropped = 0
+
+    async def run(self, every_s: float = 10.0) -> None:
+        """Check every ``every_s`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the broker away: the next check tries again
+                logger.debug("stall check failed: %r", exc)
+
+    async def waiting(self) -> dict[Any, int]:
+        """Messages waiting past the committed offset, by partition of the topic."""
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        if not tps:
+            return {}
+        ends = await consumer.highwaters(*tps)
+        starts = await consumer.earliest_offsets(*tps)
+        committed = cast(Any, consumer)._committed_offset
+        behind = {}
+        for tp in tps:
+            done = max(committed.get(tp) or 0, starts.get(tp) or 0)
+            if (ends.get(tp) or 0) > done:
+                behind[tp] = ends[tp] - done
+        return behind
+
+    async def check(self) -> bool:
+        """Restart a stalled consumer; whether it was stalled."""
+        app = self.app
+        if (
+            self.clock() - self.taken_at < self.after_s
+            or not self.idle()
+            or app.rebalancing
+            or app.consumer.should_stop
+        ):
+            return False
+        behind = await self.waiting()
+        if not behind:
+            self.taken_at = self.clock()  # caught up: a quiet topic is not a stall
+            return False
+        consumer = cast(Any, app.consumer)
+        logger.warning(
+            "no message taken for %.0f s while %d wait (%s); flow %s, consumer flow %s, paused %s,"
+            " generation %s, %d dropped; seeking to the committed offsets and resuming",
+            self.clock() - self.taken_at,
+            sum(behind.values()),
+            ", ".join(f"{tp.topic}[{tp.partition}]: {n}" for tp, n in sorted(behind.items())),
+            "active" if app.flow_control.is_active() else "suspended",
+            "active" if consumer.flow_active else "stopped",
+            sorted(tp.partition for tp in consumer._paused_partitions if tp.topic == self.topic),
+            app.consumer_generation_id,
+            self.dropped,
+        )
+        self.restarts += 1
+        self.taken_at = self.clock()
+        consumer.resume_partitions(list(behind))
+        await consumer.perform_seek()
+        app.flow_control.resume()
+        consumer.resume_flow()
+        return True

@@ -81,6 +81,10 @@ RECORD_ERRORS: tuple[type[KafkaError], ...] = (
 RETRY_BACKOFF_S = (0.2, 5.0)
 # A broker away this long gets one warning, then one per this period (not one per record).
 RETRY_WARN_EVERY_S = 30.0
+# A record whose delivery report has not come this long after it was handed to the producer is
+# sent again (the producer's own request timeout is shorter: this catches a report that never
+# comes). Consumers drop the duplicate by ``message_id`` should the first one land after all.
+DELIVERY_DEADLINE_S = 90.0
 
 
 def kafka_cause(exc: BaseException) -> BaseException:
@@ -91,6 +95,11 @@ def kafka_cause(exc: BaseException) -> BaseException:
             return seen
         seen = seen.__cause__
     return exc
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read, so that asyncio does not log it as never retrieved
 
 
 def position(source: RawEvent) -> Position | None:
@@ -318,6 +327,7 @@ class Stages:
         detectors: StreamDetectors | None = None,
         raids_topic: str | None = None,
         outcomes: bool = True,
+        delivery_deadline_s: float = DELIVERY_DEADLINE_S,
     ) -> None:
         self.scorer = scorer
         self.contexts = contexts
@@ -337,6 +347,7 @@ class Stages:
         self.raids_topic = raids_topic
         # Count delivered verdicts in the outcome metrics (not a shadow's: never actioned).
         self.outcomes = outcomes
+        self.delivery_deadline_s = delivery_deadline_s
         self.failure: BaseException | None = None
         self.clock = StageClock()
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
@@ -584,7 +595,7 @@ class Stages:
             again: list[Outgoing] = []
             with self.clock.section("produce"):
                 sent, transient = await self._send(todo, again)
-            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            results = await self._reports([f for _, f in sent])
             with self.clock.section("metrics"):
                 landed: list[Verdict] = []
                 for (record, _), result in zip(sent, results, strict=True):
@@ -616,6 +627,26 @@ class Stages:
             await asyncio.sleep(pause * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
             pause = min(pause * 2, RETRY_BACKOFF_S[1])
         return delivered
+
+    async def _reports(self, futures: list[Awaitable[Any]]) -> list[Any]:
+        """Each delivery future's result or exception, once all have one or the deadline has
+        passed: then those without one get a :class:`TimeoutError` (sent again, as for a broker
+        away). A future given up on is left to finish on its own, its outcome unread."""
+        if not futures:
+            return []
+        waiting = [asyncio.ensure_future(f) for f in futures]
+        _, late = await asyncio.wait(set(waiting), timeout=self.delivery_deadline_s)
+        overdue = TimeoutError(f"no delivery report in {self.delivery_deadline_s:g} s")
+        for future in late:
+            future.add_done_callback(_ignore_outcome)
+        return [
+            overdue
+            if f in late
+            else asyncio.CancelledError()
+            if f.cancelled()
+            else f.exception() or f.result()
+            for f in waiting
+        ]
 
     async def _send(
         self, records: list[Outgoing], again: list[Outgoing]

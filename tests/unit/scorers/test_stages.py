@@ -125,6 +125,31 @@ async def test_batches_are_acknowledged_in_order_and_only_after_delivery() -> No
         await running.stop()
 
 
+async def test_a_delivery_report_that_never_comes_is_not_waited_for_forever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = Broker()
+    acked: list[Any] = []
+    failures: list[BaseException] = []
+    running = stages(broker, acked, failures)
+    running.delivery_deadline_s = 0.2
+    running.start()
+    try:
+        await running.put(["e0"], [raw(0)])
+        await wait_for(lambda: "m0" in broker.pending)
+        first = broker.pending["m0"]  # never resolved: a report lost with its connection
+        await wait_for(lambda: broker.pending["m0"] is not first)
+        assert acked == []
+        assert "no delivery report in 0.2 s" in caplog.text
+        broker.pending["m0"].set_result(None)
+        await wait_for(lambda: acked == ["e0"])
+        first.set_exception(KafkaConnectionError())  # late, and nobody is waiting for it
+        await asyncio.sleep(0.05)
+        assert failures == []
+    finally:
+        await running.stop()
+
+
 async def test_a_failed_delivery_stops_the_stages_without_acknowledging() -> None:
     broker = Broker(fail_on='"message_id":"m1"')
     acked: list[Any] = []
