@@ -110,12 +110,26 @@ return out
 # source partition field ("off:<topic>:<partition>", "" = unknown), offset.
 # A message at or below the offset a hash already counted for its partition is a replay: that
 # hash skips it (first-seen still takes the minimum, which a replay cannot move).
+# The batch's counts are summed here and written once per hash and field, and each hash's
+# other fields go in one HSET: every write of a script is a command in Redis's append-only
+# file, and a channel's counter took one a message.
 _UPDATE = (
     SPLIT
     + """
 local now, day, ttl, cutoff = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local m = split(ARGV[5])
-local touched, marks = {}, {}
+local n_day, bad_day, v_day = 'n:' .. day, 'bad:' .. day, 'v:' .. day
+local adds, sets, marks, firsts = {}, {}, {}, {}
+local function field_set(key)
+  local f = sets[key]
+  if not f then f = {} sets[key] = f end
+  return f
+end
+local function add(key, field)
+  local a = adds[key]
+  if not a then a = {} adds[key] = a end
+  a[field] = (a[field] or 0) + 1
+end
 local function fresh(key, part, offset)
   if part == '' then return true end
   local mark = key .. '\\31' .. part
@@ -123,7 +137,7 @@ local function fresh(key, part, offset)
   if done == nil then done = tonumber(redis.call('HGET', key, part)) or -1 end
   if offset <= done then marks[mark] = done return false end
   marks[mark] = offset
-  touched[key][part] = offset
+  field_set(key)[part] = offset
   return true
 end
 local i = 1
@@ -131,24 +145,37 @@ while i <= #m do
   local ukey, ckey = 'wf:u:' .. m[i], 'wf:c:' .. m[i + 1]
   local channel, bad, violation = m[i + 2], tonumber(m[i + 3]), tonumber(m[i + 4])
   local sent, part, offset = tonumber(m[i + 5]), m[i + 6], tonumber(m[i + 7])
-  touched[ukey] = touched[ukey] or {}
-  touched[ckey] = touched[ckey] or {}
+  field_set(ukey)
+  field_set(ckey)
   if fresh(ukey, part, offset) then
-    redis.call('HINCRBY', ukey, 'n:' .. day, 1)
-    if bad == 1 then redis.call('HINCRBY', ukey, 'bad:' .. day, 1) end
-    if violation == 1 then redis.call('HINCRBY', ukey, 'v:' .. day, 1) end
-    redis.call('HSET', ukey, 'last', now)
+    add(ukey, n_day)
+    if bad == 1 then add(ukey, bad_day) end
+    if violation == 1 then add(ukey, v_day) end
+    sets[ukey]['last'] = now
   end
   if fresh(ckey, part, offset) then
-    redis.call('HINCRBY', ckey, 'n:' .. day, 1)
-    if bad == 1 then redis.call('HINCRBY', ckey, 'bad:' .. day, 1) end
+    add(ckey, n_day)
+    if bad == 1 then add(ckey, bad_day) end
   end
-  local seen = tonumber(redis.call('HGET', ukey, 'c:' .. channel))
-  if not seen or sent < seen then redis.call('HSET', ukey, 'c:' .. channel, sent) end
+  local pair = ukey .. '\\31' .. channel
+  local first = firsts[pair]
+  if first == nil or sent < first[3] then firsts[pair] = {ukey, 'c:' .. channel, sent} end
   i = i + 8
 end
-for key, parts in pairs(touched) do
-  for part, offset in pairs(parts) do redis.call('HSET', key, part, offset) end
+for _, f in pairs(firsts) do
+  local seen = tonumber(redis.call('HGET', f[1], f[2]))
+  if not seen or f[3] < seen then sets[f[1]][f[2]] = f[3] end
+end
+for key, fields in pairs(adds) do
+  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+end
+for key, fields in pairs(sets) do
+  local args = {}
+  for field, value in pairs(fields) do
+    args[#args + 1] = field
+    args[#args + 1] = value
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
   redis.call('EXPIRE', key, ttl)
   -- Day fields that left the window go once a day per hash, not on every batch.
   if redis.call('HGET', key, 'pruned') ~= ARGV[2] then
