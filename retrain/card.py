@@ -86,6 +86,18 @@ def margin_lines(evaluation: dict[str, Any]) -> list[str]:
     return out
 
 
+def _build_line(build: dict[str, Any]) -> str:
+    """The int8 encoder file the booster learnt from, and the toolchain that built it."""
+    if not build.get("int8_sha256"):
+        return ""
+    tools = ", ".join(f"{name} {version}" for name, version in build.get("toolchain", {}).items())
+    return (
+        f" The int8 file (recipe `{build.get('recipe')}`, sha256 "
+        f"`{str(build['int8_sha256'])[:16]}...`) was built with {tools}; a scorer whose file "
+        "differs warns at load, and its scores may differ a little from this card's."
+    )
+
+
 def model_card(meta: ModelMeta) -> str:
     training = meta.training
     metrics = meta.metrics
@@ -103,7 +115,7 @@ def model_card(meta: ModelMeta) -> str:
         f"{meta.max_length} tokens. Training embeddings: "
         f"`{training.get('embedding_recipe', meta.encoder_backend)}` (per-channel dynamic int8 "
         "ONNX Runtime on CPU); scoring runs int8 one text per call, so a message's score never "
-        "depends on its batch-mates.",
+        "depends on its batch-mates." + _build_line(meta.encoder_build),
         f"- Static text features ({len(meta.static_features)}): "
         + ", ".join(f"`{name}`" for name in meta.static_features)
         + ". Lexical counts run on normalised text (NFKC, homoglyphs, leetspeak, zero-width and "

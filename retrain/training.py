@@ -46,7 +46,13 @@ from toxicity.calibration import (
     expected_calibration_error,
     fit_calibrator,
 )
-from toxicity.encoder import Encoder, encoder_hash, file_sha256, resolve_encoder
+from toxicity.encoder import (
+    Encoder,
+    encoder_build_of,
+    encoder_hash,
+    file_sha256,
+    resolve_encoder,
+)
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.heads import head_features
 from toxicity.lexicon import Lexicon
@@ -428,6 +434,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = logger.info) -> Pat
         encoder_sha256=encoder.weights_hash,
         encoder_adapter=file_sha256(adapter) if adapter is not None else None,
         encoder_backend=encoder.backend,
+        encoder_build=encoder_build_of(encoder),
         max_length=encoder.max_length,
         embedding_dim=dim,
         static_features=list(STATIC_FEATURES),

@@ -85,6 +85,10 @@ class ModelMeta:
     # One logistic head per harm label (schemas.labels.HARM_LABELS) on the embedding: the
     # label's score; they explain a verdict and never feed the booster.
     label_heads: list[EmbeddingHead] = field(default_factory=list)
+    # The int8 encoder file the booster learnt from: {"int8_sha256", "recipe", "toolchain":
+    # {package: version}} (``toxicity.encoder.toolchain``); empty for other back ends and for
+    # models trained before it was recorded.
+    encoder_build: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -109,6 +113,7 @@ class ModelMeta:
                 "max_length": self.max_length,
                 "dim": self.embedding_dim,
                 **({"adapter": self.encoder_adapter} if self.encoder_adapter else {}),
+                **({"build": self.encoder_build} if self.encoder_build else {}),
             },
             "features": {
                 "static": self.static_features,
@@ -146,6 +151,7 @@ class ModelMeta:
                 max_length=int(encoder["max_length"]),
                 embedding_dim=int(encoder["dim"]),
                 encoder_adapter=str(encoder["adapter"]) if encoder.get("adapter") else None,
+                encoder_build=dict(encoder.get("build") or {}),
                 static_features=list(data["features"]["static"]),
                 context_features=list(data["features"]["context"]),
                 thresholds=Thresholds(

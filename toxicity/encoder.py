@@ -12,8 +12,21 @@ Three back ends share one tokenizer and one pooling step:
   containers may well have the same pid: the temporary names carry a random part).
   Per-tensor int8 on x86 without VNNI distorts the embeddings (saturating u8 x s8 products);
   per-channel scales keep them within a few hundredths of fp32 (see
-  ``tests/unit/toxicity/test_encoder.py``). Where the ``onnx`` package is missing, torch's
+  ``tests/unit/toxicity/test_encoder.py``). The weights use 7 of the 8 bits
+  (``reduce_range``): ONNX Runtime multiplies u8 activations by s8 weights two pairs at a time
+  into a 16-bit sum on x86 CPUs without VNNI, which saturates for full-range weights
+  (255 x 128 x 2 > 32,767) and not for 7-bit ones (255 x 64 x 2), while VNNI CPUs never
+  saturate. So every x86 CPU computes the same integer products, and an embedding, and the
+  score the booster gives it, does not depend on which CPU the scorer or the trainer ran on
+  (measured on 823 chat lines: cosine to fp32 mean 0.989, min 0.952, against 0.991 / 0.965 for
+  8-bit weights on a VNNI CPU; the same speed). Where the ``onnx`` package is missing, torch's
   per-channel dynamic quantization is used instead.
+
+  The file is a function of the encoder's weights and of the toolchain that exports and
+  quantizes it (torch, transformers, onnx, onnxruntime; byte for byte the same when these are
+  the same, measured). ``pyproject.toml`` pins those four, a model records the file's sha256
+  and the versions it was trained with (:func:`toolchain`), and a scorer whose file differs
+  says so when it loads the model (``toxicity.hybrid``).
 
   Chat lines are short (a dozen tokens), too small to split one text's matrix products across
   cores: ONNX Runtime's second thread mostly spins (measured here, one all-MiniLM text: 1.93 ms
@@ -58,7 +71,9 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "chatwarden"
 Backend = Literal["fp32", "fp16", "int8"]
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Bumped when the export or quantization recipe changes, so stale cached files are not reused.
-_INT8_RECIPE = "ort-dynamic-qint8-per-channel-v1"
+_INT8_RECIPE = "ort-dynamic-qint8-per-channel-7bit-v2"
+# The packages whose versions decide the int8 file's bytes (module docstring).
+TOOLCHAIN = ("torch", "transformers", "onnx", "onnxruntime")
 # int8 embeddings kept by token ids (384 float32 each for MiniLM: 20,000 are ~31 MB).
 DEFAULT_ID_CACHE_SIZE = 20_000
 
@@ -113,6 +128,50 @@ def encoder_hash(source: Path | str) -> str:
     return hashlib.sha256(str(source).encode()).hexdigest()
 
 
+def toolchain() -> dict[str, str | None]:
+    """The installed version of each package that builds the int8 encoder (None: missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in TOOLCHAIN:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def encoder_build_of(encoder: Encoder) -> dict[str, Any]:
+    """What a model records of the int8 encoder file it learnt from (empty for the other back
+    ends): ``ModelMeta.encoder_build``."""
+    if encoder.build_sha256 is None:
+        return {}
+    return {"int8_sha256": encoder.build_sha256, "recipe": _INT8_RECIPE, "toolchain": toolchain()}
+
+
+def build_difference(recorded: dict[str, Any], encoder: Encoder) -> str | None:
+    """Why ``encoder``'s int8 file is not the one a model recorded (``encoder_build_of``), or
+    None when it is, or when there is nothing to compare (no record, another back end)."""
+    want = recorded.get("int8_sha256")
+    if not want or encoder.build_sha256 is None or want == encoder.build_sha256:
+        return None
+    here = toolchain()
+    theirs = recorded.get("toolchain") or {}
+    changed = [
+        f"{name} {theirs.get(name)} here {here.get(name)}"
+        for name in TOOLCHAIN
+        if theirs.get(name) != here.get(name)
+    ]
+    recipe = recorded.get("recipe")
+    if recipe and recipe != _INT8_RECIPE:
+        changed.insert(0, f"recipe {recipe} here {_INT8_RECIPE}")
+    return (
+        f"the int8 encoder file ({encoder.build_sha256[:12]}) is not the one the model learnt "
+        f"from ({str(want)[:12]}; {', '.join(changed) or 'same toolchain versions'}): "
+        "scores may differ a little from the model card's"
+    )
+
+
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean of the token vectors under the attention mask, then L2-normalised."""
     weights = mask[..., None].astype(np.float32)
@@ -139,6 +198,7 @@ class Encoder:
         weights_hash: str,
         more_sessions: Sequence[Any] = (),
         id_cache_size: int = DEFAULT_ID_CACHE_SIZE,
+        build_sha256: str | None = None,
     ) -> None:
         self.encoder_id = encoder_id
         self.source = source
@@ -146,6 +206,8 @@ class Encoder:
         self.batch_size = batch_size
         self.max_length = max_length
         self.weights_hash = weights_hash
+        # sha256 of the int8 ONNX file the sessions run (None for the other back ends).
+        self.build_sha256 = build_sha256
         self._tokenizer = tokenizer
         self._session = session
         # int8: more ONNX sessions to run texts side by side, each on a thread of its own.
@@ -186,6 +248,7 @@ class Encoder:
         backend: Backend
         more: list[Any] = []
         tokenizer: Any
+        build_sha256: str | None = None
         if device == "cuda":
             tokenizer = hf_tokenizer(source, local)
             backend, session = "fp16", _torch_model(source, local, device="cuda", half=True)
@@ -196,6 +259,7 @@ class Encoder:
             session = _int8_session(source, local, folder)
             count = default_workers() if workers is None else max(1, workers)
             if hasattr(session, "run"):  # ONNX Runtime (not the torch fallback)
+                build_sha256 = file_sha256(folder / f"model.{_INT8_RECIPE}.onnx")
                 more = [_int8_session(source, local, folder) for _ in range(count - 1)]
                 tokenizer = IdsTokenizer.load(source, max_length) or hf_tokenizer(source, local)
             else:
@@ -215,6 +279,7 @@ class Encoder:
             weights_hash=weights_hash,
             more_sessions=more,
             id_cache_size=id_cache_size,
+            build_sha256=build_sha256,
         )
 
     @property
@@ -244,7 +309,7 @@ class Encoder:
     @property
     def cache_tag(self) -> str:
         """What distinguishes this encoder's embeddings in a cache besides the weights."""
-        return "int8-per-text" if self.backend == "int8" else self.backend
+        return "int8-7bit-per-text" if self.backend == "int8" else self.backend
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         if self.backend == "int8" and hasattr(self._session, "run"):
@@ -448,10 +513,15 @@ def _build_int8(source: Path | str, local: bool, folder: Path, int8_path: Path) 
     if not fp32_path.is_file():
         export_fp32(source, local, hf_tokenizer(source, local), fp32_path)
     # Per-channel scales: per-tensor int8 weights distort MiniLM's embeddings on x86 CPUs
-    # without VNNI (cosine to fp32 drops well below 0.9 for some messages).
+    # without VNNI (cosine to fp32 drops well below 0.9 for some messages). 7-bit weights:
+    # the same integer products on CPUs with VNNI and without (module docstring).
     with replacing(int8_path) as tmp_path:
         quantize_dynamic(
-            str(fp32_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=True
+            str(fp32_path),
+            str(tmp_path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
         )
 
 

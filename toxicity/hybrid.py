@@ -45,7 +45,13 @@ from toxicity.artifacts import (
     load_meta,
 )
 from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
-from toxicity.encoder import DEFAULT_CACHE_DIR, DEFAULT_ID_CACHE_SIZE, Encoder, resolve_encoder
+from toxicity.encoder import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_ID_CACHE_SIZE,
+    Encoder,
+    build_difference,
+    resolve_encoder,
+)
 from toxicity.features import STATIC_FEATURES, feature_matrix
 from toxicity.forest import MAX_ROWS as FOREST_MAX_ROWS
 from toxicity.forest import Forest
@@ -240,6 +246,9 @@ class HybridScorer:
                 meta.version,
                 meta.encoder_sha256[:12],
             )
+        difference = build_difference(meta.encoder_build, encoder)
+        if difference is not None:
+            logger.warning("model %s: %s", meta.version, difference)
         return cls(
             meta,
             booster,

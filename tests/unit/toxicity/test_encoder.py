@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from toxicity.encoder import Encoder, resolve_encoder
+from core.settings import ModelSettings
+from toxicity.encoder import (
+    Encoder,
+    build_difference,
+    encoder_build_of,
+    file_sha256,
+    resolve_encoder,
+    toolchain,
+)
 
 SENTENCES = [
     "you are a complete idiot",
@@ -140,3 +152,62 @@ def test_loading_the_int8_encoder_does_not_import_torch(int8_cache: Path) -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_the_int8_file_a_model_learnt_from_is_recorded_and_a_different_one_is_named(
+    fp32: Encoder, int8_cache: Path
+) -> None:
+    from importlib.metadata import version
+
+    int8 = Encoder.load(None, quantize="int8", workers=1, cache_dir=int8_cache)
+    (built,) = int8_cache.glob("encoders/*/model.*7bit*.onnx")
+    assert int8.build_sha256 == file_sha256(built)
+    record = encoder_build_of(int8)
+    assert record["int8_sha256"] == int8.build_sha256
+    assert record["toolchain"]["onnxruntime"] == version("onnxruntime")
+    assert set(record["toolchain"]) == {"torch", "transformers", "onnx", "onnxruntime"}
+    assert build_difference(record, int8) is None
+    assert build_difference({}, int8) is None  # a model from before builds were recorded
+    assert encoder_build_of(fp32) == {}
+    older = {
+        "int8_sha256": "0" * 64,
+        "recipe": "ort-dynamic-qint8-per-channel-v1",
+        "toolchain": {**record["toolchain"], "torch": "2.4.0"},
+    }
+    assert build_difference(older, fp32) is None  # fp32 runs no int8 file
+    message = build_difference(older, int8)
+    assert message is not None
+    assert f"torch 2.4.0 here {toolchain()['torch']}" in message
+    assert "recipe ort-dynamic-qint8-per-channel-v1 here" in message
+    assert "onnxruntime" not in message  # only what differs is named
+    assert "000000000000" in message and int8.build_sha256[:12] in message
+
+
+def test_a_scorer_says_when_its_int8_file_is_not_the_models(
+    model_factory: Callable[..., Path],
+    int8_cache: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from toxicity.artifacts import METADATA_FILE
+    from toxicity.hybrid import HybridScorer
+
+    source = model_factory(name="build")
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder)
+    data = json.loads((folder / METADATA_FILE).read_text())
+    data["encoder"]["build"] = {"int8_sha256": "f" * 64, "toolchain": {"onnx": "1.16.0"}}
+    (folder / METADATA_FILE).write_text(json.dumps(data))
+    settings = ModelSettings(kind="hybrid", quantize="int8", encoder_workers=1)
+    with caplog.at_level(logging.WARNING, logger="toxicity.hybrid"):
+        scorer = HybridScorer.load(folder, settings, cache_dir=int8_cache)
+    assert scorer.meta.encoder_build["int8_sha256"] == "f" * 64
+    (warning,) = [r.getMessage() for r in caplog.records if "int8 encoder file" in r.getMessage()]
+    assert f"onnx 1.16.0 here {toolchain()['onnx']}" in warning
+    caplog.clear()
+    # The model's own file: nothing to say.
+    data["encoder"]["build"] = encoder_build_of(scorer.encoder)
+    (folder / METADATA_FILE).write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="toxicity.hybrid"):
+        HybridScorer.load(folder, settings, cache_dir=int8_cache)
+    assert not [r for r in caplog.records if "int8 encoder file" in r.getMessage()]
