@@ -2,6 +2,9 @@
 VENV ?= $(HOME)/.cache/chatwarden/venv
 WARDEN := $(VENV)/bin/warden
 export WARDEN_VENV := $(VENV)
+# The cached venv's `warden` runs the checkout last installed into it; the stack targets act on
+# this checkout's servers all the same (`make stack-down` in one clone stops that clone's).
+export WARDEN_STACK__DIR ?= $(CURDIR)/.stack
 
 .PHONY: install run test unit chaos lint stack-up stack-down stack-status schemas
 
