@@ -98,6 +98,21 @@ def _build_line(build: dict[str, Any]) -> str:
     )
 
 
+def _evaluated_with(trained: dict[str, Any], scored: dict[str, Any]) -> list[str]:
+    """Which int8 encoder file the evaluation's scores came from, against the model's own."""
+    sha = scored.get("int8_sha256")
+    if not sha:
+        return []
+    if sha == trained.get("int8_sha256"):
+        return ["", f"Scored with the int8 encoder file the model learnt from (`{sha[:16]}...`)."]
+    tools = ", ".join(f"{name} {version}" for name, version in scored.get("toolchain", {}).items())
+    return [
+        "",
+        f"**Scored with another int8 encoder file** (`{sha[:16]}...`, built with {tools}) than "
+        "the one the model learnt from: these numbers are that environment's.",
+    ]
+
+
 def model_card(meta: ModelMeta) -> str:
     training = meta.training
     metrics = meta.metrics
@@ -191,6 +206,7 @@ def model_card(meta: ModelMeta) -> str:
             "training or tuning.",
             "",
             evaluation_table(evaluation),
+            *_evaluated_with(meta.encoder_build, evaluation.get("encoder_build") or {}),
             "",
             "Margins on HateXplain test:",
             *margin_lines(evaluation),

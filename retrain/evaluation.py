@@ -31,6 +31,7 @@ from retrain.gating import save_reserved, texts_sha
 from schemas.events import Severity
 from schemas.rules import is_flagged
 from toxicity.artifacts import METADATA_FILE, load_meta
+from toxicity.encoder import encoder_build_of
 from toxicity.hybrid import HybridScorer
 
 if TYPE_CHECKING:
@@ -229,6 +230,9 @@ def evaluate(
         "margins": margins,
         "n": {k: len(v[0]) for k, v in data.items()},
     }
+    build = encoder_build_of(scorer.encoder)
+    if build:  # which int8 file these scores came from (the model's own, or not: the card says)
+        evaluation["encoder_build"] = build
     if chat:
         echo("scoring the chat-domain set")
         evaluation["chat"] = chat_evaluation(scorer, cache_dir, flag_severity, reserved)

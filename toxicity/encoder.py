@@ -144,9 +144,10 @@ def toolchain() -> dict[str, str | None]:
 def encoder_build_of(encoder: Encoder) -> dict[str, Any]:
     """What a model records of the int8 encoder file it learnt from (empty for the other back
     ends): ``ModelMeta.encoder_build``."""
-    if encoder.build_sha256 is None:
+    sha = getattr(encoder, "build_sha256", None)  # None too for stand-ins without the attribute
+    if sha is None:
         return {}
-    return {"int8_sha256": encoder.build_sha256, "recipe": _INT8_RECIPE, "toolchain": toolchain()}
+    return {"int8_sha256": sha, "recipe": _INT8_RECIPE, "toolchain": toolchain()}
 
 
 def build_difference(recorded: dict[str, Any], encoder: Encoder) -> str | None:
