@@ -86,15 +86,19 @@ def margin_lines(evaluation: dict[str, Any]) -> list[str]:
     return out
 
 
+def _toolchain(build: dict[str, Any]) -> str:
+    """``torch 2.15.0, onnx 1.23.2, ...`` of an ``encoder.build`` record."""
+    return ", ".join(f"{name} {version}" for name, version in build.get("toolchain", {}).items())
+
+
 def _build_line(build: dict[str, Any]) -> str:
     """The int8 encoder file the booster learnt from, and the toolchain that built it."""
     if not build.get("int8_sha256"):
         return ""
-    tools = ", ".join(f"{name} {version}" for name, version in build.get("toolchain", {}).items())
     return (
         f" The int8 file (recipe `{build.get('recipe')}`, sha256 "
-        f"`{str(build['int8_sha256'])[:16]}...`) was built with {tools}; a scorer whose file "
-        "differs warns at load, and its scores may differ a little from this card's."
+        f"`{str(build['int8_sha256'])[:16]}...`) was built with {_toolchain(build)}; a scorer "
+        "whose file differs warns at load, and its scores may differ a little from this card's."
     )
 
 
@@ -105,11 +109,11 @@ def _evaluated_with(trained: dict[str, Any], scored: dict[str, Any]) -> list[str
         return []
     if sha == trained.get("int8_sha256"):
         return ["", f"Scored with the int8 encoder file the model learnt from (`{sha[:16]}...`)."]
-    tools = ", ".join(f"{name} {version}" for name, version in scored.get("toolchain", {}).items())
     return [
         "",
-        f"**Scored with another int8 encoder file** (`{sha[:16]}...`, built with {tools}) than "
-        "the one the model learnt from: these numbers are that environment's.",
+        f"**Scored with another int8 encoder file** (`{sha[:16]}...`, built with "
+        f"{_toolchain(scored)}) than the one the model learnt from: these numbers are that "
+        "environment's.",
     ]
 
 

@@ -317,13 +317,15 @@ def build_app(
         )
         stages.start()
         live.add(stages)
+
+        def idle() -> bool:
+            return stages.idle
+
         # A consumer that stops handing out waiting messages is started again (consumer.py).
-        stall = StallWatch(app, source.get_topic_name(), lambda: stages.idle)
+        stall = StallWatch(app, source.get_topic_name(), idle)
         watching = asyncio.create_task(stall.run(), name="scorer-stall-watch")
         try:
-            batches = take_events(
-                events_stream, settings.scorer.max_batch, max_wait, lambda: stages.idle, stall
-            )
+            batches = take_events(events_stream, settings.scorer.max_batch, max_wait, idle, stall)
             async for events in batches:
                 raw = [
                     RawEvent(

@@ -155,20 +155,20 @@ def build_difference(recorded: dict[str, Any], encoder: Encoder) -> str | None:
     """Why ``encoder``'s int8 file is not the one a model recorded (``encoder_build_of``), or
     None when it is, or when there is nothing to compare (no record, another back end)."""
     want = recorded.get("int8_sha256")
-    if not want or encoder.build_sha256 is None or want == encoder.build_sha256:
+    here = encoder_build_of(encoder)
+    if not want or not here or want == here["int8_sha256"]:
         return None
-    here = toolchain()
     theirs = recorded.get("toolchain") or {}
     changed = [
-        f"{name} {theirs.get(name)} here {here.get(name)}"
-        for name in TOOLCHAIN
-        if theirs.get(name) != here.get(name)
+        f"{name} {theirs.get(name)} here {version}"
+        for name, version in here["toolchain"].items()
+        if theirs.get(name) != version
     ]
     recipe = recorded.get("recipe")
-    if recipe and recipe != _INT8_RECIPE:
-        changed.insert(0, f"recipe {recipe} here {_INT8_RECIPE}")
+    if recipe and recipe != here["recipe"]:
+        changed.insert(0, f"recipe {recipe} here {here['recipe']}")
     return (
-        f"the int8 encoder file ({encoder.build_sha256[:12]}) is not the one the model learnt "
+        f"the int8 encoder file ({here['int8_sha256'][:12]}) is not the one the model learnt "
         f"from ({str(want)[:12]}; {', '.join(changed) or 'same toolchain versions'}): "
         "scores may differ a little from the model card's"
     )
