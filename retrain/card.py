@@ -160,7 +160,9 @@ def model_card(meta: ModelMeta) -> str:
         f"HIGH >= {meta.thresholds.high:.3f} (precision >= 0.9 on dev). "
         "`WARDEN_MODEL__{LOW,MEDIUM,HIGH}_THRESHOLD` override them.",
         "- Hard slurs (a short hand-kept list in `toxicity/lexicon.py`) always give HIGH with the "
-        "label `hard_slur`, whatever the model says; feedback cannot override it.",
+        "label `hard_slur`, whatever the model says; feedback cannot override it. Their "
+        "reclaimed in-group spellings are counted in `hard_slur_count` but left to the model, "
+        "with the label `profanity`.",
         "",
         "## Data",
         f"- Training: {rows.get('train', '?')} deduplicated texts: "
@@ -265,8 +267,8 @@ def model_card(meta: ModelMeta) -> str:
         "- Probabilities are calibrated on HateXplain dev and chat dev together; a stream with "
         "far fewer toxic messages than either still gets somewhat overstated risks, so tune "
         "thresholds on your traffic.",
-        "- Word lists flag reclaimed or quoted uses of slurs; the hard-slur rule is deliberately "
-        "blunt.",
+        "- The hard-slur rule is deliberately blunt: it grades quoted and counter-speech uses of "
+        "its words HIGH too (the reclaimed spellings are left to the model).",
         "",
     ]
     return "\n".join(lines)

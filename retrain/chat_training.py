@@ -43,7 +43,7 @@ from importlib import resources
 
 from schemas.labels import HARM_LABELS, IDENTITY_ATTACK, PROFANITY, SELF_HARM
 from toxicity.emotes import EMOTE_CODES
-from toxicity.lexicon import HARD_SLURS, Lexicon
+from toxicity.lexicon import LISTED_SLURS, Lexicon
 from toxicity.normalize import MENTION, model_text, normalize
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class _Filler:
         self.rng = rng
         self.emotes = tuple(sorted(EMOTE_CODES)) + slots.get("channel_emote", ())
         self.extra_emotes = slots.get("emoji", ()) + slots.get("discord_emote", ())
-        self.slurs = tuple(sorted(HARD_SLURS))
+        self.slurs = tuple(sorted(LISTED_SLURS))
         self.used: set[str] = set()  # slot names filled since the last reset
 
     def emote(self) -> str:

@@ -261,15 +261,20 @@ class Registry:
             return self._get(cur, version)
 
     def ensure_shipped(self) -> None:
-        """Register the shipped model; make it active when the registry has no active model."""
+        """Register the shipped model (again when its card changed: an update re-evaluated it,
+        and the list should show today's numbers); make it active when the registry has no
+        active model."""
         shipped = default_model_dir()
         version = load_meta(shipped).version
+        card = shipped / "MODEL_CARD.md"
+        card_sha = hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else None
         with self._cursor() as cur:
             cur.execute(
-                "SELECT status FROM models WHERE registry = %s AND version = %s",
+                "SELECT card_sha256 FROM models WHERE registry = %s AND version = %s",
                 (self.name, version),
             )
-            known = cur.fetchone() is not None
+            row = cur.fetchone()
+            known = row is not None and row[0] == card_sha
             active = self._active(cur)
             # A registry whose active model's directory is gone (an older shipped model that an
             # update removed) falls back to the shipped one, as the scorers do.

@@ -256,7 +256,7 @@ def scoring_text(text: str) -> str:
 
 def _is_listed(word: str) -> bool:
     hits = Lexicon.default().scan(normalize(word))
-    return bool(hits.profanity or hits.hard_slurs)
+    return hits.listed
 
 
 def design_matrix(part: Part, heads: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ policy can treat harms differently (a community that allows swearing still remov
 
 - Harm labels come from the model, each with a score in ``Verdict.label_scores``:
   ``insult``, ``threat``, ``self_harm``, ``identity_attack``, ``sexual_harassment`` and
-  ``profanity`` (swearing, which on its own is no harm to anyone in particular).
+  ``profanity`` (swearing, which on its own is no harm to anyone in particular, and the
+  reclaimed in-group spellings of a slur, which the model grades: ``toxicity.lexicon``).
 - Image labels come from the image model, each with a score in ``Verdict.label_scores``, on
   image verdicts (``Verdict.kind == "image"``): ``sexual_explicit`` (exposed genitals, anus,
   female breasts or buttocks) and ``sexual_suggestive`` (the same parts covered, as in

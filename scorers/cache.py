@@ -184,6 +184,7 @@ def encode_row(row: Row) -> bytes:
             "hits": {
                 "profanity": row.hits.profanity,
                 "hard_slurs": row.hits.hard_slurs,
+                "reclaimed_slurs": row.hits.reclaimed_slurs,
                 "words": list(row.hits.words),
             },
             "arrays": [[name, int(value.shape[0])] for name, value in arrays.items()],
@@ -203,9 +204,12 @@ def decode_row(blob: bytes) -> Row:
         arrays[name] = values[start : start + size].copy()
         start += size
     hits = meta["hits"]
-    return Row(arrays, Hits(hits["profanity"], hits["hard_slurs"], tuple(hits["words"])))
+    return Row(
+        arrays,
+        Hits(hits["profanity"], hits["hard_slurs"], tuple(hits["words"]), hits["reclaimed_slurs"]),
+    )
 
 
 def redis_key(model_version: str, key: str) -> str:
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    return f"wc:{model_version}:{digest}"
+    return f"wc2:{model_version}:{digest}"

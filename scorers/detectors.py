@@ -191,7 +191,7 @@ def split_word(parts: Sequence[str], lexicon: Lexicon | None = None) -> str | No
         if joined in HARM_ABBREVIATIONS or squeeze(joined) in HARM_ABBREVIATIONS:
             return joined
         hits = lexicon.scan(joined)
-        if hits.hard_slurs or hits.profanity:
+        if hits.listed:
             return joined
     return None
 

@@ -112,7 +112,7 @@ def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
     evasion = 0
     if hits.words:
         plain = lexicon.scan(" ".join(_PLAIN_WORD.findall(text.lower())))
-        evasion = max(0, hits.profanity + hits.hard_slurs - plain.profanity - plain.hard_slurs)
+        evasion = max(0, hits.profanity + hits.slurs - plain.profanity - plain.slurs)
     ascii_only = text.isascii()
     n_letters = sum(1 for char in text if char.isalpha())
     upper = sum(1 for char in text if char.isupper())
@@ -124,7 +124,7 @@ def text_features(text: str, lexicon: Lexicon | None = None) -> TextFeatures:
         float(len(words)),
         upper / n_letters if n_letters else 0.0,
         float(hits.profanity),
-        float(hits.hard_slurs),
+        float(hits.slurs),
         float(evasion),
         float(sum(1 for word in words if word in PRONOUNS)),
         float(text.count("?")),

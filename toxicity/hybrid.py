@@ -4,7 +4,9 @@ an XGBoost classifier, a calibrator and severity thresholds.
 Scoring splits in two so that a cache of text-side results can be reused across messages:
 ``score_text_side(texts)`` does the expensive per-text work (embedding, normalisation, lexicon)
 and ``combine(text_side, contexts)`` adds the per-message context and runs the booster.
-Hard slurs are applied last and always give HIGH with the label ``hard_slur``.
+Hard slurs are applied last and always give HIGH with the label ``hard_slur``; the reclaimed
+spellings of one (``toxicity.lexicon.RECLAIMED_SLURS``) are left to the model and labelled
+``profanity``.
 
 A line made only of emotes and one-word reactions (``toxicity.emotes``: ``F``, ``LMAO``,
 ``KEKW KEKW``, ``W``) is SAFE unless it holds a hard slur: its probability is capped at half the
@@ -17,7 +19,8 @@ embedding whose probability is the label's score (``Score.label_scores``). A mes
 above carries every harm label scoring at least :data:`LABEL_THRESHOLD` and within
 :data:`LABEL_RELATIVE` of its best one, and a message at MEDIUM or above always carries at least
 its best-scoring harm label, so a flagged verdict says why.
-``profanity`` is the word list's finding (swearing is a fact about the words, not a judgement).
+``profanity`` is the word list's finding (swearing is a fact about the words, not a judgement),
+reclaimed slurs included.
 """
 
 from __future__ import annotations
@@ -268,7 +271,7 @@ class HybridScorer:
 
     def _is_listed(self, word: str) -> bool:
         hits = self.lexicon.scan(normalize(word))
-        return bool(hits.profanity or hits.hard_slurs)
+        return hits.listed
 
     def take_costs(self) -> dict[str, int]:
         """CPU time of the calling thread per part since the last call, in ns: ``encoder``
@@ -374,7 +377,8 @@ class HybridScorer:
                 p_toxic = min(p_toxic, self.thresholds.low / 2)
             severity = self.thresholds.severity(p_toxic)
             label_scores = {name: round(v[i], 4) for name, v in label_rows.items()}
-            labels += harm_labels(label_scores, severity, profane=bool(hits.profanity))
+            profane = bool(hits.profanity or hits.reclaimed_slurs)
+            labels += harm_labels(label_scores, severity, profane=profane)
             scores.append(
                 Score(
                     p_toxic=p_toxic,

@@ -125,6 +125,27 @@ def test_a_fresh_registry_lists_the_shipped_model_as_active(registry: Registry) 
     assert f'"version": "{shipped}"' in shown.stdout and "the shipped model" in shown.stdout
 
 
+def test_the_shipped_models_numbers_are_refreshed_when_its_card_changes(
+    registry: Registry,
+) -> None:
+    """An update that re-evaluates the shipped model (same version, new card and metrics)
+    shows its new numbers, not the ones stored when this registry first saw it."""
+    registry.ensure_shipped()
+    shipped = load_meta(default_model_dir()).version
+    real = registry.get(shipped).metrics
+    assert real["hatexplain_test_roc_auc"] is not None
+    with registry._cursor() as cur:
+        cur.execute(
+            "UPDATE models SET metrics = %s, card_sha256 = 'an older card'"
+            " WHERE registry = %s AND version = %s",
+            (json.dumps({**real, "hatexplain_test_roc_auc": 0.5}), registry.name, shipped),
+        )
+    registry.ensure_shipped()
+    again = registry.get(shipped)
+    assert again.metrics == real
+    assert again.status == "active"
+
+
 def test_gating_refuses_a_worse_model_and_rollback_restores_the_last(
     registry: Registry, models: dict[str, Path]
 ) -> None:

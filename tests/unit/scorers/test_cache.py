@@ -141,7 +141,7 @@ def test_rows_round_trip_through_bytes() -> None:
             "embeddings": np.arange(384, dtype=np.float32),
             "static": np.arange(12, dtype=np.float32),
         },
-        Hits(profanity=2, hard_slurs=1, words=("a", "b")),
+        Hits(profanity=2, hard_slurs=1, words=("a", "b", "c"), reclaimed_slurs=1),
     )
     again = decode_row(encode_row(row))
     assert again.arrays.keys() == row.arrays.keys()

@@ -92,6 +92,19 @@ def test_hard_slur_is_always_high(scorer: HybridScorer) -> None:
     assert "hard_slur" in result.labels
 
 
+def test_a_reclaimed_slur_is_left_to_the_model_and_labelled_profanity(
+    scorer: HybridScorer,
+) -> None:
+    word = sorted(scorer.lexicon.reclaimed_slurs)[0]
+    side = scorer.score_text_side([f"wassup {word}"])
+    (result,) = scorer.combine(side)
+    model_alone = float(scorer.meta.calibrator(scorer.raw_probability(side, None))[0])
+    assert result.p_toxic == pytest.approx(model_alone)
+    assert result.features["hard_slur_count"] == 1.0  # the model still sees the word
+    assert "hard_slur" not in result.labels
+    assert "profanity" in result.labels
+
+
 def test_text_side_is_reusable(scorer: HybridScorer) -> None:
     side = scorer.score_text_side(["one", "two"])
     assert side.embeddings.shape == (2, 384)

@@ -80,6 +80,20 @@ def test_hard_slurs_are_their_own_kind() -> None:
     assert hits.profanity == 0
 
 
+def test_reclaimed_slurs_count_for_the_model_but_not_as_hard_slurs() -> None:
+    lexicon = Lexicon.default()
+    word = sorted(lexicon.reclaimed_slurs)[0]
+    hard = sorted(lexicon.hard_slurs)[0]
+    masked = word[0] + "*" * (len(word) - 2) + word[-1]  # n***a
+    for text in (f"yo {word}", f"yo {'.'.join(word)}", f"yo {word}s", f"yo {masked}"):
+        hits = lexicon.scan(normalize(text))
+        assert (hits.hard_slurs, hits.reclaimed_slurs, hits.profanity) == (0, 1, 0), text
+        assert hits.slurs == 1 and hits.listed
+    both = lexicon.scan(normalize(f"{word} {hard}"))
+    assert (both.hard_slurs, both.reclaimed_slurs, both.slurs) == (1, 1, 2)
+    assert not lexicon.hard_slurs & lexicon.reclaimed_slurs
+
+
 def test_identity_words_are_not_profanity() -> None:
     hits = Lexicon.default().scan(normalize("gay people and god and my pot plant"))
     assert hits.profanity == 0
