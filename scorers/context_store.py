@@ -48,6 +48,8 @@ SERVICE = "scorer"
 
 WINDOW_DAYS = 7
 TTL_SECONDS = (WINDOW_DAYS + 1) * 86_400
+# A hash lives TTL_SECONDS to TTL_SECONDS + this after its last write (see _UPDATE).
+TTL_SLACK_SECONDS = 86_400
 ITEM = "\x1e"  # between the items of a list passed as one script argument
 
 # Lua: the items of a list passed as one argument (empty items kept; "" is no items).
@@ -176,7 +178,9 @@ for key, fields in pairs(sets) do
     args[#args + 1] = value
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
-  redis.call('EXPIRE', key, ttl)
+  -- At least ttl more; moved only when it would not (every EXPIRE is a command in the
+  -- append-only file), to ttl + TTL_SLACK_SECONDS: about once a day per hash.
+  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl + TTL_SLACK_SECONDS) end
   -- Day fields that left the window go once a day per hash, not on every batch.
   if redis.call('HGET', key, 'pruned') ~= ARGV[2] then
     for _, field in ipairs(redis.call('HKEYS', key)) do
@@ -187,7 +191,7 @@ for key, fields in pairs(sets) do
   end
 end
 return #m / 8
-"""
+""".replace("TTL_SLACK_SECONDS", str(TTL_SLACK_SECONDS))
 )
 
 

@@ -10,7 +10,9 @@ once a raid is known, a line belongs to it when it was written at or after the l
 crossed the threshold.
 
 Layout (``<user>`` = platform:community:user, ``<channel>`` = platform:community:channel,
-``<fp>`` = a 16-hex fingerprint; each key expires its window + ``GRACE_S`` after the last write):
+``<fp>`` = a 16-hex fingerprint; each key expires no sooner than its window + ``GRACE_S`` after
+the last write, and at most half as long again: its expiry is moved only when it comes nearer
+than that, since every ``PEXPIRE`` is a command in Redis's append-only file):
 
     wd:f:<user>              zset  member "<message id>\\x1f<fp>\\x1f<short text>", score sent_at
                                    ms: flood counts it; split evasion reads the short lines that
@@ -115,6 +117,10 @@ local function touch(key, t, w, zset)
   end
 end
 local function stamp(t) return string.format('%013d', t) end
+-- Lives at least ms more; moved (one append-only file command) only when it would not.
+local function keep_for(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + math.floor(ms / 2)) end
+end
 for m, r in ipairs(rows) do
   local fk, sk, uh, ra, rm, rd, id, user, channel, t, fp, short, pr = unpack(r)
   redis.call('ZADD', fk, t, id .. '\\31' .. fp .. '\\31' .. short)
@@ -231,10 +237,10 @@ for key, k in pairs(keep) do
         redis.call('ZREM', k[4], fp .. '\\31' .. stamp(tonumber(old[j + 1])) .. '\\31' .. id)
       end
     end
-    redis.call('PEXPIRE', k[4], k[2] + grace)
+    keep_for(k[4], k[2] + grace)
   end
   if k[3] then redis.call('ZREMRANGEBYSCORE', key, '-inf', cut) end
-  redis.call('PEXPIRE', key, k[2] + grace)
+  keep_for(key, k[2] + grace)
 end
 return out
 """

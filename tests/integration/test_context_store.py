@@ -13,7 +13,14 @@ import redis.asyncio as aioredis
 from core.clients import redis_client
 from core.settings import Settings
 from schemas.events import ChatMessage
-from scorers.context_store import TTL_SECONDS, ContextReader, FeatureStore, Outcome, channel_key
+from scorers.context_store import (
+    TTL_SECONDS,
+    TTL_SLACK_SECONDS,
+    ContextReader,
+    FeatureStore,
+    Outcome,
+    channel_key,
+)
 
 DAY = 86_400.0
 
@@ -104,8 +111,23 @@ async def test_the_window_slides_and_keys_expire(client: aioredis.Redis) -> None
     await store.update([old], [Outcome(bad=False, violation=False)], now=now)
     user_fields: list[bytes] = await client.hkeys(f"wf:u:{old.key}")  # type: ignore[misc]
     assert not any(f.decode().startswith(("bad:", "v:")) for f in user_fields)
-    assert 0 < await client.ttl(f"wf:u:{old.key}") <= TTL_SECONDS
-    assert 0 < await client.ttl(f"wf:c:{channel_key(old)}") <= TTL_SECONDS
+    for key in (f"wf:u:{old.key}", f"wf:c:{channel_key(old)}"):
+        assert TTL_SECONDS - 60 < await client.ttl(key) <= TTL_SECONDS + TTL_SLACK_SECONDS
+
+
+async def test_a_hash_expiry_moves_only_when_it_comes_near(client: aioredis.Redis) -> None:
+    """Every EXPIRE is a command in Redis's append-only file: once a day per hash, not once a
+    batch, and never nearer than TTL_SECONDS after the last write."""
+    store = FeatureStore(client)
+    first = message("dana", community=uuid.uuid4().hex)
+    key = f"wf:u:{first.key}"
+    await store.update([first], [Outcome(bad=False, violation=False)])
+    await client.expire(key, TTL_SECONDS + 100)  # set a day ago, as far as this hash knows
+    await store.update([first], [Outcome(bad=False, violation=False)])
+    assert await client.ttl(key) == TTL_SECONDS + 100  # still far enough: not moved
+    await client.expire(key, TTL_SECONDS - 100)
+    await store.update([first], [Outcome(bad=False, violation=False)])
+    assert await client.ttl(key) > TTL_SECONDS  # moved
 
 
 async def test_reads_are_fast_on_the_local_stack(client: aioredis.Redis) -> None:

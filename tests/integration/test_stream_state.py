@@ -18,7 +18,7 @@ from schemas.events import ChatMessage, Severity, Verdict, utcnow
 from schemas.labels import RAID, SPAM
 from scorers.context_store import FeatureStore, Outcome, Position
 from scorers.detectors import StreamDetectors
-from scorers.stream_state import PolicyCache, RaidSeen, StreamState
+from scorers.stream_state import GRACE_S, PolicyCache, RaidSeen, StreamState
 
 START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -106,6 +106,30 @@ async def test_spam_and_flood_windows_and_replay(client: aioredis.Redis) -> None
     assert ["flood" in labels for labels, _, _ in labelled] == [False] * 9 + [True] * 3
     assert labelled[-1][1]["flood"] == "12 lines in 10 s"
     assert (await run(d, flood))[0] == labelled
+
+
+async def test_window_keys_outlive_the_window_and_their_expiry_moves_rarely(
+    client: aioredis.Redis,
+) -> None:
+    """Every PEXPIRE is a command in Redis's append-only file: a key's expiry moves only when it
+    would come nearer than its window + grace, so a busy user's keys are not written for it on
+    every batch, and no key goes before a replay within the grace period could need it."""
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    first = chat(community, "viewer", "hello there", 0.0)
+    await run(d, [first])
+    key = f"wd:f:{first.key}"
+    grace_ms = GRACE_S * 1000
+    set_to = await client.pttl(key)
+    assert set_to > grace_ms
+    await client.pexpire(key, set_to + 60_000)  # farther than it needs
+    await run(d, [chat(community, "viewer", "still here", 1.0)])
+    assert await client.pttl(key) > set_to + 50_000  # not moved: far enough away
+
+    await client.pexpire(key, 1_000)  # as if the last move were long ago
+    await run(d, [chat(community, "viewer", "and again", 2.0)])
+    assert await client.pttl(key) > grace_ms  # moved again
+    assert await client.zcard(key) == 3
 
 
 async def test_split_evasion_spelt_across_lines(client: aioredis.Redis) -> None:
