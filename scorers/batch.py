@@ -19,6 +19,7 @@ from schemas.rules import is_flagged
 from scorers.cache import Row, TextSideCache
 from scorers.context_store import Outcome
 from toxicity.base import Context, Score, TextScorer
+from toxicity.hybrid import TextSide
 from toxicity.provenance import scoring_of
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,16 @@ class Scored:
     computed: dict[str, Row]  # text-side rows computed for this batch (for a shared cache)
     # CPU time of this thread per stage, in ns (cache lookup, features, booster, verdicts...).
     costs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TextPart:
+    """A batch's text-side results (``BatchScorer.text_side``): the model's TextSide, the rows
+    computed for it, and the CPU time spent on it by stage, in ns."""
+
+    side: TextSide | None
+    computed: dict[str, Row]
+    costs: dict[str, int]
 
 
 class BatchScorer:
@@ -134,22 +145,46 @@ class BatchScorer:
         shared: dict[str, Row] | None = None,
     ) -> Scored:
         """Verdicts in message order; ``contexts`` None means context is missing for all."""
+        return self.finish(messages, self.text_side(messages, shared), contexts, degraded)
+
+    def text_side(
+        self, messages: Sequence[ChatMessage], shared: dict[str, Row] | None = None
+    ) -> TextPart:
+        """What the model computes from the texts alone (the encoder's work), before any
+        context is known; None parts for a model without a cache."""
+        if self.cache is None or not messages:
+            return TextPart(None, {}, {})
+        side, computed = self.cache.text_side([m.text for m in messages], shared)
+        return TextPart(side, computed, self._take_costs())
+
+    def finish(
+        self,
+        messages: Sequence[ChatMessage],
+        text: TextPart,
+        contexts: Sequence[Context] | None,
+        degraded: bool,
+    ) -> Scored:
+        """The verdicts of ``messages`` from their text part and contexts."""
         if not messages:
             return Scored([], {})
-        texts = [m.text for m in messages]
-        computed: dict[str, Row] = {}
-        if self.cache is not None:
-            scores, computed = self.cache.score(texts, contexts, shared)
+        if text.side is not None and self.cache is not None:
+            scores = self.cache.model.combine(text.side, contexts)
         else:
-            scores = self.model.score(texts, contexts)
-        take = getattr(self.model, "take_costs", None)
-        costs: dict[str, int] = take() if take is not None else {}
-        if self.cache is not None:
-            costs.update(self.cache.take_costs())
+            scores = self.model.score([m.text for m in messages], contexts)
+        costs = dict(text.costs)
+        for stage, ns in self._take_costs().items():
+            costs[stage] = costs.get(stage, 0) + ns
         started = time.thread_time_ns()
         scored_at = utcnow()
         verdicts = [
             self._verdict(m, s, degraded, scored_at) for m, s in zip(messages, scores, strict=True)
         ]
         costs["verdicts"] = time.thread_time_ns() - started
-        return Scored(verdicts, computed, costs)
+        return Scored(verdicts, text.computed, costs)
+
+    def _take_costs(self) -> dict[str, int]:
+        take = getattr(self.model, "take_costs", None)
+        costs: dict[str, int] = take() if take is not None else {}
+        if self.cache is not None:
+            costs.update(self.cache.take_costs())
+        return costs

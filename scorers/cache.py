@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -86,12 +87,16 @@ class TextSideCache:
         self._encoder = getattr(model, "encoder", None)
         self.hits = 0
         self.misses = 0
-        self._lookup_ns = 0
+        self._lookup = threading.local()  # ns per thread (text sides run on two threads)
+        # The scorer reads the cache on its event loop while its model thread fills it: the
+        # rows are read and written under this lock (never held while the model runs).
+        self._lock = threading.Lock()
 
     def take_costs(self) -> dict[str, int]:
         """This thread's CPU time in the cache itself since the last call (keys, LRU, stacking),
         without the model's text side for the misses."""
-        spent, self._lookup_ns = self._lookup_ns, 0
+        spent = getattr(self._lookup, "ns", 0)
+        self._lookup.ns = 0
         return {"cache_lookup": spent}
 
     def __len__(self) -> int:
@@ -129,7 +134,22 @@ class TextSideCache:
 
     def missing(self, texts: Sequence[str]) -> list[str]:
         """Keys of ``texts`` this worker's cache does not hold (to ask a shared cache for)."""
-        return list(dict.fromkeys(k for k in map(self.key, texts) if k not in self._rows))
+        keys = list(map(self.key, texts))
+        with self._lock:
+            return list(dict.fromkeys(k for k in keys if k not in self._rows))
+
+    def held(self, texts: Sequence[str], shared: dict[str, Row]) -> dict[str, Row] | None:
+        """Every text's row when ``shared`` or this worker's cache holds them all (taken now, so
+        that no eviction can come in between), else None."""
+        keys = list(map(self.key, texts))
+        out: dict[str, Row] = {}
+        with self._lock:
+            for key in keys:
+                row = shared.get(key) or self._rows.get(key)
+                if row is None:
+                    return None
+                out[key] = row
+        return out
 
     def text_side(
         self, texts: Sequence[str], shared: dict[str, Row] | None = None
@@ -141,10 +161,11 @@ class TextSideCache:
         """
         started = time.thread_time_ns()
         keys = [self.key(t) for t in texts]
-        rows = self.lookup(keys)
-        if shared:
-            self.store(shared)
-            rows.update(shared)
+        with self._lock:
+            rows = self.lookup(keys)
+            if shared:
+                self.store(shared)
+                rows.update(shared)
         todo: dict[str, str] = {}
         for key, text in zip(keys, texts, strict=True):
             if key not in rows and key not in todo:
@@ -152,16 +173,18 @@ class TextSideCache:
         paused = time.thread_time_ns()
         computed = self.compute(list(todo.values()))
         resumed = time.thread_time_ns()
-        self.store(computed)
         rows.update(computed)
         # A message costs encoder time only when its text was computed here; repeats inside
         # the batch are hits too.
-        self.misses += len(todo)
-        self.hits += len(texts) - len(todo)
+        with self._lock:
+            self.store(computed)
+            self.misses += len(todo)
+            self.hits += len(texts) - len(todo)
         self._misses.inc(len(todo))
         self._hits.inc(len(texts) - len(todo))
         side = stack([rows[k] for k in keys])
-        self._lookup_ns += time.thread_time_ns() - resumed + paused - started
+        spent = time.thread_time_ns() - resumed + paused - started
+        self._lookup.ns = getattr(self._lookup, "ns", 0) + spent
         return side, computed
 
     def score(

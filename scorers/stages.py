@@ -1,12 +1,17 @@
-"""The scorer's two stages, so that the model never waits for the broker.
+"""The scorer's three stages, so that the encoder never waits for Redis or the broker.
 
-    take (faust) ──► score:   decode · Redis read · model (worker thread) · Redis update
+    take (faust) ──► text:    decode · the encoder and text features (worker thread)
                         │
-                        ▼     while batch N is delivered, batch N+1 is already in the model
+                        ▼     while batch N+1 is in the encoder, batch N is scored
+                     score:   Redis read · booster and verdicts · Redis update
+                        │
+                        ▼     while batch N is delivered, batch N+1 is scored
                      deliver: stream detectors · verdicts, raid events and dead letters sent
                               · delivery awaited · events acked
 
-Batches pass both stages in the order they were taken. Events are acknowledged in that order,
+The text stage needs nothing of a message but its text, so it runs a batch ahead: the booster,
+the context read and update of one batch no longer leave the encoder idle. Batches pass the
+stages in the order they were taken. Events are acknowledged in that order,
 and only once their verdicts (or dead letters) are on the broker: a crash replays a batch and
 never loses one.
 
@@ -54,12 +59,11 @@ from redis.exceptions import RedisError
 
 from core import metrics
 from schemas.events import ChatMessage, DeadLetter, RaidEvent, Verdict
-from scorers.batch import SERVICE, BatchScorer, RawEvent, Scored, outcome
+from scorers.batch import SERVICE, BatchScorer, RawEvent, TextPart, outcome
 from scorers.cache import Row
 from scorers.context_store import ContextReader, Position
 from scorers.detectors import StreamDetectors
 from scorers.stream_state import RaidSeen
-from toxicity.base import Context
 
 logger = logging.getLogger(__name__)
 
@@ -269,17 +273,13 @@ class _Paused(Generic[T]):
 INLINE_MODEL = "model_inline"
 
 
-def timed_score(
-    scorer: BatchScorer,
-    messages: Sequence[ChatMessage],
-    contexts: Sequence[Context] | None,
-    degraded: bool,
-    found: dict[str, Row],
-) -> tuple[Scored, int]:
-    """``scorer.score`` in the model thread, with that thread's CPU time for it."""
+def timed_text(
+    scorer: BatchScorer, messages: Sequence[ChatMessage], found: dict[str, Row]
+) -> tuple[TextPart, int]:
+    """``scorer.text_side`` in the model thread, with that thread's CPU time for it."""
     started = time.thread_time_ns()
-    scored = scorer.score(messages, contexts, degraded, found)
-    return scored, time.thread_time_ns() - started
+    text = scorer.text_side(messages, found)
+    return text, time.thread_time_ns() - started
 
 
 class RowCache(Protocol):
@@ -288,6 +288,23 @@ class RowCache(Protocol):
     async def get(self, keys: Sequence[str]) -> dict[str, Row]: ...
 
     async def put(self, rows: dict[str, Row]) -> None: ...
+
+
+@dataclass
+class Pending:
+    """A batch between the text and score stages."""
+
+    events: Sequence[Any]
+    started: float
+    scorer: BatchScorer  # one model for the whole batch, even if a promotion swaps it
+    shared: RowCache | None
+    messages: list[ChatMessage]
+    sources: list[RawEvent]
+    dead: list[DeadLetter]
+    # The text part: done (all texts cached: computed on the event loop by the score stage),
+    # or on its way from the model thread.
+    text: Awaitable[tuple[TextPart, int]] | None
+    found: dict[str, Row]
 
 
 @dataclass
@@ -308,7 +325,7 @@ class Delivery:
 
 
 class Stages:
-    """Runs the score and deliver stages as two tasks fed by :meth:`put`."""
+    """Runs the text, score and deliver stages as three tasks fed by :meth:`put`."""
 
     def __init__(
         self,
@@ -351,7 +368,8 @@ class Stages:
         self.failure: BaseException | None = None
         self.clock = StageClock()
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
-        self._waiting = False  # the score stage waits for its next batch
+        self._waiting = False  # the text stage waits for its next batch
+        self._to_combine: asyncio.Queue[Pending] = asyncio.Queue(1)
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -364,6 +382,7 @@ class Stages:
         metrics.export_thread_cpu()
         self.clock.watch_gc()
         self._tasks = [
+            asyncio.create_task(self._guard(self._text_loop()), name="scorer-text"),
             asyncio.create_task(self._guard(self._score_loop()), name="scorer-score"),
             asyncio.create_task(self._guard(self._deliver_loop()), name="scorer-deliver"),
         ]
@@ -376,7 +395,7 @@ class Stages:
         self._tasks = []
 
     async def put(self, events: Sequence[Any], raw: list[RawEvent]) -> None:
-        """Queue a taken batch; waits while both stages are busy. Raises a stage's failure."""
+        """Queue a taken batch; waits while the stages are busy. Raises a stage's failure."""
         if self.failure is not None:
             raise self.failure
         await self._to_score.put((events, raw))
@@ -395,10 +414,10 @@ class Stages:
 
     @property
     def idle(self) -> bool:
-        """The score stage waits for a batch and none is queued: one put now is scored at once."""
+        """The text stage waits for a batch and none is queued: one put now starts at once."""
         return self._waiting and self._to_score.empty()
 
-    async def _score_loop(self) -> None:
+    async def _text_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._waiting = True
@@ -415,35 +434,51 @@ class Stages:
                 metrics.BATCH_SIZE.labels(SERVICE).observe(len(raw))
             with clock.section("decode"):
                 messages, sources, dead = scorer.decode(raw)
-            with clock.section("redis"):
-                context, degraded = await clock.wait(self.contexts.read(messages))
-            if degraded:
-                metrics.DEGRADED.labels(SERVICE).inc(len(messages))
             cache = scorer.cache
             missing = cache.missing([m.text for m in messages]) if cache is not None else None
             with clock.section("shared_cache"):
                 found = await clock.wait(self._shared_rows(shared, missing))
-            model_started = time.perf_counter()
-            # Every text cached: what is left (booster, assembly) holds the GIL, so the model
-            # thread would only add a hand-off between threads; the batch is scored here.
-            inline = missing is not None and all(key in found for key in missing)
-            model = (
-                None
-                if inline
-                else loop.run_in_executor(
-                    self.executor, timed_score, scorer, messages, context, degraded, found
-                )
+            # Every text cached: what is left (lookups, stacking) is quick and holds the GIL,
+            # so the model thread would only add a hand-off between threads. The rows are
+            # taken now: the model thread may evict some before the score stage gets to them.
+            held = (
+                cache.held([m.text for m in messages], found)
+                if cache is not None and missing is not None and all(k in found for k in missing)
+                else None
             )
+            text = (
+                None
+                if held is not None
+                else loop.run_in_executor(self.executor, timed_text, scorer, messages, found)
+            )
+            found = found if held is None else held
             if self.detectors is not None:
                 # Per-text work while the model thread runs (the encoder releases the GIL).
                 with clock.section("detectors"):
                     self.detectors.prepare(messages)
-            if model is None:
+            await self._to_combine.put(
+                Pending(events, started, scorer, shared, messages, sources, dead, text, found)
+            )
+
+    async def _score_loop(self) -> None:
+        while True:
+            batch = await self._to_combine.get()
+            clock, messages, scorer = self.clock, batch.messages, batch.scorer
+            with clock.section("redis"):
+                context, degraded = await clock.wait(self.contexts.read(messages))
+            if degraded:
+                metrics.DEGRADED.labels(SERVICE).inc(len(messages))
+            model_started = time.perf_counter()
+            if batch.text is None:
                 with clock.section(INLINE_MODEL):
-                    scored, _ = timed_score(scorer, messages, context, degraded, found)
+                    text = scorer.text_side(messages, batch.found)
             else:
-                scored, model_ns = await model
+                text, model_ns = await batch.text
                 clock.add("model_thread", model_ns)
+            # The booster and verdicts here, not in the model thread: it is already on the next
+            # batch's texts.
+            with clock.section(INLINE_MODEL):
+                scored = scorer.finish(messages, text, context, degraded)
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
             for stage, ns in scored.costs.items():
                 clock.add(stage, ns)
@@ -451,18 +486,18 @@ class Stages:
                 # The counters keep the model's outcome: they are the model's own features.
                 outcomes = [outcome(v) for v in scored.verdicts]
                 await clock.wait(
-                    self.contexts.update(messages, outcomes, [position(s) for s in sources])
+                    self.contexts.update(messages, outcomes, [position(s) for s in batch.sources])
                 )
             await self._to_deliver.put(
                 Delivery(
-                    events,
-                    started,
+                    batch.events,
+                    batch.started,
                     scored.verdicts,
-                    sources,
-                    dead,
+                    batch.sources,
+                    batch.dead,
                     scored.computed,
                     messages=messages if self.detectors is not None else [],
-                    shared=shared,
+                    shared=batch.shared,
                 )
             )
 

@@ -174,7 +174,9 @@ class HybridScorer:
         self._forest = Forest.from_booster(booster)
         self._lock = threading.Lock()
         # CPU time of the scoring thread per part (ns), for the scorer's stage accounting.
-        self._costs: dict[str, int] = {}
+        # Per thread: the scorer embeds one batch in its model thread while it runs the
+        # booster of the batch before on its event loop.
+        self._costs = threading.local()
         # Heads on the text are part of the text side; heads on the embedding run in combine().
         self._text_heads = [h for h in meta.heads if isinstance(h, TfidfHead)]
         self._embedding_heads = [h for h in meta.heads if isinstance(h, EmbeddingHead)]
@@ -278,12 +280,16 @@ class HybridScorer:
         (its share of the embedding; other sessions run on threads of their own), ``features``
         (model text, static features, text heads), ``booster`` and ``assemble`` (calibration,
         label heads, the scores)."""
-        costs, self._costs = self._costs, {}
+        costs: dict[str, int] = getattr(self._costs, "parts", {})
+        self._costs.parts = {}
         return costs
 
     def _charge(self, part: str, started: int) -> int:
         now = time.thread_time_ns()
-        self._costs[part] = self._costs.get(part, 0) + now - started
+        parts = getattr(self._costs, "parts", None)
+        if parts is None:
+            parts = self._costs.parts = {}
+        parts[part] = parts.get(part, 0) + now - started
         return now
 
     def score_text_side(self, texts: Sequence[str]) -> TextSide:

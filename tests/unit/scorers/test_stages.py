@@ -403,13 +403,20 @@ class CountingExecutor(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-async def test_a_batch_of_cached_texts_is_scored_without_the_model_thread() -> None:
+def cached_stages(
+    model: SplitModel,
+) -> tuple[Stages, Refusing, list[Any], list[BaseException]]:
+    """Stages around ``model`` with a text-side cache, a broker that takes every record."""
     broker = Refusing({})
     acked: list[Any] = []
     failures: list[BaseException] = []
     running = stages(broker, acked, failures)
-    model = SplitModel()
     running.scorer = BatchScorer(model, Severity.MEDIUM, TextSideCache(model, max_entries=10))
+    return running, broker, acked, failures
+
+
+async def test_a_batch_of_cached_texts_is_scored_without_the_model_thread() -> None:
+    running, broker, acked, failures = cached_stages(SplitModel())
     running.executor = executor = CountingExecutor()
     running.start()
     try:
@@ -428,3 +435,61 @@ async def test_a_batch_of_cached_texts_is_scored_without_the_model_thread() -> N
         assert failures == []
     finally:
         await running.stop()
+
+
+class HeldReads(ContextReader):
+    """Context reads that wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def read(self, messages: Sequence[ChatMessage]) -> tuple[Any, bool]:
+        self.reads += 1
+        await self.gate.wait()
+        return await super().read(messages)
+
+
+class RecordingModel(SplitModel):
+    def __init__(self) -> None:
+        self.embedded: list[list[str]] = []
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        self.embedded.append(list(texts))
+        return super().score_text_side(texts)
+
+
+async def test_the_next_batch_is_in_the_encoder_while_one_waits_for_its_context() -> None:
+    model = RecordingModel()
+    running, broker, acked, failures = cached_stages(model)
+    running.contexts = reads = HeldReads()
+    running.start()
+    try:
+        await running.put(["e0"], [raw(0, "first batch")])
+        await running.put(["e1"], [raw(1, "second batch")])
+        # The first batch waits for its context; the second one's texts are embedded meanwhile.
+        await wait_for(lambda: model.embedded == [["first batch"], ["second batch"]])
+        assert reads.reads == 1 and acked == []
+        reads.gate.set()
+        await wait_for(lambda: acked == ["e0", "e1"])  # in the order they were taken
+        p = {value["message_id"]: value["p_toxic"] for _, value in broker.taken}
+        assert p == {"m0": 0.55, "m1": 0.6}
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+def test_held_rows_are_all_or_nothing_and_taken_at_once() -> None:
+    model = SplitModel()
+    cache = TextSideCache(model, max_entries=2)
+    cache.text_side(["gg", "hello"])
+    held = cache.held(["gg", "hello", "gg"], {})
+    assert held is not None and set(held) == {"gg", "hello"}
+    assert cache.held(["gg", "new"], {}) is None
+    shared = cache.held(["gg", "new"], {"new": held["hello"]})
+    assert shared is not None and shared["new"] is held["hello"]
+    cache.text_side(["other", "more"])  # evicts both: the held rows stay usable
+    assert cache.held(["gg"], {}) is None
+    side, computed = cache.text_side(["gg", "hello"], held)
+    assert computed == {} and side.static[:, 0].tolist() == [2.0, 5.0]
