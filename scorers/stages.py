@@ -369,6 +369,7 @@ class Stages:
         self.clock = StageClock()
         self._to_score: asyncio.Queue[tuple[Sequence[Any], list[RawEvent]]] = asyncio.Queue(1)
         self._waiting = False  # the text stage waits for its next batch
+        self._score_waiting = False  # and the score stage for its next
         self._to_combine: asyncio.Queue[Pending] = asyncio.Queue(1)
         self._to_deliver: asyncio.Queue[Delivery] = asyncio.Queue(1)
         self._tasks: list[asyncio.Task[None]] = []
@@ -414,8 +415,16 @@ class Stages:
 
     @property
     def idle(self) -> bool:
-        """The text stage waits for a batch and none is queued: one put now starts at once."""
-        return self._waiting and self._to_score.empty()
+        """The text and score stages wait for a batch and none is queued: one put now is scored
+        at once. (While the score stage is busy, a batch taken now would wait anyway: the time
+        lets it grow, and a small batch pays the round trips to Redis and the broker as a large
+        one does.)"""
+        return (
+            self._waiting
+            and self._score_waiting
+            and self._to_score.empty()
+            and self._to_combine.empty()
+        )
 
     async def _text_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -462,7 +471,11 @@ class Stages:
 
     async def _score_loop(self) -> None:
         while True:
-            batch = await self._to_combine.get()
+            self._score_waiting = True
+            try:
+                batch = await self._to_combine.get()
+            finally:
+                self._score_waiting = False
             clock, messages, scorer = self.clock, batch.messages, batch.scorer
             with clock.section("redis"):
                 context, degraded = await clock.wait(self.contexts.read(messages))

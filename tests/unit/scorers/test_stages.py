@@ -493,3 +493,23 @@ def test_held_rows_are_all_or_nothing_and_taken_at_once() -> None:
     assert cache.held(["gg"], {}) is None
     side, computed = cache.text_side(["gg", "hello"], held)
     assert computed == {} and side.static[:, 0].tolist() == [2.0, 5.0]
+
+
+async def test_the_stages_are_idle_only_when_the_score_stage_waits_too() -> None:
+    """While a batch waits in the score stage, the next one is left to grow: it would wait
+    anyway, and a small batch pays the round trips to Redis and the broker as a large one."""
+    running, _, acked, failures = cached_stages(SplitModel())
+    running.contexts = reads = HeldReads()
+    running.start()
+    try:
+        await wait_for(lambda: running.idle)
+        await running.put(["e0"], [raw(0, "first batch")])
+        await wait_for(lambda: reads.reads == 1)
+        await asyncio.sleep(0.05)  # the text stage is free again, the score stage is not
+        assert not running.idle
+        reads.gate.set()
+        await wait_for(lambda: acked == ["e0"])
+        await wait_for(lambda: running.idle)
+        assert failures == []
+    finally:
+        await running.stop()
