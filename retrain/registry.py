@@ -121,9 +121,12 @@ def _describe(folder: Path) -> tuple[str, dict[str, Any], dict[str, Any], str | 
         meta = load_meta(folder)
     except ModelFormatError as exc:
         raise RegistryError(f"{folder}: {exc}") from exc
+    return meta.version, meta.training, metric_summary(meta.metrics), _card_sha(folder)
+
+
+def _card_sha(folder: Path) -> str | None:
     card = folder / "MODEL_CARD.md"
-    card_sha = hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else None
-    return meta.version, meta.training, metric_summary(meta.metrics), card_sha
+    return hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else None
 
 
 def _trained_at(folder: Path) -> datetime:
@@ -266,8 +269,7 @@ class Registry:
         active model."""
         shipped = default_model_dir()
         version = load_meta(shipped).version
-        card = shipped / "MODEL_CARD.md"
-        card_sha = hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else None
+        card_sha = _card_sha(shipped)
         with self._cursor() as cur:
             cur.execute(
                 "SELECT card_sha256 FROM models WHERE registry = %s AND version = %s",

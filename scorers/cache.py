@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from core import metrics
-from toxicity.base import Context, Score
+from toxicity.base import Context, Score, ThreadCosts
 from toxicity.hybrid import TextSide
 from toxicity.lexicon import Hits
 
@@ -87,7 +87,7 @@ class TextSideCache:
         self._encoder = getattr(model, "encoder", None)
         self.hits = 0
         self.misses = 0
-        self._lookup = threading.local()  # ns per thread (text sides run on two threads)
+        self._costs = ThreadCosts()  # per thread: text sides run on two threads
         # The scorer reads the cache on its event loop while its model thread fills it: the
         # rows are read and written under this lock (never held while the model runs).
         self._lock = threading.Lock()
@@ -95,9 +95,7 @@ class TextSideCache:
     def take_costs(self) -> dict[str, int]:
         """This thread's CPU time in the cache itself since the last call (keys, LRU, stacking),
         without the model's text side for the misses."""
-        spent = getattr(self._lookup, "ns", 0)
-        self._lookup.ns = 0
-        return {"cache_lookup": spent}
+        return {"cache_lookup": self._costs.take().get("cache_lookup", 0)}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -183,8 +181,7 @@ class TextSideCache:
         self._misses.inc(len(todo))
         self._hits.inc(len(texts) - len(todo))
         side = stack([rows[k] for k in keys])
-        spent = time.thread_time_ns() - resumed + paused - started
-        self._lookup.ns = getattr(self._lookup, "ns", 0) + spent
+        self._costs.add("cache_lookup", time.thread_time_ns() - resumed + paused - started)
         return side, computed
 
     def score(

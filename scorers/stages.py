@@ -444,17 +444,15 @@ class Stages:
             with clock.section("decode"):
                 messages, sources, dead = scorer.decode(raw)
             cache = scorer.cache
-            missing = cache.missing([m.text for m in messages]) if cache is not None else None
+            texts = [m.text for m in messages]
+            # Only a shared cache needs the list of this worker's misses.
+            missing = cache.missing(texts) if cache is not None and shared is not None else None
             with clock.section("shared_cache"):
                 found = await clock.wait(self._shared_rows(shared, missing))
             # Every text cached: what is left (lookups, stacking) is quick and holds the GIL,
             # so the model thread would only add a hand-off between threads. The rows are
             # taken now: the model thread may evict some before the score stage gets to them.
-            held = (
-                cache.held([m.text for m in messages], found)
-                if cache is not None and missing is not None and all(k in found for k in missing)
-                else None
-            )
+            held = cache.held(texts, found) if cache is not None else None
             text = (
                 None
                 if held is not None

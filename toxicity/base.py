@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,3 +58,20 @@ class TextScorer(Protocol):
     def score(
         self, texts: Sequence[str], contexts: Sequence[Context] | None = None
     ) -> list[Score]: ...
+
+
+class ThreadCosts(threading.local):
+    """CPU time (ns) by part, kept per thread: the scorer runs one batch's text side in its
+    model thread while it scores the batch before on its event loop, and each thread takes
+    only what it spent."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, int] = {}
+
+    def add(self, part: str, ns: int) -> None:
+        self.parts[part] = self.parts.get(part, 0) + ns
+
+    def take(self) -> dict[str, int]:
+        """This thread's parts since its last take."""
+        parts, self.parts = self.parts, {}
+        return parts

@@ -155,8 +155,10 @@ def build_difference(recorded: dict[str, Any], encoder: Encoder) -> str | None:
     """Why ``encoder``'s int8 file is not the one a model recorded (``encoder_build_of``), or
     None when it is, or when there is nothing to compare (no record, another back end)."""
     want = recorded.get("int8_sha256")
+    if not want or want == getattr(encoder, "build_sha256", None):
+        return None
     here = encoder_build_of(encoder)
-    if not want or not here or want == here["int8_sha256"]:
+    if not here:
         return None
     theirs = recorded.get("toolchain") or {}
     changed = [

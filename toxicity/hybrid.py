@@ -47,7 +47,7 @@ from toxicity.artifacts import (
     load_booster_bytes,
     load_meta,
 )
-from toxicity.base import CONTEXT_FEATURES, Context, Score, Thresholds
+from toxicity.base import CONTEXT_FEATURES, Context, Score, ThreadCosts, Thresholds
 from toxicity.encoder import (
     DEFAULT_CACHE_DIR,
     DEFAULT_ID_CACHE_SIZE,
@@ -174,9 +174,7 @@ class HybridScorer:
         self._forest = Forest.from_booster(booster)
         self._lock = threading.Lock()
         # CPU time of the scoring thread per part (ns), for the scorer's stage accounting.
-        # Per thread: the scorer embeds one batch in its model thread while it runs the
-        # booster of the batch before on its event loop.
-        self._costs = threading.local()
+        self._costs = ThreadCosts()
         # Heads on the text are part of the text side; heads on the embedding run in combine().
         self._text_heads = [h for h in meta.heads if isinstance(h, TfidfHead)]
         self._embedding_heads = [h for h in meta.heads if isinstance(h, EmbeddingHead)]
@@ -280,16 +278,11 @@ class HybridScorer:
         (its share of the embedding; other sessions run on threads of their own), ``features``
         (model text, static features, text heads), ``booster`` and ``assemble`` (calibration,
         label heads, the scores)."""
-        costs: dict[str, int] = getattr(self._costs, "parts", {})
-        self._costs.parts = {}
-        return costs
+        return self._costs.take()
 
     def _charge(self, part: str, started: int) -> int:
         now = time.thread_time_ns()
-        parts = getattr(self._costs, "parts", None)
-        if parts is None:
-            parts = self._costs.parts = {}
-        parts[part] = parts.get(part, 0) + now - started
+        self._costs.add(part, now - started)
         return now
 
     def score_text_side(self, texts: Sequence[str]) -> TextSide:

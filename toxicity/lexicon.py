@@ -105,7 +105,13 @@ class Lexicon:
         self.phrases = tuple(sorted(word for word in profanity if " " in word))
         self.hard_slurs = hard_slurs - reclaimed_slurs
         self.reclaimed_slurs = reclaimed_slurs
-        self._all = tuple(sorted(self.profanity | slurs))
+        # Each listed word's kind (the three lists share no word).
+        self._kinds = {
+            **dict.fromkeys(self.profanity, "profanity"),
+            **dict.fromkeys(self.reclaimed_slurs, "reclaimed_slur"),
+            **dict.fromkeys(self.hard_slurs, "hard_slur"),
+        }
+        self._all = tuple(sorted(self._kinds))
         # Words repeat a lot across messages; remembering each word's kind halves scan time.
         self._memo: dict[str, str | None] = {}
 
@@ -137,12 +143,9 @@ class Lexicon:
             return self._masked(word)
         for variant in word_variants(word):
             for form in (variant, variant[:-1] if variant.endswith("s") else ""):
-                if form in self.hard_slurs:
-                    return "hard_slur"
-                if form in self.reclaimed_slurs:
-                    return "reclaimed_slur"
-                if form in self.profanity:
-                    return "profanity"
+                kind = self._kinds.get(form)
+                if kind is not None:
+                    return kind
         return None
 
     def _masked(self, word: str) -> str | None:
@@ -152,36 +155,28 @@ class Lexicon:
         pattern = re.compile("".join("[a-z]+" if c == "*" else re.escape(c) for c in word) + "$")
         for listed in self._all:
             if pattern.match(listed):
-                return self._listed_kind(listed)
+                return self._kinds[listed]
         return None
-
-    def _listed_kind(self, listed: str) -> str:
-        if listed in self.hard_slurs:
-            return "hard_slur"
-        return "reclaimed_slur" if listed in self.reclaimed_slurs else "profanity"
 
     def scan(self, normalized: str) -> Hits:
         """Count listed words in text already passed through ``normalize``."""
-        profanity = hard = reclaimed = 0
+        counts = {"profanity": 0, "hard_slur": 0, "reclaimed_slur": 0}
         found: list[str] = []
         words = tokens(normalized)
         for word in words:
             kind = self._kind(word)
-            if kind == "hard_slur":
-                hard += 1
-                found.append(word)
-            elif kind == "reclaimed_slur":
-                reclaimed += 1
-                found.append(word)
-            elif kind == "profanity":
-                profanity += 1
+            if kind is not None:
+                counts[kind] += 1
                 found.append(word)
         if self.phrases:
             joined = f" {' '.join(words)} "
             for phrase in self.phrases:
                 if f" {phrase} " in joined:
-                    profanity += 1
+                    counts["profanity"] += 1
                     found.append(phrase)
         return Hits(
-            profanity=profanity, hard_slurs=hard, words=tuple(found), reclaimed_slurs=reclaimed
+            profanity=counts["profanity"],
+            hard_slurs=counts["hard_slur"],
+            words=tuple(found),
+            reclaimed_slurs=counts["reclaimed_slur"],
         )
