@@ -25,7 +25,7 @@ from faust.streams import Stream
 from redis.exceptions import RedisError
 
 from core import metrics
-from core.clients import group_id, install_reconnect_backoff, redis_client
+from core.clients import group_id, install_lz4_level, install_reconnect_backoff, redis_client
 from core.errors import WardenError
 from core.model_pointer import ActiveModel, read_active
 from core.paths import faust_data_dir, model_cache_dir
@@ -184,8 +184,10 @@ def build_app(
     settings: Settings, model: TextScorer, readiness: Readiness | None = None
 ) -> faust.App:
     # faust builds its aiokafka clients itself, outside core.clients' factories: give them
-    # the same back-off while the broker is away (no tight reconnect loop, no log flood).
+    # the same back-off while the broker is away (no tight reconnect loop, no log flood), and
+    # the same lz4 level for the verdict batches.
     install_reconnect_backoff(settings.kafka)
+    install_lz4_level(settings.kafka)
     suffix = settings.kafka.topic_suffix
     shadow = settings.scorer.shadow
     # A challenger has a group of its own per model: it reads every message, as the scorer does.

@@ -44,3 +44,31 @@ async def test_a_failed_metadata_refresh_waits_before_the_next() -> None:
     # 50 + 100 + 200 + 200 + 200 ms nominal, +-20 %.
     assert 0.6 <= elapsed <= 1.5
     await asyncio.sleep(0)
+
+
+def test_lz4_batches_are_compressed_at_the_configured_level() -> None:
+    from aiokafka import codec
+
+    payload = b"".join(
+        b'{"message_id":"m%d","text":"line %d of chat","p_toxic":0.%04d}' % (i, i * 7, i)
+        for i in range(400)
+    )
+    default = codec.lz4_encode.__defaults__
+    try:
+        for level in (1, 9):
+            kafka_common(KafkaSettings(lz4_level=level))
+            # What aiokafka's record builders call: no level argument.
+            assert codec.lz4_encode(payload) == codec.lz4_encode(payload, level=level)
+            assert codec.lz4_decode(codec.lz4_encode(payload)) == payload
+        fast = codec.lz4_encode(payload, level=1)
+        assert fast != codec.lz4_encode(payload, level=9)  # the level does reach cramjam
+    finally:
+        codec.lz4_encode.__defaults__ = default
+
+
+def test_an_lz4_level_out_of_range_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="lz4_level"):
+        KafkaSettings(lz4_level=13)
