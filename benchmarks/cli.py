@@ -35,7 +35,9 @@ def bench(
     ctx: click.Context, quick: bool, json_path: Path | None, plot_path: Path, no_stack: bool
 ) -> None:
     """Model-only ceiling vs pipeline vs per-message HTTP, in one run on this machine."""
-    from benchmarks.pipeline import Plan, plot, run, stage_table
+    from benchmarks.cpu_sampler import machine_table
+    from benchmarks.pipeline import Plan, plot, run
+    from benchmarks.stage_costs import stage_table
 
     settings = settings_from(ctx)
     started = time.monotonic()
@@ -53,7 +55,22 @@ def bench(
     if json_path is not None:
         json_path.write_text(text + "\n")
     click.echo(text)
-    costs = report.results.get("stage_costs_us_per_msg")
-    if costs:
-        click.echo(f"per-stage CPU of the pipeline runs:\n{stage_table(costs)}", err=True)
+    results = report.results
+    per_core = results.get("per_core", {})
+    for name, costs, machine in (
+        (
+            "one scorer",
+            results.get("stage_costs_us_per_msg"),
+            results.get("machine_cpu_us_per_msg"),
+        ),
+        (
+            "one scorer per core",
+            per_core.get("stage_costs_us_per_msg"),
+            per_core.get("machine_cpu_us_per_msg"),
+        ),
+    ):
+        if costs:
+            click.echo(f"per-stage CPU, {name}:\n{stage_table(costs)}", err=True)
+        if machine:
+            click.echo(f"the machine over the drains, {name}:\n{machine_table(machine)}", err=True)
     click.echo(f"plot: {plot_path}", err=True)

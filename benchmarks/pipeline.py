@@ -33,12 +33,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.cpu_sampler import CpuSampler, stack_pids
+from benchmarks.stage_costs import STAGE_METRIC, THREAD_METRIC, stage_costs, stage_table
 from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
 from core.net import free_port
@@ -48,7 +51,6 @@ from devkit.chatgen import load_messages
 from devkit.processes import ServiceProcess
 from schemas.events import ChatMessage
 from schemas.topics import CHAT_MESSAGES, VERDICTS
-from scorers.stages import INLINE_MODEL
 
 if TYPE_CHECKING:
     from toxicity.base import TextScorer
@@ -171,104 +173,33 @@ class Worker(ServiceProcess):
         return out
 
 
-STAGE_METRIC = "warden_scorer_stage_seconds_total"
-THREAD_METRIC = "warden_thread_cpu_seconds"
-# Stages timed on the event-loop thread and on the model thread (scorers.stages.StageClock).
-LOOP_STAGES = (
-    "decode",
-    "redis",
-    "shared_cache",
-    INLINE_MODEL,
-    "detectors",
-    "encode",
-    "produce",
-    "ack",
-    "metrics",
-)
-MODEL_STAGES = ("cache_lookup", "features", "encoder", "booster", "assemble", "verdicts")
-# The rows of the per-stage table, in the order a message meets them.
-STAGE_ROWS = (
-    "fetch",
-    "consume",
-    "decode",
-    "redis",
-    "shared_cache",
-    "cache_lookup",
-    "features",
-    "encoder",
-    "booster",
-    "assemble",
-    "verdicts",
-    "model_other",
-    "detectors",
-    "encode",
-    "produce",
-    "ack",
-    "metrics",
-    "other_threads",
-)
-# Shown below the table: already inside the stages above (the stage that triggered each one).
-INCLUDED_ROWS = ("gc",)
+class WorkerGroup:
+    """Scorer workers in one consumer group, read as one: counters and CPU summed."""
 
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
 
-def stage_costs(
-    before: dict[str, float], after: dict[str, float], messages: int
-) -> dict[str, float]:
-    """Microseconds of CPU per message by stage, between two :meth:`Worker.cpu` readings.
+    @property
+    def log(self) -> Path:
+        return self.workers[0].log
 
-    ``fetch`` is faust's consumer thread (aiokafka fetching and parsing records); ``consume``
-    what the event-loop thread spent outside the timed stages (faust's per-event path, the
-    producer's I/O, asyncio itself); ``encoder`` the model thread's share of the embedding plus
-    the encoder's other sessions and any thread Python does not know (native pools);
-    ``other_threads`` the rest (the metrics server); ``total`` the process's CPU, and
-    ``outside_encoder`` the total less ``encoder``.
-    """
+    def counter(self, name: str, labels: str) -> float:
+        return sum(w.counter(name, labels) for w in self.workers)
 
-    def spent(name: str) -> float:
-        return max(0.0, after.get(name, 0.0) - before.get(name, 0.0))
+    def cpu(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for worker in self.workers:
+            for name, seconds in worker.cpu().items():
+                out[name] = out.get(name, 0.0) + seconds
+        return out
 
-    threads = {
-        name.removeprefix("thread:"): spent(name)
-        for name in {*before, *after}
-        if name.startswith("thread:") and name != "thread:process"
-    }
-    process = spent("thread:process")
-    main = threads.pop("main", 0.0)
-    # The model's CPU: its thread's, and the batches it scored on the event loop (all cached).
-    model = threads.pop("model", 0.0) + spent(INLINE_MODEL)
-    encoder_threads = threads.pop("encoder", 0.0)
-    fetch = sum(v for k, v in threads.items() if "consumer" in k.lower())
-    others = sum(v for k, v in threads.items() if "consumer" not in k.lower())
-    native = max(0.0, process - main - model - encoder_threads - fetch - others)
-    seconds = {name: spent(name) for name in (*LOOP_STAGES, *MODEL_STAGES)}
-    seconds["fetch"] = fetch
-    seconds["consume"] = max(0.0, main - sum(seconds[n] for n in LOOP_STAGES))
-    seconds["model_other"] = max(0.0, model - sum(seconds[n] for n in MODEL_STAGES))
-    seconds["encoder"] += encoder_threads + native
-    seconds["other_threads"] = others
-    per = 1e6 / max(1, messages)
-    out = {name: round(per * seconds[name], 1) for name in STAGE_ROWS}
-    for name in INCLUDED_ROWS:
-        out[name] = round(per * spent(name), 1)
-    out["total"] = round(per * process, 1)
-    out["outside_encoder"] = round(per * (process - seconds["encoder"]), 1)
-    return out
+    def alive(self) -> bool:
+        return all(w.alive() for w in self.workers)
 
-
-def stage_table(costs: dict[str, dict[str, float]]) -> str:
-    """The per-stage costs of each workload as a Markdown table (us of CPU per message)."""
-    workloads = list(costs)
-    lines = [
-        "| stage (us CPU / message) | " + " | ".join(workloads) + " |",
-        "|---" * (len(workloads) + 1) + "|",
-    ]
-    for row in (*STAGE_ROWS, "outside_encoder", "total", *INCLUDED_ROWS):
-        values = [costs[w].get(row, 0.0) for w in workloads]
-        if any(values) or row in ("outside_encoder", "total"):
-            cells = " | ".join(f"{v:,.1f}" for v in values)
-            name = f"{row} (inside the rows above)" if row in INCLUDED_ROWS else row
-            lines.append(f"| {name} | {cells} |")
-    return "\n".join(lines)
+    def pids(self) -> dict[str, int]:
+        if len(self.workers) == 1:
+            return {"scorer": self.workers[0].pid}
+        return {f"scorer_{i}": w.pid for i, w in enumerate(self.workers, 1)}
 
 
 async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None:
@@ -307,25 +238,31 @@ async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dic
 
 
 async def drain_rate(
-    settings: Settings, worker: Worker, records: list[dict[str, Any]], prefix: str
+    settings: Settings,
+    worker: Worker | WorkerGroup,
+    records: list[dict[str, Any]],
+    prefix: str,
+    pids: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Publish ``records``, wait until the worker has scored them all, return its rate."""
+    """Publish ``records``, wait until the worker has scored them all, return its rate.
+
+    With ``pids`` (name -> process; the worker and this process are added), also the machine's
+    CPU over the scoring span (``machine_cpu``, :class:`benchmarks.cpu_sampler.CpuSampler`).
+    A :class:`WorkerGroup` drains as one: its counters and CPU are summed.
+    """
+    if isinstance(worker, Worker):
+        worker = WorkerGroup([worker])
     hits_before = worker.counter("warden_cache_lookups_total", 'result="hit"')
     misses_before = worker.counter("warden_cache_lookups_total", 'result="miss"')
     reused_before = worker.counter("warden_encoder_reused_total", 'service="scorer"')
     detector_s_before = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
     cpu_before = worker.cpu()
-    # One consumer for the whole wait: a client per question took CPU from the scorer measured
-    # here, on the same two cores.
-    async with TopicEnds(settings.kafka, VERDICTS) as verdict_ends:
-        target = await verdict_ends.size() + len(records)
-        await publish_all(settings, records)
-        deadline = time.monotonic() + 600
-        while await verdict_ends.size() < target:
-            if time.monotonic() > deadline or not worker.alive():
-                raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
-            # The rate comes from the verdicts' stamps: this only decides when to stop.
-            await asyncio.sleep(0.25)
+    watched = {**worker.pids(), "harness": os.getpid(), **(pids or {})}
+    sampler: CpuSampler | AbstractContextManager[None] = (
+        CpuSampler(watched) if pids is not None else nullcontext()
+    )
+    with sampler:
+        await _drain(settings, worker, records)
     await asyncio.sleep(0.2)  # the last batch's acknowledgement and stage sums
     costs = stage_costs(cpu_before, worker.cpu(), len(records))
     verdicts = await read_verdicts(settings, prefix, len(records))
@@ -337,10 +274,16 @@ async def drain_rate(
     misses = worker.counter("warden_cache_lookups_total", 'result="miss"') - misses_before
     reused = worker.counter("warden_encoder_reused_total", 'service="scorer"') - reused_before
     detector_s = worker.counter("warden_detector_seconds_sum", 'service="scorer"')
+    rate = after_first_batch / span if span > 0 else float("nan")
     return {
         "costs": costs,
-        "msgs_per_s": after_first_batch / span if span > 0 else float("nan"),
+        "msgs_per_s": rate,
         "messages": float(len(verdicts)),
+        "machine_cpu": (
+            _scorers_summed(sampler.between(first, stamps[-1], rate))
+            if isinstance(sampler, CpuSampler)
+            else None
+        ),
         "cache_hit_rate": hits / (hits + misses) if hits + misses else 0.0,
         # Of the misses, those whose token ids the encoder had embedded before (no run).
         "encoder_reused_rate": reused / misses if misses else 0.0,
@@ -350,6 +293,32 @@ async def drain_rate(
             sum(1 for v in verdicts if set(v.get("reasons", {})) - {"hard_slur"})
         ),
     }
+
+
+def _scorers_summed(machine_cpu: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Several workers' rows (``scorer_1``...) also as one ``scorer`` row."""
+    if machine_cpu is None:
+        return None
+    us = machine_cpu["us_per_msg"]
+    workers = [name for name in us if name.startswith("scorer_")]
+    if workers:
+        machine_cpu["us_per_msg"] = {"scorer": round(sum(us[n] for n in workers), 1), **us}
+    return machine_cpu
+
+
+async def _drain(settings: Settings, worker: WorkerGroup, records: list[dict[str, Any]]) -> None:
+    """Publish ``records`` and return once the verdict topic holds as many more verdicts."""
+    # One consumer for the whole wait: a client per question took CPU from the scorer measured
+    # here, on the same two cores.
+    async with TopicEnds(settings.kafka, VERDICTS) as verdict_ends:
+        target = await verdict_ends.size() + len(records)
+        await publish_all(settings, records)
+        deadline = time.monotonic() + 600
+        while await verdict_ends.size() < target:
+            if time.monotonic() > deadline or not worker.alive():
+                raise RuntimeError(f"the scorer did not drain the stream; see {worker.log}")
+            # The rate comes from the verdicts' stamps: this only decides when to stop.
+            await asyncio.sleep(0.25)
 
 
 async def latency_at(
@@ -546,11 +515,13 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     try:
         await worker.wait_ready(180)
         logger.info("2/5 pipeline throughput: unique texts, then the livestream replay")
+        # The broker's and Redis's CPU too, when they are the local stack's.
+        pids = stack_pids(settings)
         unique = await drain_rate(
-            local, worker, workload("unique", plan.unique_messages, "u-"), "u-"
+            local, worker, workload("unique", plan.unique_messages, "u-"), "u-", pids
         )
         replay = await drain_rate(
-            local, worker, workload("livestream", plan.livestream_messages, "r-"), "r-"
+            local, worker, workload("livestream", plan.livestream_messages, "r-"), "r-", pids
         )
         results["pipeline_unique_msgs_per_s"] = round(unique["msgs_per_s"], 1)
         results["pipeline_replay_msgs_per_s"] = round(replay["msgs_per_s"], 1)
@@ -559,6 +530,12 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         # Where each message's CPU goes (us per message), and the same as a table.
         results["stage_costs_us_per_msg"] = {"unique": unique["costs"], "replay": replay["costs"]}
         logger.info("per-stage CPU:\n%s", stage_table(results["stage_costs_us_per_msg"]))
+        # The machine over each scoring span: the scorer, broker, Redis, this process, idle.
+        results["machine_cpu_us_per_msg"] = {
+            "unique": unique["machine_cpu"],
+            "replay": replay["machine_cpu"],
+        }
+        logger.info("machine CPU over the drains: %s", results["machine_cpu_us_per_msg"])
         results["detectors"] = {
             "unique_us_per_msg": round(unique["detector_us_per_msg"], 1),
             "replay_us_per_msg": round(replay["detector_us_per_msg"], 1),
@@ -585,6 +562,15 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
                 results["p99_ms_at_100_msgs_per_s"] = round(point["p99_ms"], 1)
     finally:
         worker.stop()
+
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        logger.info("2b. the drains again on %d scorers, one per core", cores)
+        per_core = await per_core_drains(settings, plan, log_dir, cores)
+        results["per_core"] = per_core
+        logger.info(
+            "per-stage CPU, %d scorers:\n%s", cores, stage_table(per_core["stage_costs_us_per_msg"])
+        )
 
     logger.info("4/5 the per-message HTTP design for %.0f s", plan.http_seconds)
     http_rate = await asyncio.to_thread(
@@ -622,8 +608,79 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         "p99_under_50ms_at_100_msgs_per_s": results["p99_ms_at_100_msgs_per_s"] < 50,
         "replay_at_least_5x_http": pipeline_replay >= 5 * http_rate,
     }
+    if "per_core" in results:
+        per_core = results["per_core"]
+        unique, replay = per_core["unique_msgs_per_s"], per_core["replay_msgs_per_s"]
+        results["ratios"]["per_core_unique_vs_ceiling"] = round(unique / ceiling, 2)
+        results["ratios"]["per_core_replay_vs_ceiling"] = round(replay / ceiling, 2)
+        results["ratios"]["per_core_replay_vs_http"] = round(replay / http_rate, 1)
+        results["targets"].update(
+            {
+                "per_core_unique_at_least_0.85x_ceiling": unique >= 0.85 * ceiling,
+                "per_core_replay_at_least_3x_ceiling": replay >= 3 * ceiling,
+                "per_core_p99_under_50ms_at_100_msgs_per_s": per_core["p99_ms_at_100_msgs_per_s"]
+                < 50,
+                "per_core_replay_at_least_5x_http": replay >= 5 * http_rate,
+            }
+        )
     results["latency_curve"] = report.curve
     return report
+
+
+async def per_core_drains(
+    settings: Settings, plan: Plan, log_dir: Path, cores: int
+) -> dict[str, Any]:
+    """The unique and replay drains, and the latency at 100 msg/s, on ``cores`` scorers in one
+    consumer group, each with one encoder session, on topics of their own.
+
+    One process per core rather than one process with a session per core: the processes'
+    Python does not share one interpreter lock, so a scorer's event loop and another's model
+    run side by side (on the replay, the machine's idle share over the drain falls from about
+    15 % to about 3 %). Each worker keeps its own text-side cache.
+    """
+    from core.topic_admin import create_topics
+
+    suffix = f".bench{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
+    )
+    await create_topics(local.kafka, suffix)
+    workers: list[Worker] = []
+    try:
+        for i in range(cores):
+            env = worker_env(settings, suffix)  # a metrics port of its own
+            env["WARDEN_MODEL__ENCODER_WORKERS"] = "1"
+            log = log_dir / f"bench-scorer-{i + 1}-of-{cores}.log"
+            workers.append(Worker.start(local, env, log))
+        for worker in workers:  # ready: in the group, so the partitions are shared out
+            await worker.wait_ready(180)
+        group = WorkerGroup(workers)
+        pids = stack_pids(settings)
+        unique = await drain_rate(
+            local, group, workload("unique", plan.unique_messages, "pu-"), "pu-", pids
+        )
+        replay = await drain_rate(
+            local, group, workload("livestream", plan.livestream_messages, "pr-"), "pr-", pids
+        )
+        records = workload("livestream", int(100 * plan.latency_seconds) + 1, "pl-")
+        point = await latency_at(local, records, 100.0, plan.latency_seconds)
+    finally:
+        for worker in workers:
+            worker.stop()
+    return {
+        "scorers": cores,
+        "encoder_sessions_each": 1,
+        "unique_msgs_per_s": round(unique["msgs_per_s"], 1),
+        "replay_msgs_per_s": round(replay["msgs_per_s"], 1),
+        "cache_hit_rate": round(replay["cache_hit_rate"], 3),
+        "stage_costs_us_per_msg": {"unique": unique["costs"], "replay": replay["costs"]},
+        "machine_cpu_us_per_msg": {
+            "unique": unique["machine_cpu"],
+            "replay": replay["machine_cpu"],
+        },
+        "p50_ms_at_100_msgs_per_s": round(point["p50_ms"], 1),
+        "p99_ms_at_100_msgs_per_s": round(point["p99_ms"], 1),
+    }
 
 
 def plot(report: Report, path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from mode.utils.locks import Event as ModeEvent
 from prometheus_client import REGISTRY
 
-from benchmarks.pipeline import stage_costs, stage_table
+from benchmarks.stage_costs import stage_costs, stage_table
 from schemas.events import ChatMessage
 from scorers.batch import RawEvent
 from scorers.consumer import Resumed, ScorerConsumer, ack_events, take_events

@@ -1,0 +1,60 @@
+"""The benchmark's machine CPU: each process's share over a span, and the idle rest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.cpu_sampler import CpuSampler, machine_ticks, process_ticks
+
+
+def test_a_busy_process_is_charged_its_cpu_and_a_gone_one_nothing() -> None:
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core, busy
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        with CpuSampler({"spin": spin.pid, "gone": gone.pid}, interval_s=0.02) as sampler:
+            time.sleep(0.3)
+            start = time.time()
+            time.sleep(1.5)
+            end = time.time()
+            time.sleep(0.1)
+    finally:
+        spin.kill()
+        spin.wait()
+    # 100 "messages" a second: a process using one core spends 10,000 us of CPU on each.
+    found = sampler.between(start, end, 100.0)
+    assert found is not None
+    us = found["us_per_msg"]
+    assert "gone" not in us
+    assert 8_000 <= us["spin"] <= 11_000
+    assert 1.3 <= found["seconds"] <= 1.5
+    # The rows add up to every core's time: cores / rate.
+    cores = os.cpu_count() or 1
+    assert abs(sum(us.values()) - cores * 10_000) <= 0.1 * cores * 10_000
+    assert 0.0 <= found["idle_share"] <= 1 - 0.8 / cores
+    # Outside the samples, or without a rate, there is nothing to say.
+    assert sampler.between(end + 10, end + 20, 100.0) is None
+    assert sampler.between(start, end, 0.0) is None
+
+
+def test_ticks_are_read_from_proc() -> None:
+    total, idle = machine_ticks()
+    assert total > idle >= 0
+    mine = process_ticks(os.getpid())
+    assert mine is not None and mine >= 0
+    assert process_ticks(2**22 + 12345) is None  # above pid_max's default ceiling
+
+
+def test_the_machine_table_has_a_row_per_process_and_the_idle_share() -> None:
+    from benchmarks.cpu_sampler import machine_table
+
+    unique = {"idle_share": 0.125, "us_per_msg": {"scorer": 2177.1, "idle": 343.8}}
+    replay = {"idle_share": 0.03, "us_per_msg": {"scorer_1": 300.0, "scorer": 600.0}}
+    table = machine_table({"unique": unique, "replay": replay, "none": None}).splitlines()
+    assert table[0] == "| machine, us per message | unique | replay |"
+    assert "| scorer | 2177.1 | 600.0 |" in table
+    assert "| scorer_1 | 0.0 | 300.0 |" in table
+    assert table[-1] == "| idle share of the cores | 12.5% | 3.0% |"
