@@ -80,8 +80,12 @@ DEFAULT_ID_CACHE_SIZE = 20_000
 
 
 def default_workers() -> int:
-    """int8 sessions side by side: one per core."""
-    return max(1, os.cpu_count() or 1)
+    """int8 sessions side by side: one per core this process may run on (its CPU affinity,
+    which ``taskset`` and a container's cpuset narrow; ``os.cpu_count`` counts the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def default_encoder_path() -> Path:

@@ -211,3 +211,20 @@ def test_a_scorer_says_when_its_int8_file_is_not_the_models(
     with caplog.at_level(logging.WARNING, logger="toxicity.hybrid"):
         HybridScorer.load(folder, settings, cache_dir=int8_cache)
     assert not [r for r in caplog.records if "int8 encoder file" in r.getMessage()]
+
+
+def test_one_session_per_core_the_process_may_run_on() -> None:
+    import os
+    import subprocess
+    import sys
+
+    # Pinned to one core (as taskset or a container's cpuset does): one session, whatever the
+    # host's core count.
+    out = subprocess.run(
+        [sys.executable, "-c", "from toxicity.encoder import default_workers as d; print(d())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert out.stdout.strip() == "1"
