@@ -58,3 +58,29 @@ def test_the_machine_table_has_a_row_per_process_and_the_idle_share() -> None:
     assert "| scorer | 2177.1 | 600.0 |" in table
     assert "| scorer_1 | 0.0 | 300.0 |" in table
     assert table[-1] == "| idle share of the cores | 12.5% | 3.0% |"
+
+
+def test_a_server_is_charged_its_childrens_cpu_too() -> None:
+    # A parent that forks a busy child, as Redis does for a snapshot: live, then ended.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nt = time.time()\\nwhile time.time() - t < 0.8: pass'])\n"
+            "child.wait()\n"
+            "time.sleep(30)\n",
+        ]
+    )
+    try:
+        time.sleep(0.5)
+        alone = process_ticks(parent.pid)
+        live = process_ticks(parent.pid, children=True)
+        assert alone is not None and live is not None and live > alone
+        time.sleep(1.0)  # the child has ended and been waited for
+        ended = process_ticks(parent.pid, children=True)
+        assert ended is not None and ended - (process_ticks(parent.pid) or 0) >= 50  # >= 0.5 s
+    finally:
+        parent.kill()
+        parent.wait()
