@@ -5,7 +5,8 @@ Workloads come from ``devkit.chatgen`` with a fixed seed:
 - *livestream*: realistic chat with repetition (emote spam, copypasta) and raids.
 
 Measurements, in order:
-1. model-only ceiling: batched inference on unique texts in this process, no Kafka;
+1. model-only ceiling: batched inference on unique texts in this process, no Kafka (then
+   Redis's feature read, and 50,000 records through the broker to warm it up);
 2. pipeline throughput: one scorer worker drains messages published to fresh topics (encoded
    before the first send, so that publishing costs the drain little); the rate comes from the
    verdicts' own ``scored_at`` stamps, and the end is found by one consumer asking the verdict
@@ -218,6 +219,32 @@ async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None
             await producer.send(topic, value, key=key)
     finally:
         await producer.stop()
+
+
+async def warm_broker(settings: Settings, count: int) -> float:
+    """Send ``count`` chat records through the broker and read them back (scratch topics, no
+    scorer); seconds taken. A broker just started runs its request paths interpreted until the
+    JVM has compiled them: a first run on a fresh stack put 286 us of the broker's CPU on each
+    unique message, against 57 once warm."""
+    from core.topic_admin import create_topics
+
+    started = time.monotonic()
+    suffix = f".warm{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
+    )
+    await create_topics(local.kafka, suffix)
+    await publish_all(local, workload("unique", count, "warm-"))
+    consumer = kafka_consumer(local.kafka, CHAT_MESSAGES.name_for(suffix), group_id=None)
+    await consumer.start()
+    try:
+        seen, deadline = 0, time.monotonic() + 120
+        while seen < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            seen += sum(len(records) for records in batches.values())
+    finally:
+        await consumer.stop()
+    return time.monotonic() - started
 
 
 async def read_verdicts(settings: Settings, prefix: str, count: int) -> list[dict[str, Any]]:
@@ -510,6 +537,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     results["redis_feature_read"] = await redis_read_latency(
         settings, batches=500, batch_size=settings.scorer.max_batch
     )
+    results["broker_warm_up_s"] = round(await warm_broker(settings, 50_000), 1)
 
     suffix = f".bench{uuid.uuid4().hex[:8]}"
     local = settings.model_copy(
