@@ -52,6 +52,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import uuid
@@ -79,13 +80,36 @@ TOOLCHAIN = ("torch", "transformers", "onnx", "onnxruntime")
 DEFAULT_ID_CACHE_SIZE = 20_000
 
 
-def default_workers() -> int:
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     """int8 sessions side by side: one per core this process may run on (its CPU affinity,
-    which ``taskset`` and a container's cpuset narrow; ``os.cpu_count`` counts the host's)."""
+    which ``taskset`` and a container's cpuset narrow; ``os.cpu_count`` counts the host's),
+    and no more than its cgroup's CPU quota allows (``docker run --cpus``, a Kubernetes CPU
+    limit: ``cpu.max``, cgroup v2), rounded up."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(cpu_max)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def _cpu_quota(cpu_max: Path) -> float | None:
+    """Cores' worth of CPU time the cgroup may use, None when unlimited or unknown."""
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def default_encoder_path() -> Path:

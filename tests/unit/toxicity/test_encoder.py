@@ -228,3 +228,21 @@ def test_one_session_per_core_the_process_may_run_on() -> None:
         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
     )
     assert out.stdout.strip() == "1"
+
+
+def test_no_more_sessions_than_the_cgroups_cpu_quota(tmp_path: Path) -> None:
+    import os
+
+    from toxicity.encoder import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")  # no quota
+    assert default_workers(cpu_max) == cores
+    cpu_max.write_text("50000 100000\n")  # half a core: still one session
+    assert default_workers(cpu_max) == 1
+    cpu_max.write_text("150000 100000\n")  # 1.5 cores: two, if the process may use two
+    assert default_workers(cpu_max) == min(cores, 2)
+    cpu_max.write_text("garbage\n")
+    assert default_workers(cpu_max) == cores
+    assert default_workers(tmp_path / "missing") == cores  # no cgroup v2
