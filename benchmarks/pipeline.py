@@ -221,21 +221,28 @@ async def publish_all(settings: Settings, records: list[dict[str, Any]]) -> None
         await producer.stop()
 
 
+async def fresh_topics(settings: Settings, tag: str) -> Settings:
+    """``settings`` on topics of their own (suffix ``.<tag><8 hex>``), created on the broker."""
+    from core.topic_admin import create_topics
+
+    suffix = f".{tag}{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
+    )
+    await create_topics(local.kafka, suffix)
+    return local
+
+
 async def warm_broker(settings: Settings, count: int) -> float:
     """Send ``count`` chat records through the broker and read them back (scratch topics, no
     scorer); seconds taken. A broker just started runs its request paths interpreted until the
     JVM has compiled them: a first run on a fresh stack put 286 us of the broker's CPU on each
     unique message, against 57 once warm."""
-    from core.topic_admin import create_topics
-
     started = time.monotonic()
-    suffix = f".warm{uuid.uuid4().hex[:8]}"
-    local = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
-    )
-    await create_topics(local.kafka, suffix)
+    local = await fresh_topics(settings, "warm")
     await publish_all(local, workload("unique", count, "warm-"))
-    consumer = kafka_consumer(local.kafka, CHAT_MESSAGES.name_for(suffix), group_id=None)
+    topic = CHAT_MESSAGES.name_for(local.kafka.topic_suffix)
+    consumer = kafka_consumer(local.kafka, topic, group_id=None)
     await consumer.start()
     try:
         seen, deadline = 0, time.monotonic() + 120
@@ -507,8 +514,6 @@ def worker_env(settings: Settings, suffix: str) -> dict[str, str]:
 
 
 async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
-    from core.topic_admin import create_topics
-
     report = Report()
     results = report.results
     results["machine"] = machine()
@@ -539,18 +544,15 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     )
     results["broker_warm_up_s"] = round(await warm_broker(settings, 50_000), 1)
 
-    suffix = f".bench{uuid.uuid4().hex[:8]}"
-    local = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
-    )
-    await create_topics(local.kafka, suffix)
+    local = await fresh_topics(settings, "bench")
+    suffix = local.kafka.topic_suffix
     env = worker_env(settings, suffix)
+    # The broker's and Redis's CPU too, when they are the local stack's.
+    pids = stack_pids(settings)
     worker = Worker.start(local, env, log_dir / "bench-scorer.log")
     try:
         await worker.wait_ready(180)
         logger.info("2/5 pipeline throughput: unique texts, then the livestream replay")
-        # The broker's and Redis's CPU too, when they are the local stack's.
-        pids = stack_pids(settings)
         unique = await drain_rate(
             local, worker, workload("unique", plan.unique_messages, "u-"), "u-", pids
         )
@@ -599,7 +601,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     cores = default_workers()
     if cores > 1:
         logger.info("3b. the drains again on %d scorers, one per core", cores)
-        per_core = await per_core_drains(settings, plan, log_dir, cores)
+        per_core = await per_core_drains(settings, plan, log_dir, cores, pids)
         logger.info("the model-only ceiling a third time, after those drains")
         ceilings.append(await asyncio.to_thread(model_ceiling, model, last, batch))
         # Its ratios divide by the readings either side of its own drains.
@@ -668,7 +670,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
 
 
 async def per_core_drains(
-    settings: Settings, plan: Plan, log_dir: Path, cores: int
+    settings: Settings, plan: Plan, log_dir: Path, cores: int, pids: Mapping[str, int]
 ) -> dict[str, Any]:
     """The unique and replay drains, and the latency at 100 msg/s, on ``cores`` scorers in one
     consumer group, each with one encoder session, on topics of their own.
@@ -678,24 +680,17 @@ async def per_core_drains(
     run side by side (on the replay, the machine's idle share over the drain falls from about
     15 % to about 3 %). Each worker keeps its own text-side cache.
     """
-    from core.topic_admin import create_topics
-
-    suffix = f".bench{uuid.uuid4().hex[:8]}"
-    local = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_suffix": suffix})}
-    )
-    await create_topics(local.kafka, suffix)
+    local = await fresh_topics(settings, "bench")
     workers: list[Worker] = []
     try:
         for i in range(cores):
-            env = worker_env(settings, suffix)  # a metrics port of its own
+            env = worker_env(settings, local.kafka.topic_suffix)  # a metrics port of its own
             env["WARDEN_MODEL__ENCODER_WORKERS"] = "1"
             log = log_dir / f"bench-scorer-{i + 1}-of-{cores}.log"
             workers.append(Worker.start(local, env, log))
         for worker in workers:  # ready: in the group, so the partitions are shared out
             await worker.wait_ready(180)
         group = WorkerGroup(workers)
-        pids = stack_pids(settings)
         unique = await drain_rate(
             local, group, workload("unique", plan.unique_messages, "pu-"), "pu-", pids
         )
