@@ -64,7 +64,7 @@ def bench(
             results.get("machine_cpu_us_per_msg"),
         ),
         (
-            "one scorer per core",
+            "one scorer per core, sharing their cache",
             per_core.get("stage_costs_us_per_msg"),
             per_core.get("machine_cpu_us_per_msg"),
         ),

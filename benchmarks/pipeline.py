@@ -601,7 +601,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     cores = default_workers()
     if cores > 1:
         logger.info("3b. the drains again on %d scorers, one per core", cores)
-        per_core = await per_core_drains(settings, plan, log_dir, cores, pids)
+        per_core = await per_core_drains(settings, plan, log_dir, cores, pids, model.version)
         logger.info("the model-only ceiling a third time, after those drains")
         ceilings.append(await asyncio.to_thread(model_ceiling, model, last, batch))
         # Its ratios divide by the readings either side of its own drains.
@@ -670,7 +670,12 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
 
 
 async def per_core_drains(
-    settings: Settings, plan: Plan, log_dir: Path, cores: int, pids: Mapping[str, int]
+    settings: Settings,
+    plan: Plan,
+    log_dir: Path,
+    cores: int,
+    pids: Mapping[str, int],
+    model_version: str,
 ) -> dict[str, Any]:
     """The unique and replay drains, and the latency at 100 msg/s, on ``cores`` scorers in one
     consumer group, each with one encoder session, on topics of their own.
@@ -678,14 +683,23 @@ async def per_core_drains(
     One process per core rather than one process with a session per core: the processes'
     Python does not share one interpreter lock, so a scorer's event loop and another's model
     run side by side (on the replay, the machine's idle share over the drain falls from about
-    15 % to about 3 %). Each worker keeps its own text-side cache.
+    15 % to about 3 %). The workers share their text-side rows through Redis, as deployments
+    of several scorers do (``WARDEN_SCORER__SHARED_CACHE``): a user's lines go to one worker,
+    and a line repeated by users of both would otherwise run the encoder in each. The rows of
+    ``model_version`` are dropped before the drains (a run within the rows' TTL would find the
+    same workload's) and after them.
     """
+    from scorers.app import SharedCache
+
+    shared = SharedCache(settings, model_version)
     local = await fresh_topics(settings, "bench")
     workers: list[Worker] = []
     try:
+        dropped = await shared.clear()
         for i in range(cores):
             env = worker_env(settings, local.kafka.topic_suffix)  # a metrics port of its own
             env["WARDEN_MODEL__ENCODER_WORKERS"] = "1"
+            env["WARDEN_SCORER__SHARED_CACHE"] = "true"
             log = log_dir / f"bench-scorer-{i + 1}-of-{cores}.log"
             workers.append(Worker.start(local, env, log))
         for worker in workers:  # ready: in the group, so the partitions are shared out
@@ -702,9 +716,13 @@ async def per_core_drains(
     finally:
         for worker in workers:
             worker.stop()
+        await shared.clear()
+        await shared.close()
     return {
         "scorers": cores,
         "encoder_sessions_each": 1,
+        "shared_cache": True,
+        "shared_rows_dropped_before": dropped,
         "unique_msgs_per_s": round(unique["msgs_per_s"], 1),
         "replay_msgs_per_s": round(replay["msgs_per_s"], 1),
         "cache_hit_rate": round(replay["cache_hit_rate"], 3),

@@ -33,7 +33,7 @@ from core.settings import Settings
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
-from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key
+from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key, redis_prefix
 from scorers.consumer import RawSchema, ScorerApp, StallWatch, ack_events, take_events
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
@@ -99,6 +99,21 @@ class SharedCache:
             for key, row in rows.items():
                 pipe.set(redis_key(self.version, key), encode_row(row), ex=self.ttl_s)
             await pipe.execute()
+
+    async def clear(self, batch: int = 1_000) -> int:
+        """Drop this model version's shared rows (they are a cache); how many there were."""
+        dropped, keys = 0, []
+        async for key in self.client.scan_iter(match=redis_prefix(self.version) + "*", count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                dropped += await self.client.unlink(*keys)
+                keys = []
+        if keys:
+            dropped += await self.client.unlink(*keys)
+        return dropped
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
 class BatchSender:

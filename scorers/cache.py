@@ -230,6 +230,11 @@ def decode_row(blob: bytes) -> Row:
     )
 
 
+def redis_prefix(model_version: str) -> str:
+    """The start of every shared-cache key of a model version."""
+    return f"wc2:{model_version}:"
+
+
 def redis_key(model_version: str, key: str) -> str:
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    return f"wc2:{model_version}:{digest}"
+    return redis_prefix(model_version) + digest

@@ -23,6 +23,7 @@ from faust.exceptions import ProducerSendError
 from schemas.events import ChatMessage, Severity
 from scorers.batch import BatchScorer, RawEvent
 from scorers.cache import TextSideCache
+from scorers.cache import split as split_rows
 from scorers.context_store import ContextReader
 from scorers.detectors import Detected, StreamDetectors, raid_event
 from scorers.stages import Stages
@@ -510,6 +511,55 @@ async def test_the_stages_are_idle_only_when_the_score_stage_waits_too() -> None
         reads.gate.set()
         await wait_for(lambda: acked == ["e0"])
         await wait_for(lambda: running.idle)
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+class Redis(ContextReader):
+    """No context features, but Redis counts as up: the shared cache is used only then."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    @property
+    def available(self) -> bool:
+        return True
+
+
+class SharedRows:
+    """A shared text-side cache in memory (``scorers.app.SharedCache`` keeps them in Redis)."""
+
+    def __init__(self, rows: dict[str, Any] | None = None) -> None:
+        self.rows: dict[str, Any] = dict(rows or {})
+        self.asked: list[list[str]] = []
+
+    async def get(self, keys: Sequence[str]) -> dict[str, Any]:
+        self.asked.append(list(keys))
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    async def put(self, rows: dict[str, Any]) -> None:
+        self.rows.update(rows)
+
+
+async def test_rows_another_scorer_computed_cost_no_encoder_run() -> None:
+    model = RecordingModel()
+    peer = SplitModel().score_text_side(["Kappa"])
+    running, broker, acked, failures = cached_stages(model)
+    running.contexts = Redis()
+    running.shared = shared = SharedRows({"Kappa": split_rows(peer)[0]})
+    running.start()
+    try:
+        await running.put(["e0", "e1"], [raw(0, "Kappa"), raw(1, "new line")])
+        await wait_for(lambda: acked == ["e0", "e1"])
+        assert shared.asked == [["Kappa", "new line"]]
+        assert model.embedded == [["new line"]]  # the peer's line came from the shared cache
+        p = {value["message_id"]: value["p_toxic"] for _, value in broker.taken}
+        assert p == {"m0": 0.25, "m1": 0.4}
+        # Both are in this scorer's own cache now: nothing more is asked for or computed.
+        await running.put(["e2"], [raw(2, "Kappa")])
+        await wait_for(lambda: len(acked) == 3)
+        assert shared.asked == [["Kappa", "new line"]] and model.embedded == [["new line"]]
         assert failures == []
     finally:
         await running.stop()
