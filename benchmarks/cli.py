@@ -73,4 +73,6 @@ def bench(
             click.echo(f"per-stage CPU, {name}:\n{stage_table(costs)}", err=True)
         if machine:
             click.echo(f"the machine over the drains, {name}:\n{machine_table(machine)}", err=True)
+    for drain, warning in results.get("disturbed_drains", {}).items():
+        click.echo(f"warning: {drain}: {warning}", err=True)
     click.echo(f"plot: {plot_path}", err=True)

@@ -142,6 +142,26 @@ class CpuSampler:
         }
 
 
+# Above this share of the machine's time, what no watched process spent (other programs, the
+# kernel) disturbed a drain: its rate says less about the pipeline than about the machine.
+DISTURBED_SHARE = 0.05
+
+
+def disturbance(reading: dict[str, Any] | None, share: float = DISTURBED_SHARE) -> str | None:
+    """A one-line warning when ``other`` took more than ``share`` of all cores' time over a
+    :meth:`CpuSampler.between` reading, else None."""
+    if reading is None:
+        return None
+    us = reading["us_per_msg"]
+    total = sum(us.values())
+    if total <= 0 or us.get("other", 0.0) <= share * total:
+        return None
+    return (
+        f"other processes took {us['other'] / total:.0%} of the machine over the drain "
+        f"({us['other']:.0f} us a message): its rate was disturbed"
+    )
+
+
 def machine_table(readings: Mapping[str, dict[str, Any] | None]) -> str:
     """:meth:`CpuSampler.between` readings per column (workload) as a Markdown table."""
     columns = {name: r for name, r in readings.items() if r is not None}

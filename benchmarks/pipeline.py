@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.cpu_sampler import CpuSampler, stack_pids
+from benchmarks.cpu_sampler import CpuSampler, disturbance, stack_pids
 from benchmarks.stage_costs import STAGE_METRIC, THREAD_METRIC, stage_costs, stage_table
 from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
@@ -529,11 +529,11 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
 
     logger.info("1/5 model-only ceiling on %d unique texts", plan.ceiling_messages)
     model = await asyncio.to_thread(load_model, settings.model)
-    # Two readings, each on texts of its own: the encoder remembers the texts it embedded.
-    texts = [m["text"] for m in workload("unique", 3 * plan.ceiling_messages, "c-")]
-    # The third reading follows the drains on one scorer per core.
-    before, after, last = (
-        texts[i * plan.ceiling_messages : (i + 1) * plan.ceiling_messages] for i in range(3)
+    # Readings on texts of their own each: the encoder remembers the texts it embedded. Two
+    # around the one-scorer drains, two around the per-core drains.
+    texts = [m["text"] for m in workload("unique", 4 * plan.ceiling_messages, "c-")]
+    before, after, per_core_before, last = (
+        texts[i * plan.ceiling_messages : (i + 1) * plan.ceiling_messages] for i in range(4)
     )
     batch = settings.scorer.max_batch
     ceilings = [await asyncio.to_thread(model_ceiling, model, before, batch)]
@@ -601,11 +601,13 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
     cores = default_workers()
     if cores > 1:
         logger.info("3b. the drains again on %d scorers, one per core", cores)
+        # Its ratios divide by the readings just before and after its own drains (the latency
+        # phases take minutes, and this machine's speed moves within minutes).
+        ceilings.append(await asyncio.to_thread(model_ceiling, model, per_core_before, batch))
         per_core = await per_core_drains(settings, plan, log_dir, cores, pids, model.version)
-        logger.info("the model-only ceiling a third time, after those drains")
+        logger.info("the model-only ceiling a fourth time, after those drains")
         ceilings.append(await asyncio.to_thread(model_ceiling, model, last, batch))
-        # Its ratios divide by the readings either side of its own drains.
-        per_core["ceiling_msgs_per_s"] = round((ceilings[1] + ceilings[2]) / 2, 1)
+        per_core["ceiling_msgs_per_s"] = round((ceilings[2] + ceilings[3]) / 2, 1)
         results["ceiling_readings_msgs_per_s"] = [round(c, 1) for c in ceilings]
         results["per_core"] = per_core
         logger.info(
@@ -635,6 +637,7 @@ async def run(settings: Settings, plan: Plan, log_dir: Path) -> Report:
         logger.info("6. the explainer on %d flagged sample lines", plan.explanations)
         results["explainer"] = await bench_explainer(settings, plan.explanations)
 
+    results["disturbed_drains"] = disturbed_drains(results)
     pipeline_unique = results["pipeline_unique_msgs_per_s"]
     pipeline_replay = results["pipeline_replay_msgs_per_s"]
     results["ratios"] = {
@@ -734,6 +737,20 @@ async def per_core_drains(
         "p50_ms_at_100_msgs_per_s": round(point["p50_ms"], 1),
         "p99_ms_at_100_msgs_per_s": round(point["p99_ms"], 1),
     }
+
+
+def disturbed_drains(results: dict[str, Any]) -> dict[str, str]:
+    """The drains that other programs disturbed (``benchmarks.cpu_sampler.disturbance``)."""
+    found: dict[str, str] = {}
+    for deployment, machine_cpu in (
+        ("one scorer", results.get("machine_cpu_us_per_msg")),
+        ("one scorer per core", results.get("per_core", {}).get("machine_cpu_us_per_msg")),
+    ):
+        for workload_name, reading in (machine_cpu or {}).items():
+            warning = disturbance(reading)
+            if warning is not None:
+                found[f"{deployment}, {workload_name}"] = warning
+    return found
 
 
 def plot(report: Report, path: Path) -> None:

@@ -33,7 +33,15 @@ from core.settings import Settings
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
-from scorers.cache import Row, TextSideCache, decode_row, encode_row, redis_key, redis_prefix
+from scorers.cache import (
+    Row,
+    TextSideCache,
+    decode_row,
+    encode_row,
+    redis_digest,
+    redis_key,
+    redis_prefix,
+)
 from scorers.consumer import RawSchema, ScorerApp, StallWatch, ack_events, take_events
 from scorers.context_store import ContextReader, FeatureStore
 from scorers.detectors import StreamDetectors
@@ -78,6 +86,23 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+# ARGV: the TTL in seconds, the key prefix, the rows' digests (32 hex digits each, one after
+# another), their lengths (comma-separated), then the rows one after another. One script call
+# a batch: through a pipeline, redis-py's bookkeeping took about 20 us a row.
+_PUT_ROWS = """
+local ttl, prefix, digests, blob = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local at, i = 1, 0
+for size in string.gmatch(ARGV[4], '%d+') do
+  local n = tonumber(size)
+  redis.call('SET', prefix .. string.sub(digests, 32 * i + 1, 32 * i + 32),
+             string.sub(blob, at, at + n - 1), 'EX', ttl)
+  at = at + n
+  i = i + 1
+end
+return i
+"""
+
+
 class SharedCache:
     """Text-side rows shared by all workers through Redis (optional)."""
 
@@ -85,6 +110,7 @@ class SharedCache:
         self.client = redis_client(settings.redis)
         self.ttl_s = settings.scorer.shared_cache_ttl_s
         self.version = model_version
+        self._put = self.client.register_script(_PUT_ROWS)
 
     async def get(self, keys: Sequence[str]) -> dict[str, Row]:
         if not keys:
@@ -95,10 +121,16 @@ class SharedCache:
     async def put(self, rows: dict[str, Row]) -> None:
         if not rows:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key, row in rows.items():
-                pipe.set(redis_key(self.version, key), encode_row(row), ex=self.ttl_s)
-            await pipe.execute()
+        blobs = [encode_row(row) for row in rows.values()]
+        await self._put(
+            args=[
+                self.ttl_s,
+                redis_prefix(self.version),
+                "".join(map(redis_digest, rows)),
+                ",".join(str(len(blob)) for blob in blobs),
+                b"".join(blobs),
+            ]
+        )
 
     async def clear(self, batch: int = 1_000) -> int:
         """Drop this model version's shared rows (they are a cache); how many there were."""

@@ -196,38 +196,60 @@ class TextSideCache:
         return self.model.combine(side, contexts), computed
 
 
+# Rows' headers, encoded and decoded: most rows of a model share one (no lexicon hits, the same
+# array sizes), and building or parsing the JSON cost more than the rest of a row.
+_MEMO_MAX = 4_096
+_HEADERS: dict[tuple[Hits, tuple[tuple[str, int], ...]], bytes] = {}
+_LAYOUTS: dict[bytes, tuple[tuple[tuple[str, int], ...], Hits]] = {}
+
+
 def encode_row(row: Row) -> bytes:
     """A row as bytes for the shared (Redis) cache: a JSON header, then the float32 arrays."""
-    arrays = {name: value.astype(np.float32) for name, value in row.arrays.items()}
-    header = json.dumps(
-        {
-            "hits": {
-                "profanity": row.hits.profanity,
-                "hard_slurs": row.hits.hard_slurs,
-                "reclaimed_slurs": row.hits.reclaimed_slurs,
-                "words": list(row.hits.words),
-            },
-            "arrays": [[name, int(value.shape[0])] for name, value in arrays.items()],
-        }
-    ).encode()
+    arrays = {name: value.astype(np.float32, copy=False) for name, value in row.arrays.items()}
+    layout = tuple((name, int(value.shape[0])) for name, value in arrays.items())
+    header = _HEADERS.get((row.hits, layout))
+    if header is None:
+        header = json.dumps(
+            {
+                "hits": {
+                    "profanity": row.hits.profanity,
+                    "hard_slurs": row.hits.hard_slurs,
+                    "reclaimed_slurs": row.hits.reclaimed_slurs,
+                    "words": list(row.hits.words),
+                },
+                "arrays": [list(item) for item in layout],
+            }
+        ).encode()
+        if len(_HEADERS) >= _MEMO_MAX:
+            _HEADERS.clear()
+        _HEADERS[(row.hits, layout)] = header
     return header + b"\n" + b"".join(value.tobytes() for value in arrays.values())
 
 
 def decode_row(blob: bytes) -> Row:
     header, _, body = blob.partition(b"\n")
-    meta = json.loads(header)
-    values = np.frombuffer(body, dtype=np.float32)
-    if values.shape[0] != sum(size for _, size in meta["arrays"]):
+    known = _LAYOUTS.get(header)
+    if known is None:
+        meta = json.loads(header)
+        hits = meta["hits"]
+        known = (
+            tuple((str(name), int(size)) for name, size in meta["arrays"]),
+            Hits(
+                hits["profanity"], hits["hard_slurs"], tuple(hits["words"]), hits["reclaimed_slurs"]
+            ),
+        )
+        if len(_LAYOUTS) >= _MEMO_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[header] = known
+    layout, row_hits = known
+    if len(body) != 4 * sum(size for _, size in layout):
         raise ValueError("cached row has the wrong size")
+    values = np.frombuffer(body, dtype=np.float32).copy()  # one copy, writable like the rest
     arrays, start = {}, 0
-    for name, size in meta["arrays"]:
-        arrays[name] = values[start : start + size].copy()
+    for name, size in layout:
+        arrays[name] = values[start : start + size]
         start += size
-    hits = meta["hits"]
-    return Row(
-        arrays,
-        Hits(hits["profanity"], hits["hard_slurs"], tuple(hits["words"]), hits["reclaimed_slurs"]),
-    )
+    return Row(arrays, row_hits)
 
 
 def redis_prefix(model_version: str) -> str:
@@ -235,6 +257,10 @@ def redis_prefix(model_version: str) -> str:
     return f"wc2:{model_version}:"
 
 
+def redis_digest(key: str) -> str:
+    """A cache key's name in Redis after the prefix: 32 hex digits."""
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
 def redis_key(model_version: str, key: str) -> str:
-    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    return redis_prefix(model_version) + digest
+    return redis_prefix(model_version) + redis_digest(key)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.cpu_sampler import CpuSampler, machine_ticks, process_ticks
+from benchmarks.cpu_sampler import CpuSampler, disturbance, machine_ticks, process_ticks
 
 
 def test_a_busy_process_is_charged_its_cpu_and_a_gone_one_nothing() -> None:
@@ -100,3 +100,16 @@ def test_a_server_is_charged_its_childrens_cpu_too() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_drain_other_programs_took_from_is_called_disturbed() -> None:
+    def reading(other: float) -> dict[str, object]:
+        # Two cores at 1,000 msg/s: 2,000 us of the machine a message.
+        rest = {"scorer": 1_500.0, "broker": 100.0, "redis": 100.0}
+        return {"us_per_msg": {**rest, "other": other, "idle": 300.0 - other}}
+
+    assert disturbance(reading(20.0)) is None  # 1 %: the kernel, the sampler's neighbours
+    assert disturbance(reading(100.0)) is None  # 5 %: not above the line
+    warning = disturbance(reading(200.0))
+    assert warning is not None and "10%" in warning and "200 us" in warning
+    assert disturbance(None) is None

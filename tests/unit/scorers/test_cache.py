@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from core import metrics
 from schemas.events import Severity
@@ -148,3 +149,24 @@ def test_rows_round_trip_through_bytes() -> None:
     for name, value in row.arrays.items():
         assert np.array_equal(again.arrays[name], value)
     assert again.hits == row.hits
+
+
+def test_rows_sharing_a_header_keep_their_own_values_and_hits() -> None:
+    def row(value: float, hits: Hits) -> Row:
+        return Row(
+            {"embeddings": np.full(4, value, np.float32), "static": np.full(2, -value, np.float32)},
+            hits,
+        )
+
+    plain, cursed = Hits(), Hits(profanity=1, words=("heck",))
+    blobs = [encode_row(r) for r in (row(1.0, plain), row(2.0, cursed), row(3.0, plain))]
+    assert blobs[0].partition(b"\n")[0] == blobs[2].partition(b"\n")[0]
+    rows = [decode_row(b) for b in blobs]
+    assert [r.hits for r in rows] == [plain, cursed, plain]
+    assert [float(r.arrays["embeddings"][0]) for r in rows] == [1.0, 2.0, 3.0]
+    assert [r.arrays["static"].tolist() for r in rows] == [[-1.0, -1.0], [-2.0, -2.0], [-3.0, -3.0]]
+    rows[0].arrays["embeddings"][0] = 9.0  # a decoded row is its own memory
+    assert decode_row(blobs[0]).arrays["embeddings"][0] == 1.0
+    # A row cut short (a write torn by an outage, another format) is refused, not misread.
+    with pytest.raises(ValueError, match="wrong size"):
+        decode_row(blobs[1][:-4])
