@@ -156,7 +156,7 @@ class BatchSender:
     records are appended to one batch builder and handed over with ``send_batch``: the same
     partitioner as a keyed ``send`` (faust's ``key_partition``), the same producer (acks,
     compression, idempotence), one future per batch. A batch is at most the producer's batch
-    size; a full one is sent and the next one started.
+    size (``WARDEN_SCORER__RECORD_BATCH_BYTES``); a full one is sent and the next one started.
 
     A key's partition is remembered while the topic's partitions stay the same: the keys
     (users) repeat, and the partitioner hashes in pure Python (about 6 us a record).
@@ -263,6 +263,7 @@ def build_app(
         # No linger: BatchSender hands over each delivery's records as whole record batches
         # already, so waiting for more would only add latency (5 ms at the default).
         producer_linger_ms=0,
+        producer_max_batch_size=settings.scorer.record_batch_bytes,
         producer_compression_type=(
             None if settings.kafka.compression == "none" else settings.kafka.compression
         ),

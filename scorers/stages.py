@@ -714,12 +714,23 @@ class Stages:
             if together and not record.alone:
                 continue
             try:
-                sent.append((record, await self.send(record.topic, record.key, record.value)))
+                sent.append((record, await self._send_one(record)))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - per record; _sort re-raises
                 transient = self._sort(record, exc, again) or transient
         return sent, transient
+
+    async def _send_one(self, record: Outgoing) -> Awaitable[Any]:
+        if self.send_many is None:
+            return await self.send(record.topic, record.key, record.value)
+        # A record batch of its own. Through ``send`` the producer would put the records sent
+        # one after another to a partition in one batch (up to its batch size) again, and a
+        # broker that refused their shared batch for its size would refuse that one too.
+        [result] = await self.send_many([record])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _sort(self, record: Outgoing, exc: Exception, again: list[Outgoing]) -> Exception | None:
         """File a failed record under ``again``: itself (transient), itself alone (refused in a

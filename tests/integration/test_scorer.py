@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 from kit import Service, ThrowawayKafka, consume, consume_covering, free_port
 
-from core.clients import kafka_consumer
+from core.clients import kafka_admin, kafka_consumer
 from core.settings import Settings
 from core.topic_admin import create_topics
 from schemas.events import ChatMessage
@@ -296,6 +297,38 @@ async def test_poison_records_become_dead_letters_and_the_scorer_goes_on(
     await publish(producer, source, late)
     seen = await verdicts_for(settings, len(good) + 1, [scorer])
     assert f"{community}-500" in seen
+
+
+async def test_a_verdict_topic_with_a_smaller_message_limit_still_gets_every_verdict(
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Start
+) -> None:
+    """The scorer puts a batch's verdicts for a partition in one record batch of up to 512 KiB
+    (WARDEN_SCORER__RECORD_BATCH_BYTES). A broker or topic that allows less refuses such a
+    batch; its verdicts then go again one record at a time: all of them land, and none becomes
+    a dead letter."""
+    topic = VERDICTS.name_for(settings.kafka.topic_suffix)
+    admin = kafka_admin(settings.kafka)
+    await admin.start()
+    try:
+        limit = {"max.message.bytes": "20000"}  # about a dozen verdicts
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, limit)])
+    finally:
+        await admin.close()
+    community = f"limit{settings.kafka.topic_suffix}".replace(".", "-")
+    source = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
+    # One user, so one partition; a backlog before the scorer starts, so its batches are full.
+    texts = [f"{uuid.uuid4().hex} is what I think of round {i}, chat" for i in range(300)]
+    messages = [chat(community, "talker", text, i) for i, text in enumerate(texts)]
+    await publish(producer, source, messages)
+    scorer = service_factory("scorer")
+
+    records = await consume_covering(
+        settings, topic, {m.message_id for m in messages}, services=[scorer]
+    )
+    assert {r["message_id"] for r in records} == {m.message_id for m in messages}
+    letters = DEADLETTER.name_for(settings.kafka.topic_suffix)
+    assert await consume(settings, letters, count=1, timeout_s=3) == []
+    assert scorer.alive()
 
 
 def scrape(port: int, name: str) -> float | None:

@@ -38,6 +38,8 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("WARDEN_KAFKA__BOOTSTRAP_SERVERS", "no-port-here"),
         ("WARDEN_SCORER__MAX_BATCH", "0"),
+        # Over the broker's default message size limit: every delivery would be refused.
+        ("WARDEN_SCORER__RECORD_BATCH_BYTES", "2000000"),
         ("WARDEN_MODEL__DEVICE", "tpu"),
         ("WARDEN_LOG_LEVEL", "LOUD"),
     ],
