@@ -336,7 +336,7 @@ class ScorerSettings(Section):
     # at once when no message waits and the scorer would start on it at once (idle).
     # Batches fill only while messages wait (a backlog): then the larger the batch, the less of
     # each batch's fixed work (Redis and broker round trips, faust's fetch, the booster's call)
-    # a message pays; a quiet stream's batches stay small (README, Performance: 128 -> 512).
+    # a message pays; a quiet stream's batches stay small (README, Benchmark: 128 -> 512).
     max_batch: int = Field(default=512, ge=1, le=4096)
     max_wait_ms: int = Field(default=20, ge=1, le=10_000)
     # Bytes (before compression) of one Kafka record batch of the scorer's deliveries. aiokafka
