@@ -351,8 +351,9 @@ class Stages:
         self.executor = executor
         self.send = send
         # One Kafka record batch per partition for a whole delivery (a record at a time through
-        # ``send`` costs more per verdict than scoring a cached text); ``send`` for the records
-        # that must go alone.
+        # ``send`` costs more per verdict than scoring a cached text); a record that must go
+        # alone goes through it too, in a batch of its own (``_send_one``). Without it, every
+        # record goes through ``send``.
         self.send_many = send_many
         self.ack = ack
         self.verdicts_topic = verdicts_topic
