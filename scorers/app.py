@@ -63,6 +63,8 @@ GC_THRESHOLDS = (20_000, 20, 20)
 # ran 4-10 % faster (three alternating pairs each against 1 ms and 5 ms); unique texts moved
 # within the noise.
 SWITCH_INTERVAL_S = 0.0005
+# Batches whose text side is computed at once (scorers.stages' text stage): see build_app.
+MODEL_THREADS = 2
 # The scorer's producer: how long a produce request waits for its answer (seconds).
 PRODUCER_REQUEST_TIMEOUT_S = 30.0
 
@@ -291,8 +293,10 @@ def build_app(
             PolicyCache(client, settings.scorer.detector_policy_cache_s),
             settings.scorer.redis_retry_after_s,
         )
-    # One thread: batches are scored in order, and the model is never entered twice at once.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+    # Two threads: one batch's texts are prepared (tokens, features, the cache) while the
+    # encoder's sessions run the texts of the one before. The score stage still takes the
+    # batches in order.
+    executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="model")
     max_wait = settings.scorer.max_wait_ms / 1000
 
     async def send(topic: str, key: bytes, value: bytes) -> Any:

@@ -32,8 +32,12 @@ Three back ends share one tokenizer and one pooling step:
   Chat lines are short (a dozen tokens), too small to split one text's matrix products across
   cores: ONNX Runtime's second thread mostly spins (measured here, one all-MiniLM text: 1.93 ms
   wall but 3.80 ms of CPU on two threads, 2.61 ms on one). So the int8 path runs ``workers``
-  single-threaded sessions side by side, each on its share of a batch's texts (two of them:
-  1.59 ms a text, 2.9 ms of CPU). The default is one per core: on this 2-core machine two
+  single-threaded sessions side by side (two of them: 1.59 ms a text, 2.9 ms of CPU), each on
+  a thread of its own taking the next text from one queue as soon as it is free. Calls may
+  come from several threads at once: the scorer prepares one batch's texts (tokens, features)
+  while the sessions run the batch before, so they do not wait for that work, and a session
+  slowed by other threads on its core leaves more of a batch to the other one instead of
+  holding the batch up. The default is one session per core: on this 2-core machine two
   sessions beat one inside the scorer too, though its event loop shares the cores.
 
   Run one text at a time, an int8 embedding is a function of the text's token ids alone (no
@@ -56,9 +60,9 @@ import math
 import os
 import threading
 import uuid
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -242,16 +246,22 @@ class Encoder:
         self.build_sha256 = build_sha256
         self._tokenizer = tokenizer
         self._session = session
-        # int8: more ONNX sessions to run texts side by side, each on a thread of its own.
-        self._sessions = [session, *more_sessions]
-        self._pool = (
-            ThreadPoolExecutor(len(self._sessions) - 1, thread_name_prefix="encoder")
-            if len(self._sessions) > 1
-            else None
-        )
+        # int8 (ONNX Runtime): the sessions, each on a thread of its own, run the texts of every
+        # call from one queue (_Runs); the torch back ends run in the calling thread.
+        self._runs: _Runs | None = None
+        if backend == "int8" and hasattr(session, "run"):
+            self._runs = _Runs([session, *more_sessions])
+            weakref.finalize(self, self._runs.close)
+        self._feed_names = ["input_ids", "attention_mask"]
+        if self._runs is not None and _wants_token_types(session):
+            self._feed_names.append("token_type_ids")
+        # The torch back ends: one call at a time. int8: held only to read and write the
+        # token-id cache and the texts being run, never while a text runs.
         self._lock = threading.Lock()
         self.id_cache_size = id_cache_size
         self._by_ids: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        # int8: texts queued or running, by token ids: a call that needs one waits for it.
+        self._running: dict[tuple[int, ...], _Text] = {}
         # Texts embedded by the int8 path: by an encoder run, or from the token-id cache.
         self.texts_run = 0
         self.texts_reused = 0
@@ -321,17 +331,20 @@ class Encoder:
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Embeddings, shape (len(texts), dim), float32, rows in input order.
 
-        Texts are batched by length so that short chat lines are not padded to long ones.
+        torch: texts are batched by length (``batch_size`` a batch) so that short chat lines
+        are not padded to long ones. int8: one text a run (:meth:`_embed_int8`).
         """
         size = batch_size or self.batch_size
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        if self._runs is not None:
+            return self._embed_int8([text or " " for text in texts])
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: np.ndarray | None = None
         with self._lock:
             for start in range(0, len(order), size):
                 index = order[start : start + size]
-                vectors = self._embed_batch([texts[i] or " " for i in index])
+                vectors = self._embed_torch([texts[i] or " " for i in index])
                 if out is None:
                     out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[index] = vectors
@@ -343,54 +356,62 @@ class Encoder:
         """What distinguishes this encoder's embeddings in a cache besides the weights."""
         return "int8-7bit-per-text" if self.backend == "int8" else self.backend
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        if self.backend == "int8" and hasattr(self._session, "run"):
-            # One text per run: dynamic int8 picks each activation tensor's scale from the
-            # whole batch (padding included), so in a batch a message's embedding, and its
-            # score, would move with its batch-mates (up to 0.25 in p_toxic, measured). Per
-            # text, a message always gets the same score, at about 85 % of batched speed.
-            enc = self._tokenizer(texts, truncation=True, max_length=self.max_length)
-            ids = [tuple(row) for row in enc["input_ids"]]
-            known = self._by_ids
-            wanted: dict[tuple[int, ...], int] = {}  # ids not cached -> their first row
+    def _embed_int8(self, texts: list[str]) -> np.ndarray:
+        """One text per run: dynamic int8 picks each activation tensor's scale from the whole
+        batch (padding included), so in a batch a message's embedding, and its score, would
+        move with its batch-mates (up to 0.25 in p_toxic, measured). Per text, a message always
+        gets the same score, at about 85 % of batched speed.
+
+        Calls may come from several threads at once (the scorer prepares one batch while the
+        sessions run the one before): each queues the texts that neither the token-id cache
+        nor a call before it has, and waits for those it needs.
+        """
+        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = [tuple(row) for row in enc["input_ids"]]
+        names = [name for name in self._feed_names if name in enc]
+        vectors: dict[tuple[int, ...], np.ndarray] = {}
+        needed: dict[tuple[int, ...], _Text] = {}
+        queued: list[_Text] = []
+        with self._lock:
+            known, running = self._by_ids, self._running
             for i, key in enumerate(ids):
-                if key not in known:
-                    wanted.setdefault(key, i)
-            fresh = self._run_int8(list(wanted.values()), enc)
-            for k, key in enumerate(wanted):
-                known[key] = fresh[k].copy()  # not a view: it would keep all of fresh alive
-            out = np.stack([known[key] for key in ids])
-            for key in ids:
+                if key in vectors or key in needed:
+                    continue
+                vector = known.get(key)
+                if vector is not None:
+                    known.move_to_end(key)
+                    vectors[key] = vector
+                    continue
+                job = running.get(key)
+                if job is None:
+                    feed = {name: np.asarray([enc[name][i]], dtype=np.int64) for name in names}
+                    job = running[key] = _Text(feed, len(key))
+                    queued.append(job)
+                needed[key] = job
+        assert self._runs is not None
+        # Longest first: the last texts to start are the shortest, so the sessions end close
+        # together.
+        self._runs.submit(sorted(queued, key=lambda job: -job.length))
+        failure: BaseException | None = None
+        for job in needed.values():
+            job.done.wait()
+        with self._lock:
+            for key, job in needed.items():
+                if self._running.get(key) is job:
+                    del self._running[key]
+                if job.vector is None:
+                    failure = failure or job.error
+                    continue
+                vectors[key] = job.vector
+                known[key] = job.vector
                 known.move_to_end(key)
             while len(known) > self.id_cache_size:
                 known.popitem(last=False)
-            self.texts_run += len(wanted)
-            self.texts_reused += len(texts) - len(wanted)
-            return out
-        return self._embed_torch(texts)
-
-    def _run_int8(self, rows: list[int], enc: dict[str, Any]) -> np.ndarray:
-        """Embeddings of the tokenized texts at ``rows``, one run each, in that order."""
-        names = ["input_ids", "attention_mask"]
-        if _wants_token_types(self._session) and "token_type_ids" in enc:
-            names.append("token_type_ids")
-        feeds = [{name: np.asarray([enc[name][i]], dtype=np.int64) for name in names} for i in rows]
-        if not feeds:
-            return np.empty((0, 0), dtype=np.float32)
-        # Texts arrive sorted by length: dealing them out in turn evens the sessions' work.
-        shares = [feeds[k :: len(self._sessions)] for k in range(len(self._sessions))]
-        pool = self._pool
-        others = [
-            pool.submit(_run_int8, session, share)
-            for session, share in zip(self._sessions[1:], shares[1:], strict=True)
-            if pool is not None
-        ]
-        parts = [_run_int8(self._session, shares[0]), *(f.result() for f in others)]
-        out = np.empty((len(feeds), parts[0].shape[1]), dtype=np.float32)
-        for k, part in enumerate(parts):
-            if len(part):
-                out[k :: len(self._sessions)] = part
-        return out
+            self.texts_run += len(queued)
+            self.texts_reused += len(texts) - len(queued)
+        if failure is not None:
+            raise failure
+        return np.stack([vectors[key] for key in ids])
 
     def _embed_torch(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -459,12 +480,66 @@ class IdsTokenizer:
         }
 
 
-def _run_int8(session: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """One text per run (see ``Encoder._embed_batch``); rows in the order of ``feeds``."""
-    rows = [
-        mean_pool(session.run(["last_hidden_state"], f)[0], f["attention_mask"])[0] for f in feeds
-    ]
-    return np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
+class _Text:
+    """A tokenized text for the int8 sessions, and its embedding once run."""
+
+    __slots__ = ("done", "error", "feed", "length", "vector")
+
+    def __init__(self, feed: dict[str, np.ndarray], length: int) -> None:
+        self.feed = feed
+        self.length = length
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class _Runs:
+    """The int8 sessions, each on a thread of its own, taking texts from one queue.
+
+    A session takes the next text as soon as it is free, whichever call queued it: the sessions
+    end a call's texts together (a session slowed by the other threads on its core does fewer),
+    and while a calling thread does the rest of its batch's work (features, the cache) they are
+    already on the next call's texts.
+    """
+
+    def __init__(self, sessions: Sequence[Any]) -> None:
+        self._queue: deque[_Text] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._closed = False
+        for k, session in enumerate(sessions):
+            threading.Thread(
+                target=self._work, args=(session,), name=f"encoder_{k}", daemon=True
+            ).start()
+
+    def submit(self, texts: Sequence[_Text]) -> None:
+        if not texts:
+            return
+        with self._ready:
+            self._queue.extend(texts)
+            self._ready.notify(len(texts))
+
+    def close(self) -> None:
+        """Stop the threads once the queue is empty (the encoder is gone)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    def _work(self, session: Any) -> None:
+        queue, ready = self._queue, self._ready
+        while True:
+            with ready:
+                while not queue:
+                    if self._closed:
+                        return
+                    ready.wait()
+                text = queue.popleft()
+            feed = text.feed
+            try:
+                hidden = session.run(["last_hidden_state"], feed)[0]
+                text.vector = mean_pool(hidden, feed["attention_mask"])[0]
+            except BaseException as exc:  # noqa: BLE001 - handed to the calls waiting for it
+                text.error = exc
+            text.done.set()
 
 
 def _wants_token_types(session: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -478,6 +479,40 @@ async def test_the_next_batch_is_in_the_encoder_while_one_waits_for_its_context(
         await wait_for(lambda: acked == ["e0", "e1"])  # in the order they were taken
         p = {value["message_id"]: value["p_toxic"] for _, value in broker.taken}
         assert p == {"m0": 0.55, "m1": 0.6}
+        assert failures == []
+    finally:
+        await running.stop()
+
+
+class GatedModel(SplitModel):
+    """A text side that waits, in its thread, until the test lets a batch with "slow" go."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.done: list[list[str]] = []
+
+    def score_text_side(self, texts: Sequence[str]) -> TextSide:
+        if any("slow" in t for t in texts):
+            assert self.gate.wait(10)
+        self.done.append(list(texts))
+        return super().score_text_side(texts)
+
+
+async def test_two_batches_text_sides_run_at_once_and_their_verdicts_keep_order() -> None:
+    model = GatedModel()
+    running, broker, acked, failures = cached_stages(model)
+    running.executor = ThreadPoolExecutor(2)  # as the scorer runs (MODEL_THREADS)
+    running.start()
+    try:
+        await running.put(["e0"], [raw(0, "slow first batch")])
+        await running.put(["e1"], [raw(1, "second")])
+        # The second batch's text side ends while the first one's is still running...
+        await wait_for(lambda: model.done == [["second"]])
+        await asyncio.sleep(0.05)
+        assert acked == [] and broker.taken == []  # ...but nothing of it goes out first
+        model.gate.set()
+        await wait_for(lambda: acked == ["e0", "e1"])
+        assert [value["message_id"] for _, value in broker.taken] == ["m0", "m1"]
         assert failures == []
     finally:
         await running.stop()

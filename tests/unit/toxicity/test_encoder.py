@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from toxicity.encoder import (
     build_difference,
     encoder_build_of,
     file_sha256,
+    mean_pool,
     resolve_encoder,
     toolchain,
 )
@@ -246,3 +252,127 @@ def test_no_more_sessions_than_the_cgroups_cpu_quota(tmp_path: Path) -> None:
     cpu_max.write_text("garbage\n")
     assert default_workers(cpu_max) == cores
     assert default_workers(tmp_path / "missing") == cores  # no cgroup v2
+
+
+class CharTokenizer:
+    """Token ids from characters (lower case, as an uncased tokenizer reads them)."""
+
+    def __call__(self, texts: Any, *, truncation: bool = True, max_length: int = 128) -> Any:
+        ids = [[ord(c) for c in text.lower()[:max_length]] for text in texts]
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+
+
+class FakeSession:
+    """An ONNX Runtime session's surface: a text's "hidden states" are its token ids. Runs of
+    a text that contains ``hold`` wait until the test releases them; ``fail`` fails."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[int, ...]] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    def get_inputs(self) -> list[Any]:
+        return [SimpleNamespace(name="input_ids"), SimpleNamespace(name="attention_mask")]
+
+    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        ids = tuple(int(i) for i in feed["input_ids"][0])
+        with self.lock:
+            self.ran.append(ids)
+        text = "".join(map(chr, ids))
+        if "hold" in text:
+            self.holding.set()
+            assert self.release.wait(10)
+        if "fail" in text:
+            raise RuntimeError(f"cannot run {text!r}")
+        hidden = np.zeros((1, len(ids), 4), dtype=np.float32)
+        hidden[0, :, 0] = ids
+        hidden[0, :, 1] = len(ids)
+        return [hidden]
+
+
+def fake_int8(sessions: list[FakeSession], id_cache_size: int = 100) -> Encoder:
+    return Encoder(
+        encoder_id="fake",
+        source="fake",
+        backend="int8",
+        tokenizer=CharTokenizer(),
+        session=sessions[0],
+        batch_size=8,
+        max_length=32,
+        weights_hash="0" * 64,
+        more_sessions=sessions[1:],
+        id_cache_size=id_cache_size,
+    )
+
+
+def expected(text: str) -> np.ndarray:
+    hidden = np.zeros((1, len(text), 4), dtype=np.float32)
+    hidden[0, :, 0] = [ord(c) for c in text.lower()]
+    hidden[0, :, 1] = len(text)
+    return mean_pool(hidden, np.ones((1, len(text)), dtype=np.int64))[0]
+
+
+def encoder_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("encoder_")}
+
+
+def test_two_calls_at_once_share_the_sessions_and_a_text_runs_once() -> None:
+    """The scorer prepares one batch while the sessions run the one before: the second call's
+    texts run beside the first's, and a text both need runs once, for both."""
+    sessions = [FakeSession(), FakeSession()]
+    encoder = fake_int8(sessions)
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    one = threading.Thread(target=lambda: first.append(encoder.embed(["hold on", "gg"])))
+    one.start()
+    assert any(s.holding.wait(5) for s in sessions)  # "hold on" is running
+    # gg is done, "hold on" still running: the second call queues only its new line, which
+    # the free session runs while the first call still waits.
+    two = threading.Thread(
+        target=lambda: second.append(encoder.embed(["GG", "hold on", "new line"]))
+    )
+    two.start()
+    new_line = tuple(map(ord, "new line"))
+    for _ in range(500):
+        if any(new_line in s.ran for s in sessions):
+            break
+        time.sleep(0.01)
+    assert any(new_line in s.ran for s in sessions) and first == []
+    for session in sessions:
+        session.release.set()
+    for caller in (one, two):
+        caller.join(10)
+        assert not caller.is_alive()
+    ran = [ids for s in sessions for ids in s.ran]
+    assert sorted(ran) == sorted(tuple(map(ord, t)) for t in ("hold on", "gg", "new line"))
+    assert (encoder.texts_run, encoder.texts_reused) == (3, 2)
+    second_rows = second[0]
+    for text, vector in zip(["GG", "hold on", "new line"], second_rows, strict=True):
+        assert np.array_equal(vector, expected(text))
+    assert np.array_equal(first[0][0], second_rows[1])
+    assert np.array_equal(first[0][1], second_rows[0])
+
+
+def test_a_failed_run_fails_the_call_and_runs_again_next_time() -> None:
+    session = FakeSession()
+    encoder = fake_int8([session])
+    with pytest.raises(RuntimeError, match="cannot run 'fail me'"):
+        encoder.embed(["fine", "fail me"])
+    with pytest.raises(RuntimeError, match="cannot run 'fail me'"):
+        encoder.embed(["fail me"])  # not left as running, nor cached
+    assert session.ran.count(tuple(map(ord, "fail me"))) == 2
+    assert np.array_equal(encoder.embed(["fine"])[0], expected("fine"))  # the sessions go on
+
+
+def test_the_sessions_threads_end_with_their_encoder() -> None:
+    before = encoder_threads()
+    encoder = fake_int8([FakeSession(), FakeSession()])
+    encoder.embed(["hello"])
+    mine = encoder_threads() - before
+    assert len(mine) == 2
+    del encoder
+    gc.collect()
+    for thread in mine:
+        thread.join(5)
+    assert not any(t.is_alive() for t in mine)
