@@ -334,11 +334,11 @@ class Encoder:
         torch: texts are batched by length (``batch_size`` a batch) so that short chat lines
         are not padded to long ones. int8: one text a run (:meth:`_embed_int8`).
         """
-        size = batch_size or self.batch_size
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         if self._runs is not None:
             return self._embed_int8([text or " " for text in texts])
+        size = batch_size or self.batch_size
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: np.ndarray | None = None
         with self._lock:
@@ -397,8 +397,8 @@ class Encoder:
             job.done.wait()
         with self._lock:
             for key, job in needed.items():
-                if self._running.get(key) is job:
-                    del self._running[key]
+                if running.get(key) is job:
+                    del running[key]
                 if job.vector is None:
                     failure = failure or job.error
                     continue

@@ -313,6 +313,15 @@ def expected(text: str) -> np.ndarray:
     return mean_pool(hidden, np.ones((1, len(text)), dtype=np.int64))[0]
 
 
+def until(condition: Callable[[], bool]) -> None:
+    """Wait up to 5 s for ``condition``; fail if it never holds."""
+    for _ in range(500):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in 5 s")
+
+
 def encoder_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("encoder_")}
 
@@ -326,19 +335,16 @@ def test_two_calls_at_once_share_the_sessions_and_a_text_runs_once() -> None:
     second: list[np.ndarray] = []
     one = threading.Thread(target=lambda: first.append(encoder.embed(["hold on", "gg"])))
     one.start()
-    assert any(s.holding.wait(5) for s in sessions)  # "hold on" is running
-    # gg is done, "hold on" still running: the second call queues only its new line, which
+    until(lambda: any(s.holding.is_set() for s in sessions))  # "hold on" is running
+    # gg done or running, "hold on" held: the second call queues only its new line, which
     # the free session runs while the first call still waits.
     two = threading.Thread(
         target=lambda: second.append(encoder.embed(["GG", "hold on", "new line"]))
     )
     two.start()
     new_line = tuple(map(ord, "new line"))
-    for _ in range(500):
-        if any(new_line in s.ran for s in sessions):
-            break
-        time.sleep(0.01)
-    assert any(new_line in s.ran for s in sessions) and first == []
+    until(lambda: any(new_line in s.ran for s in sessions))
+    assert first == []
     for session in sessions:
         session.release.set()
     for caller in (one, two):
