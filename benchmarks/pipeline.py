@@ -30,7 +30,6 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.cpu_sampler import CpuSampler, disturbance, stack_pids
+from benchmarks.host import machine
 from benchmarks.stage_costs import STAGE_METRIC, THREAD_METRIC, stage_costs, stage_table
 from core.clients import kafka_consumer, kafka_producer
 from core.metrics import percentile
@@ -90,42 +90,6 @@ class Plan:
 class Report:
     results: dict[str, Any] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
-
-
-# CPU flags of the int8 matrix instructions ONNX Runtime's kernels use where present: the
-# model-only ceiling more than doubles with them (README, Benchmark), the rest of the pipeline
-# does not move.
-INT8_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    try:
-        # The first core's lines: its model name comes before its flags.
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "int8_instructions": [flag for flag in INT8_FLAGS if flag in flags],
-        "gpu": gpu,
-        "python": platform.python_version(),
-    }
 
 
 def workload(kind: str, count: int, prefix: str) -> list[dict[str, Any]]:

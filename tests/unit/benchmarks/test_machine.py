@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from benchmarks.pipeline import machine, model_ceiling
+from benchmarks.host import machine
+from benchmarks.pipeline import model_ceiling
 
 # Two cores' lines as Linux writes them; only the first core's are read.
 CPUINFO = """processor\t: 0
