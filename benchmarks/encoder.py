@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+
+from benchmarks.host import cpu
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "unit" / "retrain" / "fixtures"
 
@@ -42,16 +43,6 @@ def _rate(fn: Any, texts: list[str]) -> tuple[float, Any]:
     started = time.monotonic()
     result = fn(texts)
     return len(texts) / (time.monotonic() - started), result
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _per_tensor_cosine(
@@ -129,7 +120,7 @@ def main(count: int, batch_size: int, threads: int, model_dir: Path | None) -> N
         "batch_size": batch_size,
         "threads": threads,
         "max_length": max_length,
-        "cpu": _cpu_name(),
+        "cpu": cpu()[0],
         "rows": [
             {"backend": "fp32 (torch)", "msgs_per_s": rate32},
             {

@@ -13,19 +13,25 @@ from typing import Any
 INT8_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
+def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
+    """The CPU's model name and flags, from the first core's lines of ``cpuinfo``."""
+    name = platform.processor() or platform.machine()
     flags: set[str] = set()
     try:
-        # The first core's lines: its model name comes before its flags.
+        # The first core's model name comes before its flags.
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    return name, flags
+
+
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    name, flags = cpu(cpuinfo)
     gpu = None
     try:
         import torch
@@ -36,7 +42,7 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
         pass
     return {
         "cores": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": name,
         "int8_instructions": [flag for flag in INT8_FLAGS if flag in flags],
         "gpu": gpu,
         "python": platform.python_version(),
