@@ -87,7 +87,14 @@ class BatchScorer:
         self.scoring = scoring_of(model, flag_severity)
         self._flagged = {severity: is_flagged(severity, flag_severity) for severity in Severity}
 
-    def _verdict(self, m: ChatMessage, s: Score, degraded: bool, scored_at: datetime) -> Verdict:
+    def _verdict(
+        self,
+        m: ChatMessage,
+        s: Score,
+        degraded: bool,
+        scored_at: datetime,
+        policy_version: str | None,
+    ) -> Verdict:
         flagged = self._flagged[s.severity]
         # Validated: pydantic-core's check costs less than ``model_construct`` (measured: 6.7
         # against 8.1 us a verdict), and it refuses a score out of range (a model bug).
@@ -112,6 +119,7 @@ class BatchScorer:
             received_at=m.received_at,
             scored_at=scored_at,
             scoring=self.scoring,
+            policy_version=policy_version,
         )
 
     def decode(
@@ -163,8 +171,10 @@ class BatchScorer:
         text: TextPart,
         contexts: Sequence[Context] | None,
         degraded: bool,
+        policy_versions: Sequence[str] | None = None,
     ) -> Scored:
-        """The verdicts of ``messages`` from their text part and contexts."""
+        """The verdicts of ``messages`` from their text part and contexts (and, when known, the
+        version of the policy their community's detectors apply)."""
         if not messages:
             return Scored([], {})
         if text.side is not None and self.cache is not None:
@@ -176,8 +186,10 @@ class BatchScorer:
             costs[stage] = costs.get(stage, 0) + ns
         started = time.thread_time_ns()
         scored_at = utcnow()
+        versions = policy_versions if policy_versions is not None else [None] * len(messages)
         verdicts = [
-            self._verdict(m, s, degraded, scored_at) for m, s in zip(messages, scores, strict=True)
+            self._verdict(m, s, degraded, scored_at, version)
+            for m, s, version in zip(messages, scores, versions, strict=True)
         ]
         costs["verdicts"] = time.thread_time_ns() - started
         return Scored(verdicts, text.computed, costs)

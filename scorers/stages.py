@@ -487,10 +487,14 @@ class Stages:
             else:
                 text, model_ns = await batch.text
                 clock.add("model_thread", model_ns)
+            versions = None
+            if self.detectors is not None:
+                with clock.section("detectors"):
+                    versions = await clock.wait(self.detectors.versions(messages))
             # The booster and verdicts here, not in the model thread: it is already on the next
             # batch's texts.
             with clock.section(INLINE_MODEL):
-                scored = scorer.finish(messages, text, context, degraded)
+                scored = scorer.finish(messages, text, context, degraded, versions)
             metrics.MODEL_SECONDS.labels(SERVICE).observe(time.perf_counter() - model_started)
             for stage, ns in scored.costs.items():
                 clock.add(stage, ns)

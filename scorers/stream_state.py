@@ -107,10 +107,10 @@ for a = p, #ARGV do
                      raid and 'wd:ra:' .. r, raid and 'wd:rm:' .. r, raid and 'wd:rd:' .. r,
                      f[3], f[4], f[5], tonumber(f[6]), f[7], f[8], prof[tonumber(f[9])], f[10]}
 end
-local keep, newbie, seen = {}, {}, {}
-local function touch(key, t, w, zset)
+local keep, newbie, seen, fields = {}, {}, {}, {}
+local function touch(key, t, w, zset, fresh)
   local k = keep[key]
-  if not k then keep[key] = {t, w, zset}
+  if not k then keep[key] = {t, w, zset, false, fresh}
   else
     if t > k[1] then k[1] = t end
     if w > k[2] then k[2] = w end
@@ -137,15 +137,23 @@ for m, r in ipairs(rows) do
     seen[pair] = fs
     if fs >= t - pr[4] then
       newbie[m] = true
+      -- The raid's hash counts its fields (m: and r:, about two a line) against the caps; none
+      -- means a raid line new to this channel, whose three keys this batch creates (they are
+      -- created, moved and dropped together): their expiry is set without asking, and there
+      -- is nothing old in them to trim.
+      local n = fields[rd]
+      if n == nil then n = redis.call('HLEN', rd) end
+      local fresh = n == 0 or (keep[rd] ~= nil and keep[rd][5])
       redis.call('ZADD', ra, 'LT', t, user)
       redis.call('ZADD', rm, t, id)
-      -- m: and r: fields: about two per line
-      if redis.call('HLEN', rd) < 2 * DETAIL_CAP then
+      if n < 2 * DETAIL_CAP then
         redis.call('HSET', rd, 'm:' .. id, r[14])
+        n = n + 1
       end
-      touch(ra, t, pr[4], true)
-      touch(rm, t, pr[4], true)
-      touch(rd, t, pr[4], false)
+      fields[rd] = n
+      touch(ra, t, pr[4], true, fresh)
+      touch(rm, t, pr[4], true, fresh)
+      touch(rd, t, pr[4], false, fresh)
     end
   end
 end
@@ -193,8 +201,9 @@ for _, o in ipairs(order) do
     if st[7] then decided = st[7] == '1'
     else
       decided = (known and tonumber(st[2]) <= t) or (not known and size >= pr[5])
-      if redis.call('HLEN', rd) < 20 * DETAIL_CAP then
+      if fields[rd] < 20 * DETAIL_CAP then
         redis.call('HSET', rd, 'r:' .. id, decided and '1' or '0')
+        fields[rd] = fields[rd] + 1
       end
     end
     if decided then
@@ -227,20 +236,26 @@ for _, o in ipairs(order) do
   out[m] = {lines, repeats, pieces, raid, size, rid, event}
 end
 for key, k in pairs(keep) do
-  local cut = '(' .. (k[1] - k[2] - grace)
-  if k[4] then
-    -- The user's spam index holds the same lines as its flood window: drop those leaving it.
-    local old = redis.call('ZRANGEBYSCORE', key, '-inf', cut, 'WITHSCORES')
-    for j = 1, #old, 2 do
-      local id, fp = string.match(old[j], '^([^\\31]*)\\31([^\\31]*)\\31')
-      if fp and fp ~= '' then
-        redis.call('ZREM', k[4], fp .. '\\31' .. stamp(tonumber(old[j + 1])) .. '\\31' .. id)
+  local ms = k[2] + grace
+  if k[5] then
+    -- Created by this batch: nothing in it to trim, and no expiry to ask about.
+    redis.call('PEXPIRE', key, ms + math.floor(ms / 2))
+  else
+    local cut = '(' .. (k[1] - k[2] - grace)
+    if k[4] then
+      -- The user's spam index holds the same lines as its flood window: drop those leaving it.
+      local old = redis.call('ZRANGEBYSCORE', key, '-inf', cut, 'WITHSCORES')
+      for j = 1, #old, 2 do
+        local id, fp = string.match(old[j], '^([^\\31]*)\\31([^\\31]*)\\31')
+        if fp and fp ~= '' then
+          redis.call('ZREM', k[4], fp .. '\\31' .. stamp(tonumber(old[j + 1])) .. '\\31' .. id)
+        end
       end
+      keep_for(k[4], ms)
     end
-    keep_for(k[4], k[2] + grace)
+    if k[3] then redis.call('ZREMRANGEBYSCORE', key, '-inf', cut) end
+    keep_for(key, ms)
   end
-  if k[3] then redis.call('ZREMRANGEBYSCORE', key, '-inf', cut) end
-  keep_for(key, k[2] + grace)
 end
 return out
 """

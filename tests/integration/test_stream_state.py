@@ -132,6 +132,34 @@ async def test_window_keys_outlive_the_window_and_their_expiry_moves_rarely(
     assert await client.zcard(key) == 3
 
 
+async def test_raid_keys_a_batch_creates_get_their_expiry_and_old_ones_are_trimmed(
+    client: aioredis.Redis,
+) -> None:
+    """A first-time chatter's raid line opens three keys (accounts, lines, the raid's hash):
+    the batch that creates them sets their expiry without asking for it; a later batch trims
+    what left the window + grace and moves the expiry only when it comes near."""
+    d = detectors(client)
+    community = uuid.uuid4().hex
+    line = "follow my channel for free stuff"
+    first = chat(community, "newbie", line, 0.0)
+    await run(d, [first])
+    window_ms = (DetectorThresholds().raid_window_s + GRACE_S) * 1000
+    keys = [k async for k in client.scan_iter(f"wd:r[amd]:*{community}*")]
+    assert len(keys) == 3
+    for key in keys:
+        assert window_ms < await client.pttl(key) <= window_ms * 3 // 2
+
+    # Far later (event time) from another first-time chatter: the old line leaves.
+    late_s = DetectorThresholds().raid_window_s + GRACE_S + 5
+    await run(d, [chat(community, "other", line, late_s)])
+    accounts = next(k for k in keys if k.startswith(b"wd:ra:"))
+    lines = next(k for k in keys if k.startswith(b"wd:rm:"))
+    assert await client.zrange(accounts, 0, -1) == [b"other"]
+    assert await client.zcard(lines) == 1
+    for key in keys:
+        assert await client.pttl(key) > window_ms
+
+
 async def test_split_evasion_spelt_across_lines(client: aioredis.Redis) -> None:
     d = detectors(client)
     community = uuid.uuid4().hex

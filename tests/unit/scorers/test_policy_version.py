@@ -90,3 +90,22 @@ def test_each_verdict_names_the_policy_version_its_community_was_scored_under() 
     detectors = StreamDetectors(State(), policies)  # type: ignore[arg-type]
     detected = asyncio.run(detectors.run(messages, [verdict_of(m) for m in messages]))
     assert [v.policy_version for v in detected.verdicts] == ["twitch:stored@v2", DEFAULT_VERSION]
+
+
+def test_versions_asked_ahead_are_those_run_records_and_spare_it_a_copy() -> None:
+    """The score stage asks the versions before it builds the verdicts: built with them, a
+    verdict the detectors find nothing in leaves ``run`` as the same object (no copy)."""
+    messages = [message("stored"), message("nothing")]
+    policies = Policies({("twitch", "stored"): AppliedPolicy(STRICT, "twitch:stored@v2")})
+    detectors = StreamDetectors(State(), policies)  # type: ignore[arg-type]
+    versions = asyncio.run(detectors.versions(messages))
+    assert versions == ["twitch:stored@v2", DEFAULT_VERSION]
+    built = [
+        verdict_of(m).model_copy(update={"policy_version": v})
+        for m, v in zip(messages, versions, strict=True)
+    ]
+    detected = asyncio.run(detectors.run(messages, built))
+    assert all(out is v for out, v in zip(detected.verdicts, built, strict=True))
+    # Built without them (or with a version that changed since), run still sets the version.
+    detected = asyncio.run(detectors.run(messages, [verdict_of(m) for m in messages]))
+    assert [v.policy_version for v in detected.verdicts] == versions

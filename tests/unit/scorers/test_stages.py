@@ -381,6 +381,39 @@ async def test_a_raid_event_is_delivered_with_its_batch_before_the_acknowledgeme
         await running.stop()
 
 
+class Versioned(StreamDetectors):
+    """Detectors with no stream state, one community policy, and a record of what ``run`` got."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)
+        self.given: list[str | None] = []
+
+    async def versions(self, messages: Any) -> list[str]:
+        return ["twitch:c@v7" for _ in messages]
+
+    async def run(self, messages: Any, verdicts: Any) -> Detected:
+        self.given += [v.policy_version for v in verdicts]
+        return Detected(list(verdicts), [], False)
+
+
+async def test_verdicts_are_built_with_the_policy_version_the_detectors_apply() -> None:
+    broker = Refusing({})
+    acked: list[Any] = []
+    failures: list[BaseException] = []
+    running = stages(broker, acked, failures)
+    running.detectors = detectors = Versioned()
+    running.start()
+    try:
+        await running.put(["e0"], [raw(0, "hello there")])
+        await wait_for(lambda: acked == ["e0"])
+        assert detectors.given == ["twitch:c@v7"]  # built with it: no copy to set it
+        ((_, verdict),) = broker.taken
+        assert verdict["policy_version"] == "twitch:c@v7"
+        assert failures == []
+    finally:
+        await running.stop()
+
+
 class SplitModel:
     """A model with a text side (as the hybrid model has), scoring a text by its length."""
 
