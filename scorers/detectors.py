@@ -63,6 +63,11 @@ RAID_HARM_LABELS: frozenset[str] = frozenset(
     (L.INSULT, L.THREAT, L.SELF_HARM, L.IDENTITY_ATTACK, L.SEXUAL_HARASSMENT, HARD_SLUR)
 )
 SAMPLE_CHARS = 300
+# A community with no policy of its own: one object, so that its lines share cached labels.
+DEFAULT_POLICY = AppliedPolicy()
+NO_LABELS: dict[str, str] = {}  # shared: never changed
+# Distinct (thresholds, text) pairs whose stateless labels are remembered (then forgotten at once).
+STATELESS_CACHE = 50_000
 
 _STRIP = ".,!?…~\"'()[]{}:;*"
 _MENTION = re.compile(r"(?<![\w@])@\w{2,}|<@[!&]?\w+(?:\|[^>]*)?>")
@@ -303,6 +308,10 @@ class StreamDetectors:
         self.policies = policies
         self.retry_after_s = retry_after_s
         self._down_until = 0.0
+        # (id of the thresholds, text) -> their stateless labels: chat repeats itself, and a
+        # community's thresholds stay one object until the policy cache reads them again.
+        self._stateless: dict[tuple[int, str], dict[str, str]] = {}
+        self._thresholds: dict[int, DetectorThresholds] = {}
 
     @property
     def available(self) -> bool:
@@ -321,7 +330,7 @@ class StreamDetectors:
             if self.policies is not None and self.available
             else {}
         )
-        default = AppliedPolicy()
+        default = DEFAULT_POLICY
         # Per message, once: a dict lookup on an enum's value is not free at 1,000 lines a second.
         return [policies.get((m.platform.value, m.community), default) for m in messages]
 
@@ -363,12 +372,25 @@ class StreamDetectors:
             raid.event = raid_event(raid, messages[raid.index])
         out: list[Verdict] = []
         counted: dict[str, int] = {}
+        known, held = self._stateless, self._thresholds
+        if len(known) > STATELESS_CACHE or len(held) > 1_000:
+            known.clear()
+            held.clear()
         for i, (message, verdict) in enumerate(zip(messages, verdicts, strict=True)):
             policy = applied[i]
             limit = policy.thresholds
-            found = stateless_labels(texts[message.text], limit)
+            # Never changed in place: shared by every line with this text and thresholds.
+            key = (id(limit), message.text)
+            found = known.get(key)
+            if found is None:
+                # Most lines have none: one shared empty dict, so that the cache holds (almost)
+                # no objects for the garbage collector to walk.
+                found = known[key] = stateless_labels(texts[message.text], limit) or NO_LABELS
+                held[key[0]] = limit  # held, so that its id names no other object meanwhile
             if windows is not None:
-                found.update(windowed_labels(windows[i], limit))
+                windowed = windowed_labels(windows[i], limit)
+                if windowed:
+                    found = {**found, **windowed}
             for label in found:
                 counted[label] = counted.get(label, 0) + 1
             # One copy of the verdict for everything the detectors change in it.

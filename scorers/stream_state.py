@@ -72,18 +72,20 @@ DETAIL_CAP = 1000
 ACCOUNTS_CAP = 1000
 SEP = "\x1f"
 FIELD = "\x1e"
+RECORD = "\x1d"
 # What ``schemas.events.Id`` accepts: a mirrored policy version becomes a verdict's.
 _ID = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 
 # ARGV: grace ms, the number of threshold profiles, 5 values per profile (flood, spam, split
-# and raid windows in ms, raid minimum accounts), then one value per message, its fields joined
-# by \x1e: user key, raid key ("<channel key>:<raid fp>", "" = no raid), message id, user id,
-# channel, sent ms, fingerprint ("" = spam off), short text, profile, raid detail. One argument
-# per message, and key names built here from it: redis-py packs every argument and key one by
-# one in Python, which cost more than the script. (Keys are named in the script, not in KEYS:
-# a batch spans users, and so hash slots, whatever it declares; the context store's scripts do
-# the same on one Redis.) Answers per message {lines, repeats, short pieces, raid 0/1, raid
-# size, raid id, event or 0}.
+# and raid windows in ms, raid minimum accounts), then the messages in one value: a record each,
+# records joined by \x1d, a record's fields by \x1e: user key, raid key ("<channel key>:<raid
+# fp>", "" = no raid), message id, user id, channel, sent ms, fingerprint ("" = spam off), short
+# text, profile, raid detail. One argument for the batch, and key names built here from it:
+# redis-py packs every argument and key one by one in Python, on the event loop, which cost
+# more than splitting them here. (Keys are named in the script, not in KEYS: a batch spans
+# users, and so hash slots, whatever it declares; the context store's scripts do the same on one
+# Redis.) Answers per message {lines, repeats, short pieces, raid 0/1, raid size, raid id, event
+# or 0}.
 _APPLY = """
 local grace, nprof = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prof, p = {}, 3
@@ -92,15 +94,17 @@ for n = 1, nprof do
              tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])}
   p = p + 5
 end
-local rows = {}
-for a = p, #ARGV do
-  local f, from = {}, 1
+local rows, all, from = {}, ARGV[p], 1
+while from <= #all do
+  local stop = string.find(all, '\\29', from, true) or #all + 1
+  local f = {}
   for _ = 1, 9 do
-    local at = string.find(ARGV[a], '\\30', from, true)
-    f[#f + 1] = string.sub(ARGV[a], from, at - 1)
+    local at = string.find(all, '\\30', from, true)
+    f[#f + 1] = string.sub(all, from, at - 1)
     from = at + 1
   end
-  f[10] = string.sub(ARGV[a], from)
+  f[10] = string.sub(all, from, stop - 1)
+  from = stop + 1
   local u, r = f[1], f[2]
   local raid = r ~= ''
   rows[#rows + 1] = {'wd:f:' .. u, 'wd:s:' .. u, 'wf:u:' .. u,
@@ -326,9 +330,9 @@ def _ms(message: ChatMessage) -> int:
     return int(message.sent_at.timestamp() * 1000)
 
 
-def _detail(message: ChatMessage, harmful: bool, labels: Sequence[str]) -> str:
-    text = message.text[:300].replace(SEP, " ").replace(FIELD, " ")
-    return SEP.join((str(_ms(message)), message.user, str(int(harmful)), ",".join(labels), text))
+def _detail(message: ChatMessage, sent_ms: int, harmful: bool, labels: Sequence[str]) -> str:
+    text = message.text[:300].replace(SEP, " ").replace(FIELD, " ").replace(RECORD, " ")
+    return SEP.join((str(sent_ms), message.user, str(int(harmful)), ",".join(labels), text))
 
 
 def _line(detail: bytes | str) -> RaidLine | None:
@@ -383,20 +387,23 @@ class StreamState:
                 else ""
             )
             short = entry.short if len(entry.short) <= limit.split_max_chars else ""
+            sent = _ms(message)
             fields = (
                 message.key,
                 raid,
                 message.message_id,
                 message.user,
                 message.channel,
-                _ms(message),
+                str(sent),
                 entry.fingerprint if limit.is_on("spam") else "",
                 short if limit.is_on("split_evasion") else "",
-                profiles[profile],
-                _detail(message, harmful, labels) if raid else "",
+                str(profiles[profile]),
+                _detail(message, sent, harmful, labels) if raid else "",
             )
-            body.append(FIELD.join(map(str, fields)))
-        reply = await self._apply(keys=[], args=[GRACE_S * 1000, len(profiles), *header, *body])
+            body.append(FIELD.join(fields))
+        reply = await self._apply(
+            keys=[], args=[GRACE_S * 1000, len(profiles), *header, RECORD.join(body)]
+        )
         windows: list[Windows] = []
         raids: list[RaidSeen] = []
         for i, row in enumerate(reply):

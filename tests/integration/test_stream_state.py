@@ -17,7 +17,7 @@ from schemas.detection import DETECTORS_FIELD, DetectorThresholds, policy_key
 from schemas.events import ChatMessage, Severity, Verdict, utcnow
 from schemas.labels import RAID, SPAM
 from scorers.context_store import FeatureStore, Outcome, Position
-from scorers.detectors import StreamDetectors
+from scorers.detectors import StreamDetectors, entry, traits
 from scorers.stream_state import GRACE_S, PolicyCache, RaidSeen, StreamState
 
 START = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -158,6 +158,30 @@ async def test_raid_keys_a_batch_creates_get_their_expiry_and_old_ones_are_trimm
     assert await client.zcard(lines) == 1
     for key in keys:
         assert await client.pttl(key) > window_ms
+
+
+async def test_separator_characters_in_a_raid_line_are_only_text(
+    client: aioredis.Redis,
+) -> None:
+    """A batch goes to Redis as one argument, its records and fields split by control
+    characters: a line that contains them stays one line, and the lines after it are read
+    right."""
+    community = uuid.uuid4().hex
+    odd = "free stuff\x1dat my\x1e channel\x1f today"
+    batch = [chat(community, "a", odd, 0.0), chat(community, "b", "hello there friends", 0.1)]
+    batch += [chat(community, "b", "hello there friends", 0.2 + i / 10) for i in range(3)]
+    state = StreamState(client)
+    windows, _ = await state.apply(
+        batch,
+        [entry(traits(m.text)) for m in batch],
+        [DetectorThresholds()] * len(batch),
+        [(False, [])] * len(batch),
+    )
+    assert [w.lines for w in windows] == [1, 1, 2, 3, 4]
+    assert [w.repeats for w in windows] == [1, 1, 2, 3, 4]
+    raid_key = f"wd:rd:twitch:{community}:#main:{traits(odd).raid_fingerprint}"
+    stored: list[bytes] = await client.hvals(raid_key)  # type: ignore[misc]
+    assert any(value.endswith(b"free stuff at my  channel  today") for value in stored)
 
 
 async def test_split_evasion_spelt_across_lines(client: aioredis.Redis) -> None:

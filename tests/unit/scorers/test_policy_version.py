@@ -46,10 +46,12 @@ class Policies(PolicyCache):
 
 
 class State:
+    lines = 1
+
     async def apply(
         self, messages: Sequence[ChatMessage], *args: Any
     ) -> tuple[list[Windows], list[Any]]:
-        return [Windows(lines=1) for _ in messages], []
+        return [Windows(lines=self.lines) for _ in messages], []
 
 
 def message(community: str) -> ChatMessage:
@@ -109,3 +111,40 @@ def test_versions_asked_ahead_are_those_run_records_and_spare_it_a_copy() -> Non
     # Built without them (or with a version that changed since), run still sets the version.
     detected = asyncio.run(detectors.run(messages, [verdict_of(m) for m in messages]))
     assert [v.policy_version for v in detected.verdicts] == versions
+
+
+def test_stateless_labels_follow_each_communitys_thresholds_across_batches() -> None:
+    """caps/link labels are remembered per text and thresholds: two communities sharing a line
+    get their own answers, and new thresholds for a community (a policy change) are applied
+    from the next batch on, though the text was seen before."""
+    loud = DetectorThresholds(caps_min_letters=4)
+    quiet = DetectorThresholds(caps_min_letters=100)
+    policies = Policies(
+        {("twitch", "loud"): AppliedPolicy(loud, "v1"), ("twitch", "quiet"): AppliedPolicy(quiet)}
+    )
+    detectors = StreamDetectors(State(), policies)  # type: ignore[arg-type]
+
+    def caps(batch: list[ChatMessage]) -> list[bool]:
+        detected = asyncio.run(detectors.run(batch, [verdict_of(m) for m in batch]))
+        return ["caps" in v.labels for v in detected.verdicts]
+
+    shout = "WHAT A PLAY THAT WAS"
+    batch = [message("loud"), message("quiet"), message("loud")]
+    batch = [m.model_copy(update={"text": shout}) for m in batch]
+    assert caps(batch) == [True, False, True]
+    assert caps(batch) == [True, False, True]  # the second time from the cache
+    policies.found["twitch", "loud"] = AppliedPolicy(quiet, "v2")
+    assert caps(batch) == [False, False, False]
+    # A line that also gets windowed labels keeps its stateless ones (the fake state counts
+    # one line in the flood window).
+    policies.found["twitch", "loud"] = AppliedPolicy(loud, "v1")
+    assert caps(batch) == [True, False, True]
+    policies.found["twitch", "loud"] = AppliedPolicy(
+        DetectorThresholds(caps_min_letters=4, flood_messages=2), "v3"
+    )
+    State.lines = 2
+    try:
+        detected = asyncio.run(detectors.run(batch[:2], [verdict_of(m) for m in batch[:2]]))
+    finally:
+        State.lines = 1
+    assert [set(v.labels) for v in detected.verdicts] == [{"caps", "flood"}, set()]
