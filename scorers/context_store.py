@@ -52,13 +52,15 @@ TTL_SECONDS = (WINDOW_DAYS + 1) * 86_400
 TTL_SLACK_SECONDS = 86_400
 ITEM = "\x1e"  # between the items of a list passed as one script argument
 
-# Lua: the items of a list passed as one argument (empty items kept; "" is no items).
+# Lua: the items of a list passed as one argument, split at \x1e or at ``sep`` (empty items
+# kept; "" is no items).
 SPLIT = """
-local function split(s)
+local function split(s, sep)
   local out, from = {}, 1
   if s == '' then return out end
+  sep = sep or '\\30'
   while true do
-    local at = string.find(s, '\\30', from, true)
+    local at = string.find(s, sep, from, true)
     if not at then out[#out + 1] = string.sub(s, from) return out end
     out[#out + 1] = string.sub(s, from, at - 1)
     from = at + 1

@@ -58,7 +58,7 @@ from schemas.detection import (
     policy_key,
 )
 from schemas.events import ChatMessage, RaidEvent
-from scorers.context_store import channel_key
+from scorers.context_store import SPLIT, channel_key, sent_ms
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -86,7 +86,9 @@ _ID = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 # users, and so hash slots, whatever it declares; the context store's scripts do the same on one
 # Redis.) Answers per message {lines, repeats, short pieces, raid 0/1, raid size, raid id, event
 # or 0}.
-_APPLY = """
+_APPLY = (
+    SPLIT
+    + """
 local grace, nprof = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prof, p = {}, 3
 for n = 1, nprof do
@@ -94,17 +96,9 @@ for n = 1, nprof do
              tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])}
   p = p + 5
 end
-local rows, all, from = {}, ARGV[p], 1
-while from <= #all do
-  local stop = string.find(all, '\\29', from, true) or #all + 1
-  local f = {}
-  for _ = 1, 9 do
-    local at = string.find(all, '\\30', from, true)
-    f[#f + 1] = string.sub(all, from, at - 1)
-    from = at + 1
-  end
-  f[10] = string.sub(all, from, stop - 1)
-  from = stop + 1
+local rows = {}
+for _, record in ipairs(split(ARGV[p], '\\29')) do
+  local f = split(record)
   local u, r = f[1], f[2]
   local raid = r ~= ''
   rows[#rows + 1] = {'wd:f:' .. u, 'wd:s:' .. u, 'wf:u:' .. u,
@@ -263,6 +257,7 @@ for key, k in pairs(keep) do
 end
 return out
 """
+)
 for _name, _value in (
     ("DETAIL_CAP", DETAIL_CAP),
     ("ACCOUNTS_CAP", ACCOUNTS_CAP),
@@ -326,13 +321,9 @@ def raid_id(channel: str, first_message_id: str) -> str:
     return "raid-" + hashlib.sha256(plain.encode()).hexdigest()[:40]
 
 
-def _ms(message: ChatMessage) -> int:
-    return int(message.sent_at.timestamp() * 1000)
-
-
-def _detail(message: ChatMessage, sent_ms: int, harmful: bool, labels: Sequence[str]) -> str:
+def _detail(message: ChatMessage, sent: int, harmful: bool, labels: Sequence[str]) -> str:
     text = message.text[:300].replace(SEP, " ").replace(FIELD, " ").replace(RECORD, " ")
-    return SEP.join((str(sent_ms), message.user, str(int(harmful)), ",".join(labels), text))
+    return SEP.join((str(sent), message.user, str(int(harmful)), ",".join(labels), text))
 
 
 def _line(detail: bytes | str) -> RaidLine | None:
@@ -387,7 +378,7 @@ class StreamState:
                 else ""
             )
             short = entry.short if len(entry.short) <= limit.split_max_chars else ""
-            sent = _ms(message)
+            sent = sent_ms(message)
             fields = (
                 message.key,
                 raid,
