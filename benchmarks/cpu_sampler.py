@@ -75,9 +75,14 @@ def stack_pids(settings: Settings) -> dict[str, int]:
     return {name: pid for name, pid in found.items() if pid is not None}
 
 
-# Whose children's CPU counts as theirs: Redis's snapshot and rewrite forks are Redis's work.
-# (Not the benchmark's own process: its children are the scorers, rows of their own.)
+# Whose children's CPU counts as theirs: Redis's snapshot and rewrite forks are Redis's work,
+# a scorer's encoder process (toxicity.encoder_process) the scorer's. (Not the benchmark's own
+# process: its children are the scorers, rows of their own.)
 WITH_CHILDREN = frozenset({"broker", "redis"})
+
+
+def counts_children(name: str) -> bool:
+    return name in WITH_CHILDREN or name.startswith("scorer")
 
 
 class CpuSampler:
@@ -102,7 +107,7 @@ class CpuSampler:
         while not self._stop.is_set():
             total, idle = machine_ticks()
             ticks = {
-                name: process_ticks(pid, children=name in WITH_CHILDREN)
+                name: process_ticks(pid, children=counts_children(name))
                 for name, pid in self.pids.items()
             }
             self.samples.append(

@@ -57,7 +57,8 @@ def stage_costs(
     ``fetch`` is faust's consumer thread (aiokafka fetching and parsing records); ``consume``
     what the event-loop thread spent outside the timed stages (faust's per-event path, the
     producer's I/O, asyncio itself); ``encoder`` the model thread's share of the embedding plus
-    the encoder's other sessions and any thread Python does not know (native pools);
+    the encoder's sessions (threads, or the encoder's own process) and any thread Python does not
+    know (native pools);
     ``other_threads`` the rest (the metrics server); ``total`` the process's CPU, and
     ``outside_encoder`` the total less ``encoder``.
     """
@@ -74,7 +75,8 @@ def stage_costs(
     main = threads.pop("main", 0.0)
     # The model's CPU: its thread's, and the batches it scored on the event loop (all cached).
     model = threads.pop("model", 0.0) + spent(INLINE_MODEL)
-    encoder_threads = threads.pop("encoder", 0.0)
+    # The encoder's session threads, in the scorer or in its encoder process.
+    encoder_threads = threads.pop("encoder", 0.0) + threads.pop("encoder_process", 0.0)
     fetch = sum(v for k, v in threads.items() if "consumer" in k.lower())
     others = sum(v for k, v in threads.items() if "consumer" not in k.lower())
     native = max(0.0, process - main - model - encoder_threads - fetch - others)

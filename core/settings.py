@@ -137,6 +137,9 @@ class ModelSettings(Section):
     # int8 on the CPU: single-threaded encoder sessions run side by side, one text each;
     # None = one per core (toxicity.encoder explains why).
     encoder_workers: int | None = Field(default=None, ge=1, le=256)
+    # int8: run those sessions in a child process (toxicity.encoder_process), off this
+    # process's interpreter lock; None = in the scorer's workers, not elsewhere.
+    encoder_process: bool | None = None
     # int8: embeddings kept by token ids, so LUL and lul cost one encoder run (0 = none kept;
     # 20,000 MiniLM embeddings are ~31 MB).
     encoder_id_cache: int = Field(default=20_000, ge=0, le=10_000_000)

@@ -29,7 +29,7 @@ from core.clients import group_id, install_lz4_level, install_reconnect_backoff,
 from core.errors import WardenError
 from core.model_pointer import ActiveModel, read_active
 from core.paths import faust_data_dir, model_cache_dir
-from core.settings import Settings
+from core.settings import ModelSettings, Settings
 from schemas.events import Severity
 from schemas.topics import CHAT_MESSAGES, DEADLETTER, RAIDS, VERDICTS, VERDICTS_SHADOW
 from scorers.batch import SERVICE, BatchScorer, RawEvent
@@ -434,8 +434,18 @@ def load_pointed(settings: Settings, pointer: ActiveModel) -> TextScorer:
 
     path = resolve_stored(pointer.path)
     return load_scorer(
-        settings.model.model_copy(update={"path": path}), cache_dir=model_cache_dir(settings)
+        worker_model_settings(settings).model_copy(update={"path": path}),
+        cache_dir=model_cache_dir(settings),
     )
+
+
+def worker_model_settings(settings: Settings) -> ModelSettings:
+    """The model settings a worker loads with: unless told otherwise, the int8 encoder's
+    sessions run in a process of their own (toxicity.encoder_process), off the interpreter
+    lock that the event loop holds much of the time."""
+    if settings.model.encoder_process is not None:
+        return settings.model
+    return settings.model.model_copy(update={"encoder_process": True})
 
 
 def startup_model(settings: Settings) -> TextScorer:
@@ -471,7 +481,7 @@ def startup_model(settings: Settings) -> TextScorer:
                     pointer.path,
                     exc,
                 )
-    return load_model(settings.model, cache_dir=model_cache_dir(settings))
+    return load_model(worker_model_settings(settings), cache_dir=model_cache_dir(settings))
 
 
 def settle_heap() -> None:

@@ -40,6 +40,11 @@ Three back ends share one tokenizer and one pooling step:
   holding the batch up. The default is one session per core: on this 2-core machine two
   sessions beat one inside the scorer too, though its event loop shares the cores.
 
+  In the scorer the sessions run in a process of their own instead
+  (:mod:`toxicity.encoder_process`, ``process=True``): there the event loop holds the
+  interpreter lock much of the time, and a session needs it for every text it takes and hands
+  back. Same sessions, same embeddings, byte for byte.
+
   Run one text at a time, an int8 embedding is a function of the text's token ids alone (no
   padding, no batch-mates), so the int8 path keeps the last ``id_cache_size`` embeddings by
   token ids: texts that differ only where the uncased tokenizer does not look (``LUL``,
@@ -64,9 +69,12 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from toxicity.encoder_process import ProcessRuns
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +243,7 @@ class Encoder:
         more_sessions: Sequence[Any] = (),
         id_cache_size: int = DEFAULT_ID_CACHE_SIZE,
         build_sha256: str | None = None,
+        runs: ProcessRuns | None = None,
     ) -> None:
         self.encoder_id = encoder_id
         self.source = source
@@ -247,13 +256,19 @@ class Encoder:
         self._tokenizer = tokenizer
         self._session = session
         # int8 (ONNX Runtime): the sessions, each on a thread of its own, run the texts of every
-        # call from one queue (_Runs); the torch back ends run in the calling thread.
-        self._runs: _Runs | None = None
-        if backend == "int8" and hasattr(session, "run"):
+        # call from one queue (_Runs), or do so in a process of their own (``runs``,
+        # toxicity.encoder_process); the torch back ends run in the calling thread.
+        self._runs: _Runs | ProcessRuns | None = runs
+        if runs is None and backend == "int8" and hasattr(session, "run"):
             self._runs = _Runs([session, *more_sessions])
+        if self._runs is not None:
             weakref.finalize(self, self._runs.close)
         self._feed_names = ["input_ids", "attention_mask"]
-        if self._runs is not None and _wants_token_types(session):
+        if runs is not None:
+            token_types = "token_type_ids" in runs.input_names
+        else:
+            token_types = self._runs is not None and _wants_token_types(session)
+        if token_types:
             self._feed_names.append("token_type_ids")
         # The torch back ends: one call at a time. int8: held only to read and write the
         # token-id cache and the texts being run, never while a text runs.
@@ -278,11 +293,14 @@ class Encoder:
         max_length: int = DEFAULT_MAX_LENGTH,
         workers: int | None = None,
         id_cache_size: int = DEFAULT_ID_CACHE_SIZE,
+        process: bool = False,
     ) -> Encoder:
         """Load an encoder; ``quantize="int8"`` on the CPU builds or reuses the int8 file.
 
         ``workers``: int8 sessions run side by side (None: :func:`default_workers`).
         ``id_cache_size``: int8 embeddings kept by token ids (0: none kept between calls).
+        ``process``: int8 sessions in a child process (toxicity.encoder_process), for a caller
+        whose own threads hold the interpreter lock much of the time (the scorer).
         """
         encoder_id, source = resolve_encoder(name_or_path)
         local = isinstance(source, Path)
@@ -291,6 +309,7 @@ class Encoder:
         more: list[Any] = []
         tokenizer: Any
         build_sha256: str | None = None
+        runs: ProcessRuns | None = None
         if device == "cuda":
             tokenizer = hf_tokenizer(source, local)
             backend, session = "fp16", _torch_model(source, local, device="cuda", half=True)
@@ -301,8 +320,14 @@ class Encoder:
             session = _int8_session(source, local, folder)
             count = default_workers() if workers is None else max(1, workers)
             if hasattr(session, "run"):  # ONNX Runtime (not the torch fallback)
-                build_sha256 = file_sha256(folder / f"model.{_INT8_RECIPE}.onnx")
-                more = [_int8_session(source, local, folder) for _ in range(count - 1)]
+                build_sha256 = file_sha256(int8_file(folder))
+                if process:
+                    from toxicity.encoder_process import ProcessRuns
+
+                    runs = ProcessRuns(int8_file(folder), count)
+                    session = None  # the child's sessions run every text
+                else:
+                    more = [_int8_session(source, local, folder) for _ in range(count - 1)]
                 tokenizer = IdsTokenizer.load(source, max_length) or hf_tokenizer(source, local)
             else:
                 tokenizer = hf_tokenizer(source, local)
@@ -322,6 +347,7 @@ class Encoder:
             more_sessions=more,
             id_cache_size=id_cache_size,
             build_sha256=build_sha256,
+            runs=runs,
         )
 
     @property
@@ -391,7 +417,8 @@ class Encoder:
         assert self._runs is not None
         # Longest first: the last texts to start are the shortest, so the sessions end close
         # together.
-        self._runs.submit(sorted(queued, key=lambda job: -job.length))
+        queued.sort(key=lambda job: -job.length)
+        self._runs.submit(queued)
         failure: BaseException | None = None
         for job in needed.values():
             job.done.wait()
@@ -561,15 +588,27 @@ def _int8_session(source: Path | str, local: bool, folder: Path) -> Any:
     """An ONNX Runtime session on the per-channel int8 encoder, built on first use."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         logger.warning("onnx/onnxruntime missing: using torch per-channel dynamic int8")
         return _torch_int8(source, local)
-    int8_path = folder / f"model.{_INT8_RECIPE}.onnx"
+    int8_path = int8_file(folder)
     if not int8_path.is_file():
         with build_lock(folder):
             if not int8_path.is_file():  # else another process built it while this one waited
                 _build_int8(source, local, folder, int8_path)
+    return ort_session(int8_path)
+
+
+def int8_file(folder: Path) -> Path:
+    """The int8 ONNX file of an encoder's cache folder."""
+    return folder / f"model.{_INT8_RECIPE}.onnx"
+
+
+def ort_session(int8_path: Path) -> Any:
+    """A single-threaded ONNX Runtime session on a built int8 file."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # sessions run side by side instead (module docstring)
     options.inter_op_num_threads = 1

@@ -237,6 +237,7 @@ class HybridScorer:
             batch_size=batch_size,
             max_length=meta.max_length,
             workers=model_settings.encoder_workers if model_settings else None,
+            process=bool(model_settings and model_settings.encoder_process),
             id_cache_size=(
                 model_settings.encoder_id_cache if model_settings else DEFAULT_ID_CACHE_SIZE
             ),

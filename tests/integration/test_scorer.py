@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -211,21 +212,29 @@ async def partitions_of(settings: Settings, topic: str) -> list[tuple[bytes, int
         await consumer.stop()
 
 
+async def scoring_a_backlog(
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Start, name: str
+) -> tuple[list[ChatMessage], Service]:
+    """A backlog of 1,500 unique lines (the worker cannot finish them in a moment) and a worker
+    in small batches that has delivered 100 verdicts of it."""
+    community = f"{name}{settings.kafka.topic_suffix}"
+    messages = [
+        chat(community, f"user{i % 40}", f"line {i} {uuid.uuid4().hex}", i) for i in range(1500)
+    ]
+    await publish(producer, CHAT_MESSAGES.name_for(settings.kafka.topic_suffix), messages)
+    first = service_factory("scorer", WARDEN_SCORER__MAX_BATCH="32")
+    verdicts = VERDICTS.name_for(settings.kafka.topic_suffix)
+    before = await consume(settings, verdicts, count=100, services=[first])
+    assert len(before) < len(messages), "stopped too late to test anything"
+    return messages, first
+
+
 async def test_a_killed_worker_loses_no_verdict(
     settings: Settings, producer: AIOKafkaProducer, service_factory: Start
 ) -> None:
     """SIGKILL while batches are in both stages: the restarted worker fills every gap."""
-    community = f"kill{settings.kafka.topic_suffix}"
-    source = CHAT_MESSAGES.name_for(settings.kafka.topic_suffix)
+    messages, first = await scoring_a_backlog(settings, producer, service_factory, "kill")
     verdicts = VERDICTS.name_for(settings.kafka.topic_suffix)
-    # Unique lines, so that the worker cannot finish them all before it is killed.
-    messages = [
-        chat(community, f"user{i % 40}", f"line {i} {uuid.uuid4().hex}", i) for i in range(1500)
-    ]
-    await publish(producer, source, messages)
-    first = service_factory("scorer", WARDEN_SCORER__MAX_BATCH="32")
-    before = await consume(settings, verdicts, count=100, services=[first])
-    assert len(before) < len(messages), "killed too late to test anything"
     first.stop(signal.SIGKILL)
 
     second = service_factory("scorer")
@@ -237,6 +246,51 @@ async def test_a_killed_worker_loses_no_verdict(
     for message_id, count in ids.items():  # replayed batches repeat the same decision
         if count > 1:
             assert len({r["p_toxic"] for r in records if r["message_id"] == message_id}) == 1
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (a worker's: its encoder process)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def gone(pid: int, within_s: float) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+async def test_a_killed_encoder_process_stops_its_worker_and_loses_no_verdict(
+    settings: Settings, producer: AIOKafkaProducer, service_factory: Start
+) -> None:
+    """The encoder's sessions run in a child of the worker: if it dies, the batch in hand
+    fails, the worker stops without acknowledging it, and its replacement scores it."""
+    messages, first = await scoring_a_backlog(settings, producer, service_factory, "encoderkill")
+    verdicts = VERDICTS.name_for(settings.kafka.topic_suffix)
+    (encoder,) = children(first.process.pid)
+    signal_sent = time.monotonic()
+    os.kill(encoder, signal.SIGKILL)
+    code = await asyncio.to_thread(first.process.wait, 60)
+    assert code != 0
+    assert time.monotonic() - signal_sent < 60
+
+    second = service_factory("scorer")
+    wanted = {m.message_id for m in messages}
+    records = await consume_covering(settings, verdicts, wanted, services=[second])
+    assert {r["message_id"] for r in records} == wanted
 
 
 def chat_payload(community: str, n: int, **fields: object) -> bytes:
@@ -407,7 +461,9 @@ async def test_sigterm_stops_a_running_scorer_cleanly(
     )
     await verdicts_for(settings, 5, [scorer])
     await wait_metric(port, READY, 1.0, scorer, timeout_s=30)
+    (encoder,) = children(scorer.process.pid)  # the encoder's sessions (toxicity.encoder_process)
     started = time.monotonic()
     code = await asyncio.to_thread(scorer.stop)
     assert time.monotonic() - started < 15
     assert code == 0
+    assert await asyncio.to_thread(gone, encoder, 10.0), "the encoder process outlived its worker"

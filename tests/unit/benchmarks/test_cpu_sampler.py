@@ -113,3 +113,35 @@ def test_a_drain_other_programs_took_from_is_called_disturbed() -> None:
     warning = disturbance(reading(200.0))
     assert warning is not None and "10%" in warning and "200 us" in warning
     assert disturbance(None) is None
+
+
+def test_a_scorers_child_process_is_charged_to_the_scorer() -> None:
+    """A scorer's encoder runs in a child process: its CPU is the scorer's row."""
+    code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'while True: pass']); time.sleep(60)"
+    )
+    for name in ("scorer", "harness"):
+        parent = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            time.sleep(0.5)
+            with CpuSampler({name: parent.pid}, interval_s=0.02) as sampler:
+                time.sleep(0.3)
+                start = time.time()
+                time.sleep(1.0)
+                end = time.time()
+                time.sleep(0.1)
+        finally:
+            with open(f"/proc/{parent.pid}/task/{parent.pid}/children", encoding="ascii") as kids:
+                children = [int(k) for k in kids.read().split()]
+            for pid in children:
+                os.kill(pid, 9)
+            parent.kill()
+            parent.wait()
+        found = sampler.between(start, end, 100.0)
+        assert found is not None
+        share = found["us_per_msg"].get(name, 0.0) / 10_000  # cores' worth
+        if name == "scorer":
+            assert share >= 0.1  # the spinning child's core, or a share of it
+        else:
+            assert share < 0.05  # the parent only sleeps

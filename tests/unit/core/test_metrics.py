@@ -131,3 +131,26 @@ def test_every_error_kind_the_code_counts_is_initialised() -> None:
     assert len(spelt) >= 10, "the scan found too little to mean anything"
     known = {kind for kinds in metrics.ERROR_KINDS.values() for kind in kinds}
     assert {kind: where for kind, where in spelt.items() if kind not in known} == {}
+
+
+def test_thread_cpu_counts_a_child_process_as_the_encoders() -> None:
+    """A scorer's encoder sessions may run in a child process: its CPU is reported as
+    ``encoder_process`` and is part of the process total (`warden bench` reads both)."""
+    import subprocess
+    import sys
+    import time
+
+    def reading() -> dict[str, float]:
+        (family,) = metrics._ThreadCpu().collect()
+        return {sample.labels["thread"]: sample.value for sample in family.samples}
+
+    assert "encoder_process" not in reading()
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        used = reading()
+    finally:
+        child.kill()
+        child.wait()
+    assert used["encoder_process"] >= 0.1
+    assert used["process"] >= used["encoder_process"]
