@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -220,6 +221,9 @@ def _serve(model_path: str, workers: int) -> None:
     """The child: load the sessions, announce their inputs, run texts until stdin closes."""
     from toxicity.encoder import mean_pool, ort_session
 
+    # Ctrl-C in a terminal reaches the whole process group: the worker stops on it and closes
+    # this process's stdin, which is how this process stops (after the texts it was given).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Frames go to the parent on the original stdout; anything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -118,6 +118,17 @@ def test_the_process_ends_with_its_encoder() -> None:
     assert runs._process.returncode == 0  # it saw its input close and stopped
 
 
+def test_ctrl_c_leaves_the_process_to_its_worker(threads: Encoder, process: Encoder) -> None:
+    """SIGINT reaches a terminal's whole process group: the worker decides when to stop."""
+    runs = process._runs
+    assert isinstance(runs, ProcessRuns)
+    os.kill(runs.pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert runs._process.poll() is None
+    texts = chat(20, seed=7)
+    assert np.array_equal(process.embed(texts), threads.embed(texts))
+
+
 def test_a_child_that_cannot_load_says_so(tmp_path: Path) -> None:
     with pytest.raises(EncoderProcessError, match="did not start"):
         ProcessRuns(tmp_path / "missing.onnx", 1)
