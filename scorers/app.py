@@ -508,6 +508,9 @@ def run_worker(settings: Settings) -> None:
     readiness = Readiness(SERVICE)
     readiness.set()  # 0 until the first rebalance completes
     app = build_app(settings, model, readiness)
+    # A promotion replaces the model (model_follow): nothing here may keep the old one alive,
+    # nor its encoder's process (toxicity.encoder_process ends it once the model is let go).
+    del model
     settle_heap()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     # override_logging=False: keep core.logs.configure's handlers, which rate-limit repeated

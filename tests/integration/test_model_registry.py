@@ -194,6 +194,24 @@ def chat(community: str, n: int) -> ChatMessage:
     )
 
 
+def encoder_processes(pid: int) -> list[int]:
+    """The live encoder processes (toxicity.encoder_process) a worker has started."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                command = Path(f"/proc/{kid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"toxicity.encoder_process" in command:
+                found.append(int(kid))
+    return found
+
+
 async def test_a_running_scorer_swaps_in_a_promoted_model_between_batches(
     registry: Registry,
     models: dict[str, Path],
@@ -253,6 +271,13 @@ async def test_a_running_scorer_swaps_in_a_promoted_model_between_batches(
         assert set(seq[switched:]) <= {same.version}
     assert verdicts[-1]["model_version"] == same.version
     assert scorer.alive()
+    # The model it replaced is let go, and with it its encoder's process (150 MB).
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(encoder_processes(scorer.process.pid)) != 1:
+        assert asyncio.get_running_loop().time() < deadline, encoder_processes(scorer.process.pid)
+        await send(range(sent, sent + 10))
+        sent += 10
+        await asyncio.sleep(0.5)
 
 
 async def test_a_challenger_scores_into_the_shadow_topic_only_and_is_compared(
