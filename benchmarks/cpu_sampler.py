@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.metrics import live_children, proc_stat
 from core.settings import Settings
 
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -38,30 +39,17 @@ def machine_ticks() -> tuple[int, int]:
 def process_ticks(pid: int, children: bool = False) -> int | None:
     """User + system ticks of ``pid`` (all threads), None when it is gone. With ``children``,
     also its children's, live and ended (Redis forks one to write each snapshot)."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     if fields is None:
         return None
     ticks = int(fields[11]) + int(fields[12])
     if children:
         ticks += int(fields[13]) + int(fields[14])  # ended children, once waited for
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as kids:
-                live = [int(k) for k in kids.read().split()]
-        except OSError:
-            live = []
-        for kid in live:
-            kid_fields = _stat(kid)
+        for kid in live_children(pid):
+            kid_fields = proc_stat(kid)
             if kid_fields is not None:
                 ticks += int(kid_fields[11]) + int(kid_fields[12])
     return ticks
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def stack_pids(settings: Settings) -> dict[str, int]:

@@ -220,24 +220,37 @@ def _children_cpu() -> float:
     """CPU seconds of this process's live child processes: a scorer's one child is its
     encoder's (toxicity.encoder_process), whose CPU is the scorer's too."""
     ticks = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:  # no /proc here
-        return 0.0
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/children", encoding="ascii") as kids:
-                pids = kids.read().split()
-        except OSError:
-            continue
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:  # ended meanwhile
-                continue
+    for kid in live_children(os.getpid()):
+        fields = proc_stat(kid)
+        if fields is not None:  # else ended meanwhile
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command's name (state first), or None
+    when the process is gone (or there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def live_children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, whichever of its threads started them."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone, or no /proc here
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as kids:
+                found += [int(k) for k in kids.read().split()]
+        except OSError:
+            continue
+    return found
 
 
 _THREAD_NUMBER = re.compile(r"(?:[-_ ]\d+)+$|-\d+ \(.*\)$")

@@ -264,11 +264,7 @@ class Encoder:
         if self._runs is not None:
             weakref.finalize(self, self._runs.close)
         self._feed_names = ["input_ids", "attention_mask"]
-        if runs is not None:
-            token_types = "token_type_ids" in runs.input_names
-        else:
-            token_types = self._runs is not None and _wants_token_types(session)
-        if token_types:
+        if self._runs is not None and "token_type_ids" in self._runs.input_names:
             self._feed_names.append("token_type_ids")
         # The torch back ends: one call at a time. int8: held only to read and write the
         # token-id cache and the texts being run, never while a text runs.
@@ -530,6 +526,8 @@ class _Runs:
     """
 
     def __init__(self, sessions: Sequence[Any]) -> None:
+        # What the sessions take (the same model: the first one's).
+        self.input_names = [item.name for item in sessions[0].get_inputs()]
         self._queue: deque[_Text] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._closed = False
@@ -567,10 +565,6 @@ class _Runs:
             except BaseException as exc:  # noqa: BLE001 - handed to the calls waiting for it
                 text.error = exc
             text.done.set()
-
-
-def _wants_token_types(session: Any) -> bool:
-    return any(item.name == "token_type_ids" for item in session.get_inputs())
 
 
 def _torch_model(source: Path | str, local: bool, *, device: str, half: bool) -> Any:

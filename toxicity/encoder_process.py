@@ -28,15 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import struct
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -218,8 +218,13 @@ class ProcessRuns:
 
 
 def _serve(model_path: str, workers: int) -> None:
-    """The child: load the sessions, announce their inputs, run texts until stdin closes."""
-    from toxicity.encoder import mean_pool, ort_session
+    """The child: load the sessions, announce their inputs, run texts until stdin closes.
+
+    The texts run on the in-process path's own queue and session threads
+    (``toxicity.encoder._Runs``); a frame's embeddings go back once all of its texts are done
+    (a call waits for all of its texts anyway): a frame or two per call, not one per text, each
+    of which would wake a thread on both sides."""
+    from toxicity.encoder import _Runs, _Text, ort_session
 
     # Ctrl-C in a terminal reaches the whole process group: the worker stops on it and closes
     # this process's stdin, which is how this process stops (after the texts it was given).
@@ -228,85 +233,39 @@ def _serve(model_path: str, workers: int) -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     stdin = sys.stdin.buffer
-    sessions = [ort_session(Path(model_path)) for _ in range(max(1, workers))]
-    names = [item.name for item in sessions[0].get_inputs()]
+    runs = _Runs([ort_session(Path(model_path)) for _ in range(max(1, workers))])
+    names = runs.input_names
     out.write(_frame(READY, 0, json.dumps({"inputs": names}).encode()))
     out.flush()
-
-    # Texts to run, each with the frame it came in; results go back once a frame's texts are
-    # all done (a call waits for all of its texts anyway): a frame or two per call, not one
-    # per text, each of which would wake a thread on both sides.
-    todo: deque[tuple[int, int, dict[str, np.ndarray]]] = deque()
-    ready = threading.Condition()
-    results: list[tuple[int, np.ndarray]] = []
-    errors: list[tuple[int, str]] = []
-    left: dict[int, int] = {}  # texts not yet run, by frame
-    finished = threading.Condition()
-    state = {"open": True, "running": len(sessions), "complete": 0}
-
-    def run(session: Any) -> None:
-        while True:
-            with ready:
-                while not todo and state["open"]:
-                    ready.wait()
-                if not todo:
-                    break
-                frame, job_id, feed = todo.popleft()
-            try:
-                hidden = session.run(["last_hidden_state"], feed)[0]
-                vector = mean_pool(hidden, feed["attention_mask"])[0]
-                failure = None
-            except Exception as exc:  # noqa: BLE001 - handed to the parent's caller
-                failure = f"{type(exc).__name__}: {exc}"
-            with finished:
-                if failure is None:
-                    results.append((job_id, vector))
-                else:
-                    errors.append((job_id, failure))
-                left[frame] -= 1
-                if not left[frame]:
-                    del left[frame]
-                    state["complete"] += 1
-                    finished.notify()
-        with finished:
-            state["running"] -= 1
-            finished.notify()
+    # Each frame's jobs, in the order they came: the sessions take texts in that order too.
+    frames: queue.SimpleQueue[list[tuple[int, _Text]] | None] = queue.SimpleQueue()
 
     def write() -> None:
-        while True:
-            with finished:
-                while not state["complete"] and state["running"]:
-                    finished.wait()
-                state["complete"] = 0
-                done, failed = results[:], errors[:]
-                results.clear()
-                errors.clear()
-                last = not state["running"]
+        while (jobs := frames.get()) is not None:
+            # Last first: the sessions take a frame's texts in order, so by the time its last
+            # text is done the others mostly are, and this thread wakes once or twice a frame
+            # instead of once a text (each time taking the lock from the sessions).
+            for _, text in reversed(jobs):
+                text.done.wait()
+            done: list[tuple[int, np.ndarray]] = []
+            for job_id, text in jobs:
+                if text.vector is not None:
+                    done.append((job_id, text.vector))
+                else:
+                    message = f"{type(text.error).__name__}: {text.error}".encode()
+                    out.write(_frame(ERROR, 1, struct.pack("<I", job_id) + message))
             if done:
                 ids = np.fromiter((i for i, _ in done), dtype=np.uint32, count=len(done))
                 matrix = np.stack([v for _, v in done]).astype(np.float32, copy=False)
                 out.write(_frame(VECTORS, len(done), ids.tobytes() + matrix.tobytes()))
-            for job_id, message in failed:
-                out.write(_frame(ERROR, 1, struct.pack("<I", job_id) + message.encode()))
             out.flush()
-            if last and not done and not failed:
-                return
 
-    threads = [
-        threading.Thread(target=run, args=(s,), name=f"encoder_{k}") for k, s in enumerate(sessions)
-    ]
     writer = threading.Thread(target=write, name="writer")
-    for thread in [*threads, writer]:
-        thread.start()
-    frames = 0
-    while True:
-        frame = _read_frame(stdin)
-        if frame is None:
-            break
+    writer.start()
+    while (frame := _read_frame(stdin)) is not None:
         kind, count, body = frame
         if kind != TEXTS or not count:
             continue
-        frames += 1
         offset, jobs = 0, []
         for _ in range(count):
             job_id, length = TEXT.unpack_from(body, offset)
@@ -316,18 +275,12 @@ def _serve(model_path: str, workers: int) -> None:
                 values = np.frombuffer(body, dtype=np.int32, count=length, offset=offset)
                 feed[name] = values.astype(np.int64).reshape(1, length)
                 offset += 4 * length
-            jobs.append((frames, job_id, feed))
-        with finished:
-            left[frames] = count
-        with ready:
-            todo.extend(jobs)
-            ready.notify(len(jobs))
-    with ready:
-        state["open"] = False
-        ready.notify_all()
-    for thread in threads:
-        thread.join()
+            jobs.append((job_id, _Text(feed, length)))
+        runs.submit([text for _, text in jobs])
+        frames.put(jobs)
+    frames.put(None)  # the texts given run to the end and go back before this process ends
     writer.join()
+    runs.close()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from kit import REPO, Service, consume, review, run_warden
 
+from core.metrics import live_children
 from core.settings import Settings
 from core.topic_admin import topic_size
 from retrain.gating import load_reserved
@@ -197,18 +198,13 @@ def chat(community: str, n: int) -> ChatMessage:
 def encoder_processes(pid: int) -> list[int]:
     """The live encoder processes (toxicity.encoder_process) a worker has started."""
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for kid in live_children(pid):
         try:
-            kids = (task / "children").read_text().split()
+            command = Path(f"/proc/{kid}/cmdline").read_bytes()
         except OSError:
             continue
-        for kid in kids:
-            try:
-                command = Path(f"/proc/{kid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"toxicity.encoder_process" in command:
-                found.append(int(kid))
+        if b"toxicity.encoder_process" in command:
+            found.append(kid)
     return found
 
 

@@ -25,6 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from kit import Service, ThrowawayKafka, consume, consume_covering, free_port
 
 from core.clients import kafka_admin, kafka_consumer
+from core.metrics import live_children, proc_stat
 from core.settings import Settings
 from core.topic_admin import create_topics
 from schemas.events import ChatMessage
@@ -248,26 +249,12 @@ async def test_a_killed_worker_loses_no_verdict(
             assert len({r["p_toxic"] for r in records if r["message_id"] == message_id}) == 1
 
 
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (a worker's: its encoder process)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(k) for k in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def gone(pid: int, within_s: float) -> bool:
     """Whether process ``pid`` has ended (or is a zombie) within ``within_s`` seconds."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
+        fields = proc_stat(pid)
+        if fields is None or fields[0] == "Z":
             return True
         time.sleep(0.1)
     return False
@@ -280,7 +267,7 @@ async def test_a_killed_encoder_process_stops_its_worker_and_loses_no_verdict(
     fails, the worker stops without acknowledging it, and its replacement scores it."""
     messages, first = await scoring_a_backlog(settings, producer, service_factory, "encoderkill")
     verdicts = VERDICTS.name_for(settings.kafka.topic_suffix)
-    (encoder,) = children(first.process.pid)
+    (encoder,) = live_children(first.process.pid)
     signal_sent = time.monotonic()
     os.kill(encoder, signal.SIGKILL)
     code = await asyncio.to_thread(first.process.wait, 60)
@@ -461,7 +448,9 @@ async def test_sigterm_stops_a_running_scorer_cleanly(
     )
     await verdicts_for(settings, 5, [scorer])
     await wait_metric(port, READY, 1.0, scorer, timeout_s=30)
-    (encoder,) = children(scorer.process.pid)  # the encoder's sessions (toxicity.encoder_process)
+    (encoder,) = live_children(
+        scorer.process.pid
+    )  # the encoder's sessions (toxicity.encoder_process)
     started = time.monotonic()
     code = await asyncio.to_thread(scorer.stop)
     assert time.monotonic() - started < 15
